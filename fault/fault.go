@@ -1,0 +1,154 @@
+package fault
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Code classifies an error the way the contract's error table does.
+type Code int
+
+// The codes of the error table. Their names match gRPC's canonical codes,
+// which the server maps them to.
+const (
+	InvalidArgument Code = iota + 1
+	NotFound
+	AlreadyExists
+	FailedPrecondition
+	Aborted
+	OutOfRange
+	Unauthenticated
+	PermissionDenied
+	Unavailable
+)
+
+var codeNames = map[Code]string{
+	InvalidArgument:    "invalid argument",
+	NotFound:           "not found",
+	AlreadyExists:      "already exists",
+	FailedPrecondition: "failed precondition",
+	Aborted:            "aborted",
+	OutOfRange:         "out of range",
+	Unauthenticated:    "unauthenticated",
+	PermissionDenied:   "permission denied",
+	Unavailable:        "unavailable",
+}
+
+func (c Code) String() string {
+	if s, ok := codeNames[c]; ok {
+		return s
+	}
+	return fmt.Sprintf("code(%d)", int(c))
+}
+
+// Reasons carried in ErrorInfo (domain "tasker.v1") and in batch entry
+// results.
+const (
+	ReasonInvalidState     = "INVALID_STATE"
+	ReasonAlreadyCompleted = "ALREADY_COMPLETED"
+	ReasonLeaseLost        = "LEASE_LOST"
+	ReasonTimedOut         = "TIMED_OUT"
+	ReasonCancelled        = "CANCELLED"
+	ReasonLogTruncated     = "LOG_TRUNCATED"
+)
+
+// Violation is one bad field of a request, named by its path in the request
+// message (e.g. "template.steps[2].depends_on[0]").
+type Violation struct {
+	Field       string
+	Description string
+}
+
+// Error is a domain error with everything the contract promises clients.
+type Error struct {
+	Code    Code
+	Message string
+	// Reason is the machine-readable cause (one of the Reason constants), or
+	// empty.
+	Reason string
+	// Metadata accompanies Reason, e.g. {"current_state": "COMPLETE"}.
+	Metadata map[string]string
+	// Violations lists the bad fields of an InvalidArgument error.
+	Violations []Violation
+	// ResourceType and ResourceName name what was not found or already
+	// exists.
+	ResourceType string
+	ResourceName string
+}
+
+func (e *Error) Error() string {
+	return e.Code.String() + ": " + e.Message
+}
+
+// As returns the *Error in err's chain, if any.
+func As(err error) (*Error, bool) {
+	var fe *Error
+	ok := errors.As(err, &fe)
+	return fe, ok
+}
+
+// CodeOf returns the code of the *Error in err's chain, or 0.
+func CodeOf(err error) Code {
+	if fe, ok := As(err); ok {
+		return fe.Code
+	}
+	return 0
+}
+
+// Invalid reports one bad field.
+func Invalid(field, format string, args ...any) *Error {
+	return Invalids([]Violation{{Field: field, Description: fmt.Sprintf(format, args...)}})
+}
+
+// Invalids reports several bad fields at once, so a client fixes them in one
+// round trip. It panics when vs is empty: that is a programming error.
+func Invalids(vs []Violation) *Error {
+	if len(vs) == 0 {
+		panic("fault.Invalids: no violations")
+	}
+	parts := make([]string, 0, len(vs))
+	for _, v := range vs {
+		parts = append(parts, v.Field+": "+v.Description)
+	}
+	return &Error{Code: InvalidArgument, Message: strings.Join(parts, "; "), Violations: vs}
+}
+
+// NotFoundf reports an unknown resource, e.g. NotFoundf("task", id).
+func NotFoundf(resourceType, name string) *Error {
+	return &Error{
+		Code:         NotFound,
+		Message:      fmt.Sprintf("%s %q not found", resourceType, name),
+		ResourceType: resourceType,
+		ResourceName: name,
+	}
+}
+
+// AlreadyExistsf reports a conflicting resource.
+func AlreadyExistsf(resourceType, name, format string, args ...any) *Error {
+	return &Error{
+		Code:         AlreadyExists,
+		Message:      fmt.Sprintf("%s %q: %s", resourceType, name, fmt.Sprintf(format, args...)),
+		ResourceType: resourceType,
+		ResourceName: name,
+	}
+}
+
+// InvalidState reports a transition the state machine does not allow from
+// the current state.
+func InvalidState(resourceType, name, currentState, format string, args ...any) *Error {
+	return &Error{
+		Code:         FailedPrecondition,
+		Reason:       ReasonInvalidState,
+		Message:      fmt.Sprintf("%s %s is %s: %s", resourceType, name, currentState, fmt.Sprintf(format, args...)),
+		Metadata:     map[string]string{"current_state": currentState},
+		ResourceType: resourceType,
+		ResourceName: name,
+	}
+}
+
+// Abortedf reports a worker call that lost its claim; reason is one of
+// ReasonLeaseLost, ReasonTimedOut, ReasonCancelled.
+func Abortedf(reason, format string, args ...any) *Error {
+	return &Error{Code: Aborted, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}

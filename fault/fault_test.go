@@ -1,0 +1,35 @@
+package fault
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestAsThroughWrapping(t *testing.T) {
+	t.Parallel()
+	err := fmt.Errorf("register: %w", Invalid("template.name", "must not be empty"))
+	fe, ok := As(err)
+	require.True(t, ok)
+	require.Equal(t, InvalidArgument, fe.Code)
+	require.Equal(t, []Violation{{Field: "template.name", Description: "must not be empty"}}, fe.Violations)
+	require.Equal(t, InvalidArgument, CodeOf(err))
+	require.Equal(t, Code(0), CodeOf(fmt.Errorf("plain")))
+}
+
+func TestInvalidStateCarriesCurrentState(t *testing.T) {
+	t.Parallel()
+	fe := InvalidState("task", "t1", "complete", "cannot cancel")
+	require.Equal(t, FailedPrecondition, fe.Code)
+	require.Equal(t, ReasonInvalidState, fe.Reason)
+	require.Equal(t, "complete", fe.Metadata["current_state"])
+	require.Contains(t, fe.Error(), "task t1 is complete: cannot cancel")
+}
+
+func TestInvalidsJoinsMessages(t *testing.T) {
+	t.Parallel()
+	fe := Invalids([]Violation{{"a", "bad"}, {"b", "worse"}})
+	require.Equal(t, "invalid argument: a: bad; b: worse", fe.Error())
+	require.Panics(t, func() { Invalids(nil) })
+}
