@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/storage"
+)
+
+type serveFlags struct {
+	database          string
+	grpcAddr          string
+	adminAddr         string
+	templates         string
+	sqliteSynchronous string
+	logLevel          string
+	logFormat         string
+	shutdownTimeout   time.Duration
+}
+
+func serveCommand() *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Tasker service",
+		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz and /readyz.\n" +
+			"With no flags it stores everything in ./tasker.db (SQLite).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.database, "database", env("TASKER_DATABASE_URL", "./tasker.db"), "database URL: a SQLite file path, or postgres://… [TASKER_DATABASE_URL]")
+	fl.StringVar(&f.grpcAddr, "grpc-addr", env("TASKER_GRPC_ADDR", "127.0.0.1:50051"), "gRPC listen address [TASKER_GRPC_ADDR]")
+	fl.StringVar(&f.adminAddr, "admin-addr", env("TASKER_ADMIN_ADDR", "127.0.0.1:9090"), "admin HTTP listen address, empty to disable [TASKER_ADMIN_ADDR]")
+	fl.StringVar(&f.templates, "templates", env("TASKER_TEMPLATES", ""), "directory of *.yaml task templates to register at start-up [TASKER_TEMPLATES]")
+	fl.StringVar(&f.sqliteSynchronous, "sqlite-synchronous", env("TASKER_SQLITE_SYNCHRONOUS", "normal"), "SQLite durability: normal (survives a process crash) or full (survives power loss) [TASKER_SQLITE_SYNCHRONOUS]")
+	fl.StringVar(&f.logLevel, "log-level", env("TASKER_LOG_LEVEL", "info"), "debug, info, warn or error [TASKER_LOG_LEVEL]")
+	fl.StringVar(&f.logFormat, "log-format", env("TASKER_LOG_FORMAT", "json"), "json or text [TASKER_LOG_FORMAT]")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may drain on SIGTERM")
+	return cmd
+}
+
+func serve(ctx context.Context, f serveFlags) error {
+	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	db, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	log.InfoContext(ctx, "database ready", slog.String("dialect", db.Dialect), slog.String("location", db.Location))
+
+	templates := registry.NewStore(db)
+	if f.templates != "" {
+		if err := registerDir(ctx, log, templates, f.templates); err != nil {
+			return err
+		}
+	}
+	eng := engine.New(db, templates, log, engine.Options{})
+	go func() {
+		if err := eng.RunReaper(ctx); err != nil {
+			log.ErrorContext(ctx, "reaper stopped", slog.Any("error", err))
+		}
+	}()
+
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	var adminLis net.Listener
+	if f.adminAddr != "" {
+		if adminLis, err = lc.Listen(ctx, "tcp", f.adminAddr); err != nil {
+			return fmt.Errorf("--admin-addr: %w", err)
+		}
+	}
+	srv := server.New(log, db, templates, eng, server.Config{ShutdownTimeout: f.shutdownTimeout})
+	return srv.Serve(ctx, grpcLis, adminLis)
+}
+
+func openAndMigrate(ctx context.Context, url, synchronous string) (*storage.DB, error) {
+	db, err := storage.Open(ctx, url, storage.Options{Synchronous: synchronous})
+	if err != nil {
+		return nil, fmt.Errorf("--database: %w", err)
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate: %w", err)
+	}
+	return db, nil
+}
+
+// registerDir registers every template file of dir; the first bad file
+// stops start-up, named with its field.
+func registerDir(ctx context.Context, log *slog.Logger, templates *registry.Store, dir string) error {
+	loaded, err := registry.LoadDir(dir)
+	if err != nil {
+		return fmt.Errorf("--templates: %w", err)
+	}
+	for _, l := range loaded {
+		tpl, outcome, err := templates.Register(ctx, l.Template, false)
+		if err != nil {
+			return fmt.Errorf("--templates: %s: %w", l.Path, err)
+		}
+		log.InfoContext(ctx, "template loaded", slog.String("file", l.Path),
+			slog.String("template", tpl.Name), slog.String("version", tpl.Version), slog.String("outcome", outcome.String()))
+	}
+	return nil
+}
+
+func migrateCommand() *cobra.Command {
+	var database, synchronous string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Create or upgrade the database schema, then exit (serve also does this at start)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			db, err := openAndMigrate(cmd.Context(), database, synchronous)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			fmt.Fprintf(cmd.OutOrStdout(), "migrated %s database at %s\n", db.Dialect, db.Location)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&database, "database", env("TASKER_DATABASE_URL", "./tasker.db"), "database URL [TASKER_DATABASE_URL]")
+	cmd.Flags().StringVar(&synchronous, "sqlite-synchronous", env("TASKER_SQLITE_SYNCHRONOUS", "normal"), "SQLite durability: normal or full")
+	return cmd
+}

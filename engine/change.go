@@ -1,0 +1,250 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/predicate"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/fault"
+)
+
+// change collects what one transaction does to one task: its guarded
+// updates run at once, while transition rows and events are buffered and
+// written together by flush, before the commit.
+type change struct {
+	e    *Engine
+	tx   *ent.Tx
+	task *ent.Task
+	now  time.Time
+
+	stepTransitions []*ent.StepTransitionCreate
+	evs             []events.Event
+	// enqueued is set when a step became claimable, so claimers are woken
+	// after the commit.
+	enqueued bool
+}
+
+// lockTask reads the task and, on PostgreSQL, locks its row. Every
+// transaction that changes a task's steps starts here, which serialises
+// them per task: two parents completing at once cannot both miss the other
+// (DESIGN §5), and finalization sees every committed step.
+func (e *Engine) lockTask(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, error) {
+	q := tx.Task.Query().Where(task.ID(id))
+	if e.db.Dialect == dialect.Postgres {
+		q = q.ForUpdate()
+	}
+	t, err := q.Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, fault.NotFoundf("task", id.String())
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &change{e: e, tx: tx, task: t, now: e.now()}, nil
+}
+
+// moveStep applies m to s with a guarded update (state in m.From, plus
+// guards), then buffers the transition and the event. It returns false when
+// the guard did not match: the step changed since it was read.
+func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason string, payload map[string]any,
+	set func(*ent.StepUpdate), guards ...predicate.Step,
+) (bool, error) {
+	u := c.tx.Step.Update().
+		Where(append([]predicate.Step{step.ID(s.ID), step.StateIn(m.From...)}, guards...)...).
+		SetState(m.To).
+		SetUpdatedAt(c.now)
+	if stepFinished(m.To) {
+		u.SetFinishedAt(c.now)
+	} else {
+		u.ClearFinishedAt()
+	}
+	if set != nil {
+		set(u)
+	}
+	n, err := u.Save(ctx)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	c.recordStep(s, s.State, m, reason, payload)
+	s.State = m.To
+	return true, nil
+}
+
+// recordStep buffers the transition row and event of a step move that was
+// already applied.
+func (c *change) recordStep(s *ent.Step, from step.State, m stepMove, reason string, payload map[string]any) {
+	attempt := s.Attempts
+	tr := c.tx.StepTransition.Create().
+		SetStepID(s.ID).SetTaskID(s.TaskID).
+		SetFromState(string(from)).SetToState(string(m.To)).
+		SetReason(reason).SetAttempt(attempt).SetCreatedAt(c.now)
+	if len(payload) > 0 {
+		if raw, err := json.Marshal(payload); err == nil {
+			tr.SetMetadata(raw)
+		}
+	}
+	c.stepTransitions = append(c.stepTransitions, tr)
+	p := map[string]any{"step_name": s.Name, "handler": s.Handler, "from_state": string(from), "attempt": attempt}
+	if reason != "" {
+		p["reason"] = reason
+	}
+	for k, v := range payload {
+		p[k] = v
+	}
+	id := s.ID
+	ev := taskEvent(c.task, m.Event, c.now, p)
+	ev.StepID = &id
+	c.evs = append(c.evs, ev)
+	if m.To == step.StateEnqueued {
+		c.enqueued = true
+	}
+}
+
+// moveTask applies m to the locked task. A task already in m.To, or in a
+// state m does not leave from, is a conflict the caller reports.
+func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payload map[string]any) (bool, error) {
+	if !m.allows(c.task.State) {
+		return false, nil
+	}
+	u := c.tx.Task.Update().
+		Where(task.ID(c.task.ID), task.StateIn(m.From...)).
+		SetState(m.To).
+		SetUpdatedAt(c.now)
+	switch m.To {
+	case task.StateInProgress:
+		if c.task.StartedAt == nil {
+			u.SetStartedAt(c.now)
+		}
+		u.ClearFinishedAt()
+	case task.StateComplete, task.StateError, task.StateCancelled, task.StateResolvedManually:
+		u.SetFinishedAt(c.now)
+	}
+	n, err := u.Save(ctx)
+	if err != nil || n == 0 {
+		return false, err
+	}
+	tr := c.tx.TaskTransition.Create().
+		SetTaskID(c.task.ID).SetFromState(string(c.task.State)).SetToState(string(m.To)).
+		SetReason(reason).SetCreatedAt(c.now)
+	p := map[string]any{"from_state": string(c.task.State)}
+	if reason != "" {
+		p["reason"] = reason
+	}
+	for k, v := range payload {
+		p[k] = v
+	}
+	if raw, err := json.Marshal(payload); err == nil && len(payload) > 0 {
+		tr.SetMetadata(raw)
+	}
+	if err := tr.Exec(ctx); err != nil {
+		return false, err
+	}
+	c.evs = append(c.evs, taskEvent(c.task, m.Event, c.now, p))
+	c.task.State = m.To
+	return true, nil
+}
+
+// flush writes the buffered transitions and events.
+func (c *change) flush(ctx context.Context) error {
+	if err := createInChunks(ctx, c.stepTransitions, func(b []*ent.StepTransitionCreate) error {
+		return c.tx.StepTransition.CreateBulk(b...).Exec(ctx)
+	}); err != nil {
+		return fmt.Errorf("write step transitions: %w", err)
+	}
+	c.stepTransitions = nil
+	if err := events.Append(ctx, c.tx, c.e.db.Dialect, c.evs...); err != nil {
+		return err
+	}
+	c.evs = nil
+	return nil
+}
+
+// settle moves children whose parents are now all done to enqueued, and
+// finalizes the task when nothing can progress: complete when every step
+// is done, error when some step failed or was cancelled and nothing runs.
+// It runs after every change that finishes or revives a step.
+func (c *change) settle(ctx context.Context, done []*ent.Step) error {
+	for _, parent := range done {
+		if err := c.enqueueChildren(ctx, parent); err != nil {
+			return err
+		}
+	}
+	return c.finalize(ctx)
+}
+
+// enqueueChildren decrements the pending-parent counter of parent's
+// children and enqueues those that reach zero.
+func (c *change) enqueueChildren(ctx context.Context, parent *ent.Step) error {
+	children, err := c.tx.Step.Query().
+		Where(step.HasParentsWith(step.ID(parent.ID))).
+		All(ctx)
+	if err != nil || len(children) == 0 {
+		return err
+	}
+	ids := make([]uuid.UUID, len(children))
+	for i, ch := range children {
+		ids[i] = ch.ID
+	}
+	if err := c.tx.Step.Update().Where(step.IDIn(ids...)).AddPendingParents(-1).Exec(ctx); err != nil {
+		return err
+	}
+	for _, ch := range children {
+		if ch.PendingParents-1 > 0 || ch.State != step.StatePending {
+			continue
+		}
+		ok, err := c.moveStep(ctx, ch, stepParentsDone, "parents done", map[string]any{
+			"available_at": c.now.Format(time.RFC3339Nano),
+		}, func(u *ent.StepUpdate) { u.SetAvailableAt(c.now) })
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("step %s: pending child changed under the task lock", ch.ID)
+		}
+	}
+	return nil
+}
+
+// finalize ends the task when nothing can progress any more.
+func (c *change) finalize(ctx context.Context) error {
+	if c.task.State != task.StatePending && c.task.State != task.StateInProgress {
+		return nil
+	}
+	var rows []struct {
+		State step.State `json:"state"`
+		Count int        `json:"count"`
+	}
+	if err := c.tx.Step.Query().Where(step.TaskID(c.task.ID)).
+		GroupBy(step.FieldState).Aggregate(ent.Count()).Scan(ctx, &rows); err != nil {
+		return err
+	}
+	counts := map[step.State]int{}
+	total := 0
+	for _, r := range rows {
+		counts[r.State] = r.Count
+		total += r.Count
+	}
+	active := counts[step.StateEnqueued] + counts[step.StateInProgress] + counts[step.StateWaitingForRetry]
+	failed := counts[step.StateError] + counts[step.StateCancelled]
+	switch {
+	case counts[step.StateComplete]+counts[step.StateResolvedManually] == total:
+		_, err := c.moveTask(ctx, taskComplete, "every step is done", map[string]any{"step_count": total})
+		return err
+	case active == 0 && failed > 0:
+		_, err := c.moveTask(ctx, taskFail, "nothing can progress", map[string]any{
+			"error_steps": counts[step.StateError], "cancelled_steps": counts[step.StateCancelled],
+			"blocked_steps": counts[step.StatePending],
+		})
+		return err
+	}
+	return nil
+}

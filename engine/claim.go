@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/predicate"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/stepdependency"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
+)
+
+// Bounds of a claim request, as the contract documents them.
+const (
+	maxClaimSteps    = 100
+	maxClaimHandlers = 100
+	maxClaimWait     = 60 * time.Second
+	maxWorkerID      = 128
+)
+
+// HandlerRef names a handler in a namespace.
+type HandlerRef struct {
+	Namespace, Handler string
+}
+
+// ClaimParams is a worker's request for due work.
+type ClaimParams struct {
+	WorkerID string
+	Handlers []HandlerRef
+	Max      int
+	// Wait is how long to wait for work when nothing is due.
+	Wait time.Duration
+}
+
+func (p *ClaimParams) validate() error {
+	var vs []fault.Violation
+	if p.WorkerID == "" || len(p.WorkerID) > maxWorkerID {
+		vs = append(vs, fault.Violation{Field: "worker_id", Description: fmt.Sprintf("must be 1 to %d bytes", maxWorkerID)})
+	}
+	if len(p.Handlers) == 0 || len(p.Handlers) > maxClaimHandlers {
+		vs = append(vs, fault.Violation{Field: "handlers", Description: fmt.Sprintf("must name 1 to %d handlers", maxClaimHandlers)})
+	}
+	for i, h := range p.Handlers {
+		if h.Namespace == "" || h.Handler == "" {
+			vs = append(vs, fault.Violation{Field: fmt.Sprintf("handlers[%d]", i), Description: "needs a namespace and a handler"})
+		}
+	}
+	if p.Max < 1 || p.Max > maxClaimSteps {
+		vs = append(vs, fault.Violation{Field: "max_steps", Description: fmt.Sprintf("must be between 1 and %d", maxClaimSteps)})
+	}
+	if p.Wait < 0 || p.Wait > maxClaimWait {
+		vs = append(vs, fault.Violation{Field: "wait", Description: fmt.Sprintf("must be between 0 and %s", maxClaimWait)})
+	}
+	if len(vs) > 0 {
+		return fault.Invalids(vs)
+	}
+	return nil
+}
+
+// ParentResult is a parent's result handed to a claimed step.
+type ParentResult struct {
+	Name   string
+	StepID uuid.UUID
+	// Result is the parent's JSON result (nil when it has none).
+	Result []byte
+}
+
+// Claim is a step handed to a worker, with what it needs to run.
+type Claim struct {
+	Step    *ent.Step
+	Task    *ent.Task
+	Parents []ParentResult
+}
+
+// ClaimSteps claims up to p.Max due steps of p.Handlers, higher priority
+// first, then longest due. When nothing is due it waits, without polling,
+// until work is committed in this process, a step becomes due, p.Wait
+// passes, ctx ends or stop is closed, and then tries once more.
+func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan struct{}) ([]Claim, error) {
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	deadline := e.now().Add(p.Wait)
+	for {
+		// Take the wake-up channel before looking, so work committed
+		// between the look and the wait is not missed.
+		woken := e.work.wait()
+		claims, err := e.claimOnce(ctx, p)
+		if err != nil || len(claims) > 0 {
+			return claims, err
+		}
+		now := e.now()
+		if !now.Before(deadline) {
+			return nil, nil
+		}
+		sleep := deadline.Sub(now)
+		if next, ok, err := e.nextDue(ctx, p.Handlers); err != nil {
+			return nil, err
+		} else if ok && next.Sub(now) < sleep {
+			sleep = max(next.Sub(now), time.Millisecond)
+		}
+		timer := time.NewTimer(sleep)
+		select {
+		case <-woken:
+		case <-timer.C:
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, nil
+		case <-stop:
+			timer.Stop()
+			return nil, nil
+		}
+		timer.Stop()
+	}
+}
+
+func handlerPredicate(hs []HandlerRef) predicate.Step {
+	ors := make([]predicate.Step, len(hs))
+	for i, h := range hs {
+		ors[i] = step.And(step.Namespace(h.Namespace), step.Handler(h.Handler))
+	}
+	return step.Or(ors...)
+}
+
+var claimable = []step.State{step.StateEnqueued, step.StateWaitingForRetry}
+
+// nextDue returns the earliest time a step of hs becomes claimable.
+func (e *Engine) nextDue(ctx context.Context, hs []HandlerRef) (time.Time, bool, error) {
+	s, err := e.db.Reader.Step.Query().
+		Where(step.StateIn(claimable...), handlerPredicate(hs)).
+		Order(ent.Asc(step.FieldAvailableAt)).
+		Select(step.FieldAvailableAt).
+		First(ctx)
+	if ent.IsNotFound(err) || (err == nil && s.AvailableAt == nil) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return *s.AvailableAt, true, nil
+}
+
+// claimOnce claims what is due now in one transaction. On PostgreSQL the
+// candidates are locked with FOR UPDATE SKIP LOCKED, so concurrent claimers
+// take different steps without waiting; on SQLite the single writer
+// connection makes the select and the updates one atomic unit.
+func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) {
+	var claimed []*ent.Step
+	tasks := map[uuid.UUID]*ent.Task{}
+	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+		claimed = claimed[:0]
+		clear(tasks)
+		now := e.now()
+		q := tx.Step.Query().
+			Where(step.StateIn(claimable...), step.AvailableAtLTE(now), handlerPredicate(p.Handlers)).
+			Order(ent.Desc(step.FieldPriority), ent.Asc(step.FieldAvailableAt), ent.Asc(step.FieldID)).
+			Limit(p.Max)
+		if e.db.Dialect == dialect.Postgres {
+			q = q.ForUpdate(sql.WithLockAction(sql.SkipLocked))
+		}
+		candidates, err := q.All(ctx)
+		if err != nil || len(candidates) == 0 {
+			return err
+		}
+		taskIDs := make([]uuid.UUID, 0, len(candidates))
+		for _, s := range candidates {
+			taskIDs = append(taskIDs, s.TaskID)
+		}
+		ts, err := tx.Task.Query().Where(task.IDIn(taskIDs...)).All(ctx)
+		if err != nil {
+			return err
+		}
+		changes := map[uuid.UUID]*change{}
+		for _, t := range ts {
+			tasks[t.ID] = t
+			changes[t.ID] = &change{e: e, tx: tx, task: t, now: now}
+		}
+		token := uuid.NewString()
+		for _, s := range candidates {
+			c := changes[s.TaskID]
+			if s.State == step.StateWaitingForRetry {
+				// Claimed directly when due; the waiting -> enqueued move is
+				// still recorded.
+				ok, err := c.moveStep(ctx, s, stepDue, "retry due", nil, nil)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					continue
+				}
+			}
+			lease := now.Add(time.Duration(s.LeaseDurationMs) * time.Millisecond)
+			var deadline *time.Time
+			if s.ExecutionTimeoutMs > 0 {
+				d := now.Add(time.Duration(s.ExecutionTimeoutMs) * time.Millisecond)
+				deadline = &d
+			}
+			s.Attempts++
+			ok, err := c.moveStep(ctx, s, stepClaim, "", map[string]any{
+				"worker_id": p.WorkerID, "lease_expires_at": lease.Format(time.RFC3339Nano),
+			}, func(u *ent.StepUpdate) {
+				u.AddAttempts(1).SetLeaseToken(token).SetLeaseExpiresAt(lease).
+					SetNillableExecutionDeadline(deadline).SetClaimedBy(p.WorkerID)
+				if deadline == nil {
+					u.ClearExecutionDeadline()
+				}
+			})
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			s.LeaseToken, s.LeaseExpiresAt, s.ExecutionDeadline, s.ClaimedBy = &token, &lease, deadline, &p.WorkerID
+			claimed = append(claimed, s)
+		}
+		for _, c := range changes {
+			if _, err := c.moveTask(ctx, taskStart, "first step claimed", nil); err != nil {
+				return err
+			}
+			if err := c.flush(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil || len(claimed) == 0 {
+		return nil, err
+	}
+	e.appended()
+	for _, s := range claimed {
+		e.noteLease(*s.LeaseExpiresAt)
+		if s.ExecutionDeadline != nil {
+			e.noteLease(*s.ExecutionDeadline)
+		}
+	}
+	return e.withParents(ctx, claimed, tasks)
+}
+
+// withParents reads the parents' results of claimed steps.
+func (e *Engine) withParents(ctx context.Context, claimed []*ent.Step, tasks map[uuid.UUID]*ent.Task) ([]Claim, error) {
+	ids := make([]uuid.UUID, len(claimed))
+	for i, s := range claimed {
+		ids[i] = s.ID
+	}
+	deps, err := e.db.Reader.StepDependency.Query().Where(stepdependency.ChildIDIn(ids...)).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	parentIDs := make([]uuid.UUID, 0, len(deps))
+	for _, d := range deps {
+		parentIDs = append(parentIDs, d.ParentID)
+	}
+	parents := map[uuid.UUID]*ent.Step{}
+	if len(parentIDs) > 0 {
+		ps, err := e.db.Reader.Step.Query().Where(step.IDIn(parentIDs...)).
+			Select(step.FieldID, step.FieldName, step.FieldResult, step.FieldPosition).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ps {
+			parents[p.ID] = p
+		}
+	}
+	byChild := map[uuid.UUID][]*ent.Step{}
+	for _, d := range deps {
+		if p, ok := parents[d.ParentID]; ok {
+			byChild[d.ChildID] = append(byChild[d.ChildID], p)
+		}
+	}
+	out := make([]Claim, len(claimed))
+	for i, s := range claimed {
+		ps := byChild[s.ID]
+		sort.Slice(ps, func(a, b int) bool { return ps[a].Position < ps[b].Position })
+		c := Claim{Step: s, Task: tasks[s.TaskID]}
+		for _, p := range ps {
+			c.Parents = append(c.Parents, ParentResult{Name: p.Name, StepID: p.ID, Result: p.Result})
+		}
+		out[i] = c
+	}
+	return out, nil
+}

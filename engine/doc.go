@@ -1,0 +1,9 @@
+// Package engine is the orchestration core: it creates tasks from
+// templates, moves tasks and steps through the state machines of DESIGN §4,
+// and reports why a task is where it is.
+//
+// Every state change is one guarded update, one transition row and exactly
+// one event (package events), committed in one transaction through
+// storage.DB.Tx. The engine knows nothing about gRPC: it takes plain
+// parameters, returns ent entities and reports failures as *fault.Error.
+package engine

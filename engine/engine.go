@@ -1,0 +1,52 @@
+package engine
+
+import (
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/storage"
+)
+
+// Options are the optional settings of an Engine.
+type Options struct {
+	// OnAppend is called after every commit that appended events, so the
+	// event log's readers in this process wake at once.
+	OnAppend func()
+}
+
+// Engine runs tasks on one database.
+type Engine struct {
+	db        *storage.DB
+	templates *registry.Store
+	log       *slog.Logger
+	opts      Options
+	schemas   *schemaCache
+	now       func() time.Time
+	// work wakes long-polling claimers when steps become claimable.
+	work broadcast
+	// leases wakes the reaper when a claim sets a lease that may expire
+	// before the one it sleeps until.
+	leases broadcast
+	// reaperWake is when the reaper next wakes (Unix nanoseconds).
+	reaperWake atomic.Int64
+}
+
+// New returns an engine over db that resolves templates with templates.
+func New(db *storage.DB, templates *registry.Store, log *slog.Logger, opts Options) *Engine {
+	return &Engine{
+		db:        db,
+		templates: templates,
+		log:       log,
+		opts:      opts,
+		schemas:   newSchemaCache(),
+		now:       func() time.Time { return time.Now().UTC() },
+	}
+}
+
+func (e *Engine) appended() {
+	if e.opts.OnAppend != nil {
+		e.opts.OnAppend()
+	}
+}

@@ -1,0 +1,374 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/predicate"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
+)
+
+// Bounds of worker reports.
+const (
+	maxResultBytes       = 1 << 20
+	maxErrorMessageBytes = 16 << 10
+	maxErrorTypeBytes    = 128
+	maxExtendBy          = time.Hour
+)
+
+// Lease names a claim: the step and the token its claim returned.
+type Lease struct {
+	StepID string
+	Token  string
+}
+
+func (l Lease) parse() (uuid.UUID, error) {
+	id, err := parseID("step_id", l.StepID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if l.Token == "" {
+		return uuid.Nil, fault.Invalid("lease_token", "is required")
+	}
+	return id, nil
+}
+
+// leaseLost explains why a worker call on s with token no longer holds the
+// claim, in the terms of the error table: the task or step was cancelled,
+// the attempt timed out, or the lease expired or belongs to another attempt.
+func leaseLost(s *ent.Step, t *ent.Task, token string, now time.Time) error {
+	switch {
+	case s.State == step.StateCancelled || t.State == task.StateCancelled:
+		return fault.Abortedf(fault.ReasonCancelled, "step %s was cancelled", s.ID)
+	case s.LeaseToken == nil || *s.LeaseToken != token || s.State != step.StateInProgress:
+		return fault.Abortedf(fault.ReasonLeaseLost, "step %s is no longer held by this lease (state %s)", s.ID, s.State)
+	case s.ExecutionDeadline != nil && !now.Before(*s.ExecutionDeadline):
+		return fault.Abortedf(fault.ReasonTimedOut, "step %s passed its execution timeout at %s", s.ID, s.ExecutionDeadline.Format(time.RFC3339Nano))
+	case s.LeaseExpiresAt != nil && !now.Before(*s.LeaseExpiresAt):
+		return fault.Abortedf(fault.ReasonLeaseLost, "the lease of step %s expired at %s", s.ID, s.LeaseExpiresAt.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// heldStep locks the step's task, reads the step and checks that token
+// still holds it. The returned error is the one the contract gives.
+func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, token string) (*change, *ent.Step, error) {
+	s, err := tx.Step.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil, fault.NotFoundf("step", id.String())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := e.lockTask(ctx, tx, s.TaskID)
+	if err != nil {
+		return nil, nil, err
+	}
+	// Re-read under the task lock: the first read may predate a commit.
+	if s, err = tx.Step.Get(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	return c, s, nil
+}
+
+// CompleteStep stores a step's result and, in the same transaction,
+// enqueues the children whose parents are now all done and finalizes the
+// task when it can. Repeating a completion that took effect with the same
+// lease and result succeeds again.
+func (e *Engine) CompleteStep(ctx context.Context, l Lease, result map[string]any) error {
+	id, err := l.parse()
+	if err != nil {
+		return err
+	}
+	raw, err := encodeResult("result", result)
+	if err != nil {
+		return err
+	}
+	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.heldStep(ctx, tx, id, l.Token)
+		if err != nil {
+			return nil, err
+		}
+		if s.State == step.StateComplete && s.LeaseToken != nil && *s.LeaseToken == l.Token {
+			if sameJSON(s.Result, raw) {
+				return c, nil
+			}
+			return nil, &fault.Error{
+				Code: fault.FailedPrecondition, Reason: fault.ReasonAlreadyCompleted,
+				Message:  fmt.Sprintf("step %s was already completed by this lease with a different result", s.ID),
+				Metadata: map[string]string{"current_state": string(s.State)},
+			}
+		}
+		if err := leaseLost(s, c.task, l.Token, c.now); err != nil {
+			return nil, err
+		}
+		ok, err := c.moveStep(ctx, s, stepComplete, "", nil, func(u *ent.StepUpdate) {
+			u.SetResult(raw).ClearLeaseExpiresAt().ClearExecutionDeadline()
+		}, step.LeaseToken(l.Token))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fault.Abortedf(fault.ReasonLeaseLost, "step %s changed while completing", s.ID)
+		}
+		return c, c.settle(ctx, []*ent.Step{s})
+	})
+}
+
+// FailParams reports a failed attempt.
+type FailParams struct {
+	Lease
+	Message      string
+	Type         string
+	NonRetryable bool
+	// RetryAfter, when positive, replaces the policy's backoff (capped by
+	// its max backoff).
+	RetryAfter time.Duration
+}
+
+// FailOutcome tells what a failure led to.
+type FailOutcome struct {
+	State       step.State
+	AvailableAt *time.Time
+}
+
+// FailStep records a failed attempt: with attempts left and a retryable
+// error the step waits for its backoff; otherwise it is in error and the
+// task fails once nothing else can progress.
+func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error) {
+	id, err := p.parse()
+	if err != nil {
+		return FailOutcome{}, err
+	}
+	var vs []fault.Violation
+	if p.Message == "" || len(p.Message) > maxErrorMessageBytes {
+		vs = append(vs, fault.Violation{Field: "error.message", Description: fmt.Sprintf("must be 1 to %d bytes", maxErrorMessageBytes)})
+	}
+	if len(p.Type) > maxErrorTypeBytes {
+		vs = append(vs, fault.Violation{Field: "error.type", Description: fmt.Sprintf("must be at most %d bytes", maxErrorTypeBytes)})
+	}
+	if p.RetryAfter < 0 {
+		vs = append(vs, fault.Violation{Field: "retry_after", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return FailOutcome{}, fault.Invalids(vs)
+	}
+	var out FailOutcome
+	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.heldStep(ctx, tx, id, p.Token)
+		if err != nil {
+			return nil, err
+		}
+		if (s.State == step.StateWaitingForRetry || s.State == step.StateError) &&
+			s.LeaseToken != nil && *s.LeaseToken == p.Token && s.LastErrorMessage == p.Message {
+			out = FailOutcome{State: s.State, AvailableAt: s.AvailableAt}
+			return c, nil
+		}
+		if err := leaseLost(s, c.task, p.Token, c.now); err != nil {
+			return nil, err
+		}
+		out, err = c.failAttempt(ctx, s, p.Message, p.Type, p.NonRetryable, p.RetryAfter, "", step.LeaseToken(p.Token))
+		return c, err
+	})
+	return out, err
+}
+
+// failAttempt ends the running attempt of s with an error: back to
+// waiting_for_retry with a backoff when attempts are left and the error is
+// retryable, to error otherwise. reason overrides the recorded cause (the
+// reaper uses it for expired leases and timeouts).
+func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType string, nonRetryable bool,
+	retryAfter time.Duration, reason string, guards ...predicate.Step,
+) (FailOutcome, error) {
+	payload := map[string]any{"error_message": message, "error_type": errType}
+	setErr := func(u *ent.StepUpdate) {
+		u.SetLastErrorMessage(message).SetLastErrorType(errType).ClearLeaseExpiresAt().ClearExecutionDeadline()
+	}
+	if !nonRetryable && s.Attempts < s.MaxAttempts {
+		due := c.now.Add(backoff(s, retryAfter))
+		payload["available_at"] = due.Format(time.RFC3339Nano)
+		if reason == "" {
+			reason = "retryable failure"
+		}
+		ok, err := c.moveStep(ctx, s, stepScheduleRetry, reason, payload, func(u *ent.StepUpdate) {
+			setErr(u)
+			u.SetAvailableAt(due)
+		}, guards...)
+		if err != nil || !ok {
+			return FailOutcome{}, conflictErr(err, ok, s)
+		}
+		c.enqueued = true // a claimer sleeping past the due time must wake for it
+		return FailOutcome{State: step.StateWaitingForRetry, AvailableAt: &due}, nil
+	}
+	if reason == "" {
+		reason = "non-retryable failure"
+		if !nonRetryable {
+			reason = "attempts exhausted"
+		}
+	}
+	ok, err := c.moveStep(ctx, s, stepFail, reason, payload, setErr, guards...)
+	if err != nil || !ok {
+		return FailOutcome{}, conflictErr(err, ok, s)
+	}
+	return FailOutcome{State: step.StateError}, c.finalize(ctx)
+}
+
+func conflictErr(err error, ok bool, s *ent.Step) error {
+	if err != nil || ok {
+		return err
+	}
+	return fault.Abortedf(fault.ReasonLeaseLost, "step %s changed while failing", s.ID)
+}
+
+// backoff is the delay before the next attempt: initial × multiplier^(n-1)
+// capped at max, minus up to jitter of it at random (so the cap holds); a
+// worker's retry_after replaces it, capped the same way.
+func backoff(s *ent.Step, retryAfter time.Duration) time.Duration {
+	maxDelay := time.Duration(s.BackoffMaxMs) * time.Millisecond
+	if retryAfter > 0 {
+		return min(retryAfter, maxDelay)
+	}
+	d := float64(s.BackoffInitialMs) * math.Pow(s.BackoffMultiplier, float64(max(s.Attempts-1, 0)))
+	d = math.Min(d, float64(s.BackoffMaxMs))
+	d -= d * s.BackoffJitter * rand.Float64() //nolint:gosec // jitter needs no cryptographic randomness
+	return time.Duration(d) * time.Millisecond
+}
+
+// ReleaseStep gives a claimed step back unrun: it is enqueued again at
+// once and the attempt is not counted.
+func (e *Engine) ReleaseStep(ctx context.Context, l Lease, reason string) error {
+	id, err := l.parse()
+	if err != nil {
+		return err
+	}
+	if len(reason) > maxReasonBytes {
+		return fault.Invalid("reason", "is longer than %d bytes", maxReasonBytes)
+	}
+	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.heldStep(ctx, tx, id, l.Token)
+		if err != nil {
+			return nil, err
+		}
+		if err := leaseLost(s, c.task, l.Token, c.now); err != nil {
+			return nil, err
+		}
+		if reason == "" {
+			reason = "released by worker"
+		}
+		s.Attempts--
+		ok, err := c.moveStep(ctx, s, stepRelease, reason, nil, func(u *ent.StepUpdate) {
+			u.AddAttempts(-1).SetAvailableAt(c.now).ClearLeaseToken().ClearLeaseExpiresAt().ClearExecutionDeadline()
+		}, step.LeaseToken(l.Token))
+		return c, conflictErr(err, ok, s)
+	})
+}
+
+// ExtendLease renews one lease from now by extendBy, or by the step's lease
+// duration when extendBy is 0, and returns the new expiry.
+func (e *Engine) ExtendLease(ctx context.Context, l Lease, extendBy time.Duration) (time.Time, error) {
+	id, err := l.parse()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if extendBy != 0 && (extendBy < time.Second || extendBy > maxExtendBy) {
+		return time.Time{}, fault.Invalid("extend_by", "must be between 1s and %s", maxExtendBy)
+	}
+	var expires time.Time
+	err = e.db.Tx(ctx, func(tx *ent.Tx) error {
+		now := e.now()
+		s, err := tx.Step.Get(ctx, id)
+		if ent.IsNotFound(err) {
+			return fault.NotFoundf("step", id.String())
+		}
+		if err != nil {
+			return err
+		}
+		t, err := tx.Task.Get(ctx, s.TaskID)
+		if err != nil {
+			return err
+		}
+		if err := leaseLost(s, t, l.Token, now); err != nil {
+			return err
+		}
+		d := extendBy
+		if d == 0 {
+			d = time.Duration(s.LeaseDurationMs) * time.Millisecond
+		}
+		expires = now.Add(d)
+		// A heartbeat is not a state change: no transition, no event. The
+		// guard keeps it from reviving a lease the reaper just took.
+		n, err := tx.Step.Update().
+			Where(step.ID(id), step.StateEQ(step.StateInProgress), step.LeaseToken(l.Token), step.LeaseExpiresAtGT(now)).
+			SetLeaseExpiresAt(expires).
+			Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return fault.Abortedf(fault.ReasonLeaseLost, "the lease of step %s was lost", id)
+		}
+		return nil
+	})
+	return expires, err
+}
+
+// write runs fn in a transaction that changes one task, flushes its
+// transitions and events, and wakes claimers and event readers after the
+// commit.
+func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)) error {
+	var c *change
+	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+		var err error
+		c, err = fn(tx)
+		if err != nil {
+			return err
+		}
+		return c.flush(ctx)
+	})
+	if err != nil {
+		return err
+	}
+	if c != nil && c.enqueued {
+		e.work.notify()
+	}
+	e.appended()
+	return nil
+}
+
+func encodeResult(field string, result map[string]any) ([]byte, error) {
+	if result == nil {
+		result = map[string]any{}
+	}
+	raw, err := json.Marshal(result)
+	if err != nil {
+		return nil, fault.Invalid(field, "is not a JSON document: %v", err)
+	}
+	if len(raw) > maxResultBytes {
+		return nil, fault.Invalid(field, "is %d bytes; at most %d", len(raw), maxResultBytes)
+	}
+	if bytes.Contains(raw, []byte(`\u0000`)) {
+		return nil, fault.Invalid(field, "must not contain NUL characters")
+	}
+	return raw, nil
+}
+
+// sameJSON compares two JSON documents by value: PostgreSQL's jsonb does
+// not keep the bytes it was given.
+func sameJSON(a, b []byte) bool {
+	var va, vb any
+	if json.Unmarshal(a, &va) != nil || json.Unmarshal(b, &vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
+}

@@ -1,0 +1,116 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/predicate"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/stepdependency"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/page"
+)
+
+// GetStep returns a step in full with its parents' names and its task's
+// correlation id.
+func (e *Engine) GetStep(ctx context.Context, id string) (*ent.Step, []string, string, error) {
+	sid, err := parseID("id", id)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	r := e.db.Reader
+	s, err := r.Step.Get(ctx, sid)
+	if ent.IsNotFound(err) {
+		return nil, nil, "", fault.NotFoundf("step", id)
+	}
+	if err != nil {
+		return nil, nil, "", err
+	}
+	parents, err := r.Step.Query().
+		Where(step.HasChildEdgesWith(stepdependency.ChildID(sid))).
+		Order(ent.Asc(step.FieldPosition)).
+		Select(step.FieldName).
+		Strings(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	t, err := r.Task.Query().Where(task.ID(s.TaskID)).Select(task.FieldCorrelationID).Only(ctx)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return s, parents, t.CorrelationID, nil
+}
+
+// ListStepsParams filters and pages ListSteps.
+type ListStepsParams struct {
+	TaskID    string
+	States    []step.State
+	Namespace string
+	Handler   string
+	PageSize  int32
+	PageToken string
+}
+
+// ListSteps returns one page of steps: a task's in declaration order, or
+// across tasks oldest first.
+func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*ent.Step, string, error) {
+	size, err := page.Size("page_size", p.PageSize, 50, 500)
+	if err != nil {
+		return nil, "", err
+	}
+	var preds []predicate.Step
+	if p.TaskID != "" {
+		tid, err := parseID("task_id", p.TaskID)
+		if err != nil {
+			return nil, "", err
+		}
+		preds = append(preds, step.TaskID(tid))
+	}
+	if len(p.States) > 0 {
+		preds = append(preds, step.StateIn(p.States...))
+	}
+	if p.Namespace != "" {
+		preds = append(preds, step.Namespace(p.Namespace))
+	}
+	if p.Handler != "" {
+		preds = append(preds, step.Handler(p.Handler))
+	}
+	fp := page.Fingerprint(p.TaskID, p.States, p.Namespace, p.Handler)
+	// Within a task, steps are ordered by declaration; across tasks by id,
+	// which is creation order (UUIDv7).
+	type cursor struct {
+		Position int       `json:"p"`
+		ID       uuid.UUID `json:"i"`
+	}
+	var after cursor
+	ok, err := page.Decode("page_token", p.PageToken, fp, &after)
+	if err != nil {
+		return nil, "", err
+	}
+	q := e.db.Reader.Step.Query().Where(preds...)
+	if p.TaskID != "" {
+		if ok {
+			q = q.Where(step.PositionGT(after.Position))
+		}
+		q = q.Order(ent.Asc(step.FieldPosition))
+	} else {
+		if ok {
+			q = q.Where(step.IDGT(after.ID))
+		}
+		q = q.Order(ent.Asc(step.FieldID))
+	}
+	steps, err := q.Limit(size + 1).All(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	var next string
+	if len(steps) > size {
+		steps = steps[:size]
+		last := steps[size-1]
+		next = page.Encode(fp, cursor{Position: last.Position, ID: last.ID})
+	}
+	return steps, next, nil
+}

@@ -1,0 +1,98 @@
+package schema
+
+import (
+	"encoding/json"
+
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// Step is one node of a task's DAG at run time: its state, its copy of the
+// retry policy, its lease while a worker holds it, and its result. Namespace,
+// handler and priority are copied onto the row so claiming is one indexed
+// query without joins.
+type Step struct {
+	ent.Schema
+}
+
+// Fields of the Step.
+func (Step) Fields() []ent.Field {
+	fields := []ent.Field{
+		uuidID(),
+		field.UUID("task_id", uuid.UUID{}).Immutable(),
+		field.String("namespace").NotEmpty().Immutable(),
+		field.String("name").NotEmpty().Immutable(),
+		field.String("handler").NotEmpty().Immutable(),
+		field.JSON("config", json.RawMessage{}).
+			Comment("static handler configuration from the template, a JSON object"),
+		field.Enum("state").
+			Values("pending", "enqueued", "in_progress", "waiting_for_retry",
+				"complete", "error", "cancelled", "resolved_manually").
+			Default("pending"),
+		field.Int32("priority").Default(0).
+			Comment("copied from the task; higher runs first"),
+		field.Int("attempts").Default(0).
+			Comment("attempts started so far; a claim increments it, a release gives it back"),
+	}
+	fields = append(fields, policyFields()...)
+	return append(fields,
+		field.String("lease_token").Optional().Nillable().
+			Comment("set by a claim; worker calls must present it"),
+		field.Time("lease_expires_at").Optional().Nillable(),
+		field.Time("execution_deadline").Optional().Nillable().
+			Comment("claim time + execution_timeout_ms; nil when there is no timeout"),
+		field.Time("available_at").Optional().Nillable().
+			Comment("when an enqueued or waiting_for_retry step becomes claimable"),
+		field.String("claimed_by").Optional().Nillable().
+			Comment("worker id of the current or last claim"),
+		field.JSON("result", json.RawMessage{}).Optional().
+			Comment("the handler's or operator's result; nil until there is one"),
+		field.String("last_error_message").Default(""),
+		field.String("last_error_type").Default(""),
+		field.Int("pending_parents").Default(0).
+			Comment("parents not yet complete or resolved_manually; decremented with UPDATE ... RETURNING so exactly one parent's transaction enqueues the step"),
+		field.Int("position").
+			Comment("declaration order in the template"),
+		createdAt(),
+		updatedAt(),
+		field.Time("finished_at").Optional().Nillable(),
+	)
+}
+
+// Edges of the Step.
+func (Step) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("task", Task.Type).
+			Ref("steps").
+			Field("task_id").
+			Unique().
+			Required().
+			Immutable(),
+		edge.To("children", Step.Type).
+			StorageKey(edge.Columns("parent_id", "child_id")).
+			Through("child_edges", StepDependency.Type),
+		edge.From("parents", Step.Type).
+			Ref("children").
+			Through("parent_edges", StepDependency.Type),
+		edge.To("transitions", StepTransition.Type).
+			Annotations(entsql.OnDelete(entsql.Cascade)),
+	}
+}
+
+// Indexes of the Step.
+func (Step) Indexes() []ent.Index {
+	return []ent.Index{
+		// Claiming: higher priority first, then the longest due.
+		index.Fields("state", "namespace", "handler", "priority", "available_at").
+			Annotations(entsql.DescColumns("priority")),
+		index.Fields("task_id", "position"),
+		// The reaper: expired leases of in_progress steps.
+		index.Fields("state", "lease_expires_at"),
+		// The scheduler: the earliest due enqueued or waiting_for_retry step.
+		index.Fields("state", "available_at"),
+	}
+}

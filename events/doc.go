@@ -1,0 +1,25 @@
+// Package events owns the event log: the catalogue of event types, Append,
+// which writes events in the same transaction as the change they describe,
+// the numbering that gives readers a dense, strictly increasing sequence,
+// and Log, which reads it and wakes readers when it grows.
+//
+// On SQLite there is one writer, so Append numbers events inside the writing
+// transaction: the next sequence is the highest one plus one, and no later
+// commit can slip below it; the engine calls Log.Appended after such a
+// commit to wake readers in the process. On PostgreSQL concurrent writers
+// commit in any order, so Append leaves events unnumbered and NOTIFYs
+// tasker_events on commit; one Sequencer per database (the holder of a
+// session advisory lock on a dedicated connection) numbers committed events
+// after the committed maximum, one short transaction per batch, and
+// NOTIFYs tasker_sequenced with the new head, which every process's Log.Run
+// follows on a dedicated connection of its own. Readers only read numbered
+// events, which at any moment form a dense prefix of the sequence, so a
+// number once read is final and nothing ever appears below it.
+//
+// Readers select events with a Filter (namespace, template, task,
+// correlation id, type patterns such as "step.*"), validated by
+// ParseFilter, which also matches events in memory for subscribers' fan-out.
+// Log.List reports how far it scanned, so a narrowly filtered reader resumes
+// without rescanning, and refuses a resume point that retention has already
+// passed with OutOfRange LOG_TRUNCATED.
+package events

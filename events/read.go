@@ -1,0 +1,169 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/event"
+	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
+)
+
+// Bounds of Query.Limit.
+const (
+	// DefaultListLimit is the page size when Query.Limit is 0.
+	DefaultListLimit = 100
+	// MaxListLimit is the largest page List returns.
+	MaxListLimit = 1000
+)
+
+// Log reads the event log: numbered events only, in sequence order, and
+// wakes readers when the head advances (see Wait). One Log serves a whole
+// process; it is safe for concurrent use.
+type Log struct {
+	db     *storage.DB
+	logger *slog.Logger
+
+	mu sync.Mutex
+	// head is the highest sequence known to be numbered and committed; it
+	// only grows.
+	head int64
+	// changed is closed, and replaced, whenever waiters should look again.
+	changed chan struct{}
+}
+
+// NewLog returns the log of db. On PostgreSQL, run (*Log).Run so readers
+// learn of the sequencer's progress; on SQLite, call Appended after every
+// commit that appended events.
+func NewLog(db *storage.DB, logger *slog.Logger) *Log {
+	return &Log{db: db, logger: logger, changed: make(chan struct{})}
+}
+
+// Query selects a range of the log.
+type Query struct {
+	// Filter selects events; validated as by ParseFilter.
+	Filter Filter
+	// After excludes events up to this sequence: the last one the reader
+	// has seen or scanned, 0 for the beginning.
+	After int64
+	// Until, when above 0, excludes events after this sequence.
+	Until int64
+	// Limit bounds the events returned: 0 means DefaultListLimit, more than
+	// MaxListLimit means MaxListLimit.
+	Limit int
+}
+
+// Page is the answer to a Query.
+type Page struct {
+	// Events are the matching events in sequence order; every one has a
+	// sequence.
+	Events []*ent.Event
+	// Scanned is the highest sequence considered: the last event's when the
+	// page is full, otherwise the head at query time, bounded by Until. A
+	// reader resumes with After = Scanned and skips what its filter
+	// rejected. It is never below the query's After.
+	Scanned int64
+	// Head is the highest sequence in the log at query time.
+	Head int64
+}
+
+// Head returns the highest numbered sequence, 0 when the log is empty.
+func (l *Log) Head(ctx context.Context) (int64, error) {
+	return l.aggregate(ctx, "MAX")
+}
+
+// Oldest returns the lowest numbered sequence still retained, 0 when the
+// log is empty.
+func (l *Log) Oldest(ctx context.Context) (int64, error) {
+	return l.aggregate(ctx, "MIN")
+}
+
+// aggregate reads MAX or MIN of the sequence; both dialects answer from the
+// unique index on sequence, and both skip the unnumbered rows.
+func (l *Log) aggregate(ctx context.Context, fn string) (int64, error) {
+	var v int64
+	query := "SELECT COALESCE(" + fn + "(" + event.FieldSequence + "), 0) FROM " + event.Table
+	if err := l.db.ReadDB.QueryRowContext(ctx, query).Scan(&v); err != nil {
+		return 0, fmt.Errorf("events: read %s sequence: %w", fn, l.db.InterpretError(err))
+	}
+	return v, nil
+}
+
+// List returns the events after q.After that match q.Filter. It fails with
+// InvalidArgument for a bad filter or range, and with OutOfRange
+// LOG_TRUNCATED (metadata "oldest_sequence") when retention has already
+// removed events after q.After, so the reader would silently miss some.
+func (l *Log) List(ctx context.Context, q Query) (Page, error) {
+	m, err := ParseFilter(q.Filter)
+	if err != nil {
+		return Page{}, err
+	}
+	switch {
+	case q.After < 0:
+		return Page{}, fault.Invalid("after_sequence", "must not be negative, got %d", q.After)
+	case q.Until < 0:
+		return Page{}, fault.Invalid("until_sequence", "must not be negative, got %d", q.Until)
+	case q.Until > 0 && q.Until < q.After:
+		return Page{}, fault.Invalid("until_sequence", "must be 0 or at least after_sequence (%d), got %d", q.After, q.Until)
+	}
+	limit := q.Limit
+	switch {
+	case limit <= 0:
+		limit = DefaultListLimit
+	case limit > MaxListLimit:
+		limit = MaxListLimit
+	}
+
+	// The head first: numbered events form a dense prefix of the sequence
+	// at any moment, so every event up to this head is visible to the
+	// query below, and Scanned may claim all of them.
+	head, err := l.Head(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	bound := head
+	if q.Until > 0 {
+		bound = min(bound, q.Until)
+	}
+	p := Page{Scanned: max(q.After, bound), Head: head}
+	if bound > q.After {
+		p.Events, err = l.db.Reader.Event.Query().
+			Where(event.SequenceGT(q.After), event.SequenceLTE(bound)).
+			Where(m.predicates()...).
+			Order(ent.Asc(event.FieldSequence)).
+			Limit(limit).
+			All(ctx)
+		if err != nil {
+			return Page{}, fmt.Errorf("events: list: %w", l.db.InterpretError(err))
+		}
+		if len(p.Events) == limit {
+			p.Scanned = *p.Events[limit-1].Sequence
+		}
+	}
+
+	// Retention deletes from the low end only, so the oldest sequence never
+	// goes down: checked after the read, a retained After+1 means the read
+	// started there, and a gap means events after After are gone.
+	oldest, err := l.Oldest(ctx)
+	if err != nil {
+		return Page{}, err
+	}
+	if oldest > 1 && q.After < oldest-1 {
+		return Page{}, truncated(q.After, oldest)
+	}
+	return p, nil
+}
+
+// truncated is the error for a resume point older than the retained log.
+func truncated(after, oldest int64) *fault.Error {
+	return &fault.Error{
+		Code:     fault.OutOfRange,
+		Reason:   fault.ReasonLogTruncated,
+		Message:  fmt.Sprintf("events after sequence %d are no longer retained; the oldest retained event is %d", after, oldest),
+		Metadata: map[string]string{"oldest_sequence": strconv.FormatInt(oldest, 10)},
+	}
+}

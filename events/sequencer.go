@@ -1,0 +1,227 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"entgo.io/ent/dialect"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerhq/tasker/storage"
+)
+
+// sequencerLockKey is the PostgreSQL advisory lock whose holder is the
+// database's one sequencer ("taskseqs" in ASCII; storage's migration lock
+// is "taskmigr").
+const sequencerLockKey int64 = 0x7461736b73657173
+
+// SequencerOptions are the optional settings of a Sequencer; the zero value
+// is a sensible default.
+type SequencerOptions struct {
+	// BatchSize bounds the events numbered by one transaction; default 1000.
+	// A backlog takes several transactions, each short.
+	BatchSize int
+	// Fallback is how long the leader waits for a notification before it
+	// looks for unnumbered events anyway: the safety net for a notification
+	// that never came. Default 1s.
+	Fallback time.Duration
+	// Retry is how often a process that is not the leader tries to become
+	// it, and how long it waits before reconnecting after a failure.
+	// Default 1s.
+	Retry time.Duration
+	// Stamped, when set, is called after each committed transaction that
+	// numbered events, with the new head: pass (*Log).Notify so readers in
+	// the leader's own process wake without a round trip through
+	// PostgreSQL. It must not block.
+	Stamped func(head int64)
+}
+
+// Sequencer numbers the events of a PostgreSQL database. Writers append
+// events unnumbered (a bigserial is neither dense nor in commit order);
+// the sequencer gives committed, unnumbered events the next numbers, so
+// readers, which read numbered events only, see a dense, strictly
+// increasing sequence in which nothing ever appears below a number they
+// have read.
+//
+// Every process runs one; one per database leads, elected by a session
+// advisory lock on a dedicated connection, and the others try again every
+// Retry and take over when the leader's session ends. The leader LISTENs
+// for Append's notifications on the same connection, numbers in batches,
+// one short transaction each, and announces each new head on the
+// tasker_sequenced channel, which every process's Log.Run follows.
+//
+// The numbers are right even if two sequencers ever ran at once: each
+// transaction numbers from the committed maximum, so a number is only
+// given when every lower one is committed, and the unique index on
+// sequence refuses one of two transactions that pick the same numbers. The
+// lock only keeps them from tripping over each other.
+type Sequencer struct {
+	db      *storage.DB
+	logger  *slog.Logger
+	opts    SequencerOptions
+	leading atomic.Bool
+}
+
+// NewSequencer returns the sequencer of db; Run starts it.
+func NewSequencer(db *storage.DB, logger *slog.Logger, opts SequencerOptions) *Sequencer {
+	if opts.BatchSize <= 0 {
+		opts.BatchSize = 1000
+	}
+	if opts.Fallback <= 0 {
+		opts.Fallback = time.Second
+	}
+	if opts.Retry <= 0 {
+		opts.Retry = time.Second
+	}
+	return &Sequencer{db: db, logger: logger, opts: opts}
+}
+
+// Leading reports whether this sequencer is the database's leader right
+// now.
+func (s *Sequencer) Leading() bool { return s.leading.Load() }
+
+// Run sequences until ctx ends, then returns nil, having released
+// leadership. Failures (a lost connection, a failed transaction) are
+// logged and retried after Retry; they never end Run. On SQLite, where
+// Append numbers events itself, Run just waits for ctx.
+func (s *Sequencer) Run(ctx context.Context) error {
+	if s.db.Dialect != dialect.Postgres {
+		<-ctx.Done()
+		return nil
+	}
+	for {
+		err := s.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.logger.WarnContext(ctx, "event sequencer failed; retrying",
+			slog.Any("error", err), slog.Duration("retry", s.opts.Retry))
+		if !sleep(ctx, s.opts.Retry) {
+			return nil
+		}
+	}
+}
+
+// session runs one dedicated connection: wait to lead, then number events
+// until the connection fails or ctx ends. Closing the connection ends the
+// session, which releases the lock for the next leader.
+func (s *Sequencer) session(ctx context.Context) error {
+	conn, err := dedicatedConn(ctx, s.db, "tasker-sequencer")
+	if err != nil {
+		return err
+	}
+	defer closeConn(conn)
+	for {
+		var leader bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", sequencerLockKey).Scan(&leader); err != nil {
+			return fmt.Errorf("events: sequencer lock: %w", err)
+		}
+		if leader {
+			break
+		}
+		if !sleep(ctx, s.opts.Retry) {
+			return ctx.Err()
+		}
+	}
+	s.leading.Store(true)
+	defer s.leading.Store(false)
+	s.logger.InfoContext(ctx, "leading the event sequencer")
+	defer s.logger.InfoContext(ctx, "no longer leading the event sequencer")
+
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{appendedChannel}.Sanitize()); err != nil {
+		return fmt.Errorf("events: listen: %w", err)
+	}
+	// The first pass is the catch-up: events committed while nobody led,
+	// or before this LISTEN, are numbered now.
+	for {
+		if err := s.drain(ctx, conn); err != nil {
+			return err
+		}
+		if err := s.wait(ctx, conn); err != nil {
+			return err
+		}
+	}
+}
+
+// drain numbers batches until there is nothing left to number.
+func (s *Sequencer) drain(ctx context.Context, conn *pgx.Conn) error {
+	for {
+		n, head, err := s.stamp(ctx, conn)
+		if err != nil {
+			return err
+		}
+		if n > 0 && s.opts.Stamped != nil {
+			s.opts.Stamped(head)
+		}
+		if n < int64(s.opts.BatchSize) {
+			return nil
+		}
+	}
+}
+
+// stampSQL numbers up to $1 committed, unnumbered events, oldest insert
+// first, after the committed maximum, and notifies the new head, all in
+// the one transaction of the statement: the numbers and the notification
+// commit together. The CASE evaluates pg_notify only when something was
+// numbered (its void result is cast to text to be scannable).
+//
+// Insert order among unnumbered events is a convenience, not a promise:
+// an event whose transaction commits late is numbered late, above events
+// inserted after it, which is what keeps every number ever read final.
+const stampSQL = `
+WITH batch AS (
+	SELECT id FROM events WHERE sequence IS NULL ORDER BY id LIMIT $1
+), numbered AS (
+	SELECT id, (SELECT COALESCE(max(sequence), 0) FROM events) + row_number() OVER (ORDER BY id) AS sequence
+	FROM batch
+), stamped AS (
+	UPDATE events SET sequence = numbered.sequence
+	FROM numbered WHERE events.id = numbered.id
+	RETURNING events.sequence
+), summary AS (
+	SELECT count(*) AS n, COALESCE(max(sequence), 0) AS head FROM stamped
+)
+SELECT n, head, CASE WHEN n > 0 THEN pg_notify('` + sequencedChannel + `', head::text)::text END
+FROM summary`
+
+// stamp runs stampSQL once and returns how many events it numbered and
+// the head after them.
+func (s *Sequencer) stamp(ctx context.Context, conn *pgx.Conn) (n, head int64, err error) {
+	var notified *string
+	if err := conn.QueryRow(ctx, stampSQL, s.opts.BatchSize).Scan(&n, &head, &notified); err != nil {
+		return 0, 0, fmt.Errorf("events: number events: %w", err)
+	}
+	return n, head, nil
+}
+
+// wait sleeps until Append's notification or the Fallback, whichever comes
+// first. Notifications that arrived meanwhile are consumed too: one pass
+// numbers the events of all of them.
+func (s *Sequencer) wait(ctx context.Context, conn *pgx.Conn) error {
+	wctx, cancel := context.WithTimeout(ctx, s.opts.Fallback)
+	_, err := conn.WaitForNotification(wctx)
+	cancel()
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err()
+	case err == nil:
+	case errors.Is(wctx.Err(), context.DeadlineExceeded):
+		return nil // the fallback: look anyway
+	default:
+		return fmt.Errorf("events: wait for notification: %w", err)
+	}
+	// With a context that has already ended, WaitForNotification hands out
+	// the notifications pgx has buffered and then fails without touching
+	// the connection.
+	done, stop := context.WithCancel(ctx)
+	stop()
+	for {
+		if _, err := conn.WaitForNotification(done); err != nil {
+			return nil
+		}
+	}
+}

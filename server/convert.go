@@ -1,0 +1,175 @@
+package server
+
+import (
+	"encoding/json"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/task"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+)
+
+// indexed names the i-th element of a repeated field, e.g. "states[2]".
+func indexed(field string, i int) string {
+	return field + "[" + strconv.Itoa(i) + "]"
+}
+
+var taskStatesToProto = map[task.State]taskerv1.TaskState{
+	task.StatePending:          taskerv1.TaskState_TASK_STATE_PENDING,
+	task.StateInProgress:       taskerv1.TaskState_TASK_STATE_IN_PROGRESS,
+	task.StateComplete:         taskerv1.TaskState_TASK_STATE_COMPLETE,
+	task.StateError:            taskerv1.TaskState_TASK_STATE_ERROR,
+	task.StateCancelled:        taskerv1.TaskState_TASK_STATE_CANCELLED,
+	task.StateResolvedManually: taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY,
+}
+
+var stepStatesToProto = map[step.State]taskerv1.StepState{
+	step.StatePending:          taskerv1.StepState_STEP_STATE_PENDING,
+	step.StateEnqueued:         taskerv1.StepState_STEP_STATE_ENQUEUED,
+	step.StateInProgress:       taskerv1.StepState_STEP_STATE_IN_PROGRESS,
+	step.StateWaitingForRetry:  taskerv1.StepState_STEP_STATE_WAITING_FOR_RETRY,
+	step.StateComplete:         taskerv1.StepState_STEP_STATE_COMPLETE,
+	step.StateError:            taskerv1.StepState_STEP_STATE_ERROR,
+	step.StateCancelled:        taskerv1.StepState_STEP_STATE_CANCELLED,
+	step.StateResolvedManually: taskerv1.StepState_STEP_STATE_RESOLVED_MANUALLY,
+}
+
+var executionStatusToProto = map[engine.ExecutionStatus]taskerv1.ExecutionStatus{
+	engine.StatusHasReadySteps:     taskerv1.ExecutionStatus_EXECUTION_STATUS_HAS_READY_STEPS,
+	engine.StatusProcessing:        taskerv1.ExecutionStatus_EXECUTION_STATUS_PROCESSING,
+	engine.StatusWaitingForRetry:   taskerv1.ExecutionStatus_EXECUTION_STATUS_WAITING_FOR_RETRY,
+	engine.StatusBlockedByFailures: taskerv1.ExecutionStatus_EXECUTION_STATUS_BLOCKED_BY_FAILURES,
+	engine.StatusComplete:          taskerv1.ExecutionStatus_EXECUTION_STATUS_COMPLETE,
+}
+
+func timestamp(t *time.Time) *timestamppb.Timestamp {
+	if t == nil {
+		return nil
+	}
+	return timestamppb.New(*t)
+}
+
+func millis(ms int64) *durationpb.Duration {
+	return durationpb.New(time.Duration(ms) * time.Millisecond)
+}
+
+// document decodes a stored JSON object; stored documents were validated
+// on the way in, so a failure means the row was edited by hand and yields
+// nil rather than a failed read.
+func document(raw json.RawMessage) *structpb.Struct {
+	if len(raw) == 0 {
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil
+	}
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+func count(n int) int32 {
+	return int32(n) //nolint:gosec // step counts are bounded by the 1000 steps of a template
+}
+
+func taskToProto(v *engine.TaskView) *taskerv1.Task {
+	t := v.Task
+	out := &taskerv1.Task{
+		Id:                   t.ID.String(),
+		Namespace:            t.Namespace,
+		TemplateName:         t.TemplateName,
+		TemplateVersion:      t.TemplateVersion,
+		State:                taskStatesToProto[t.State],
+		Context:              document(t.Context),
+		CorrelationId:        t.CorrelationID,
+		Priority:             t.Priority,
+		RunAt:                timestamp(t.RunAt),
+		Initiator:            t.Initiator,
+		SourceSystem:         t.SourceSystem,
+		Reason:               t.Reason,
+		Tags:                 t.Tags,
+		CreateTime:           timestamppb.New(t.CreatedAt),
+		UpdateTime:           timestamppb.New(t.UpdatedAt),
+		StartTime:            timestamp(t.StartedAt),
+		FinishTime:           timestamp(t.FinishedAt),
+		CompletionPercentage: v.CompletionPercentage(),
+		ExecutionStatus:      executionStatusToProto[v.ExecutionStatus()],
+		StepCounts: &taskerv1.StepCounts{
+			Total:            count(v.Total()),
+			Pending:          count(v.Counts[step.StatePending]),
+			Enqueued:         count(v.Counts[step.StateEnqueued]),
+			InProgress:       count(v.Counts[step.StateInProgress]),
+			WaitingForRetry:  count(v.Counts[step.StateWaitingForRetry]),
+			Complete:         count(v.Counts[step.StateComplete]),
+			Error:            count(v.Counts[step.StateError]),
+			Cancelled:        count(v.Counts[step.StateCancelled]),
+			ResolvedManually: count(v.Counts[step.StateResolvedManually]),
+		},
+	}
+	if t.ParentTaskID != nil {
+		out.ParentTaskId = t.ParentTaskID.String()
+	}
+	if t.IdempotencyKey != nil {
+		out.IdempotencyKey = *t.IdempotencyKey
+	}
+	for _, s := range v.Steps {
+		ps := stepToProto(s, v.DependsOn[s.ID], false)
+		ps.CorrelationId = t.CorrelationID
+		out.Steps = append(out.Steps, ps)
+	}
+	return out
+}
+
+// stepToProto renders a step; full adds its config and result.
+func stepToProto(s *ent.Step, dependsOn []string, full bool) *taskerv1.Step {
+	out := &taskerv1.Step{
+		Id:          s.ID.String(),
+		TaskId:      s.TaskID.String(),
+		Namespace:   s.Namespace,
+		Name:        s.Name,
+		Handler:     s.Handler,
+		State:       stepStatesToProto[s.State],
+		DependsOn:   dependsOn,
+		Priority:    s.Priority,
+		Attempts:    count(s.Attempts),
+		MaxAttempts: count(s.MaxAttempts),
+		RetryPolicy: &taskerv1.RetryPolicy{
+			MaxAttempts:       new(count(s.MaxAttempts)),
+			InitialBackoff:    millis(s.BackoffInitialMs),
+			BackoffMultiplier: new(s.BackoffMultiplier),
+			MaxBackoff:        millis(s.BackoffMaxMs),
+			Jitter:            new(s.BackoffJitter),
+		},
+		LeaseDuration:     millis(s.LeaseDurationMs),
+		AvailableAt:       timestamp(s.AvailableAt),
+		LeaseExpiresAt:    timestamp(s.LeaseExpiresAt),
+		ExecutionDeadline: timestamp(s.ExecutionDeadline),
+		CreateTime:        timestamppb.New(s.CreatedAt),
+		UpdateTime:        timestamppb.New(s.UpdatedAt),
+		FinishTime:        timestamp(s.FinishedAt),
+	}
+	if s.ExecutionTimeoutMs > 0 {
+		out.ExecutionTimeout = millis(s.ExecutionTimeoutMs)
+	}
+	if s.ClaimedBy != nil {
+		out.ClaimedBy = *s.ClaimedBy
+	}
+	if s.LastErrorMessage != "" {
+		out.LastError = &taskerv1.StepError{Message: s.LastErrorMessage, Type: s.LastErrorType, Attempt: count(s.Attempts)}
+	}
+	if full {
+		out.Config = document(s.Config)
+		out.Result = document(s.Result)
+	}
+	return out
+}

@@ -1,0 +1,95 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+
+	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/taskerhq/tasker/correlation"
+)
+
+// withCorrelation reads the x-correlation-id header (or makes an id), puts
+// it in the context, on the span and in the response header.
+func withCorrelation(ctx context.Context) context.Context {
+	var id string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(correlation.Header); len(v) > 0 && correlation.Valid(v[0]) {
+			id = v[0]
+		}
+	}
+	if id == "" {
+		id = correlation.New()
+	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tasker.correlation_id", id))
+	// SetHeader fails only when headers were already sent, which cannot
+	// happen before the handler runs.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(correlation.Header, id))
+	return correlation.WithID(ctx, id)
+}
+
+func correlationUnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return handler(withCorrelation(ctx), req)
+}
+
+func correlationStreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	wrapped := grpcmw.WrapServerStream(ss)
+	wrapped.WrappedContext = withCorrelation(ss.Context())
+	return handler(srv, wrapped)
+}
+
+// slogLogger adapts slog to the middleware's logging interface.
+func slogLogger(l *slog.Logger) logging.Logger {
+	return logging.LoggerFunc(func(ctx context.Context, lvl logging.Level, msg string, fields ...any) {
+		l.Log(ctx, slog.Level(lvl), msg, fields...)
+	})
+}
+
+func loggingOptions() []logging.Option {
+	return []logging.Option{
+		logging.WithLogOnEvents(logging.FinishCall),
+		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
+			if id := correlation.FromContext(ctx); id != "" {
+				return logging.Fields{"correlation_id", id}
+			}
+			return nil
+		}),
+	}
+}
+
+// recoveryOption turns a panic into a plain error, which the error
+// interceptor then logs and masks as Internal.
+func recoveryOption(log *slog.Logger) recovery.Option {
+	return recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
+		log.ErrorContext(ctx, "panic in handler", slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+		return fmt.Errorf("panic: %v", p)
+	})
+}
+
+// interceptors returns the chains, outermost first: correlation (so every
+// later step sees the id), logging (so it records the final code), error
+// mapping, then recovery closest to the handler.
+func interceptors(log *slog.Logger) (grpc.ServerOption, grpc.ServerOption) {
+	mwLog := slogLogger(log)
+	unary := grpc.ChainUnaryInterceptor(
+		correlationUnaryInterceptor,
+		logging.UnaryServerInterceptor(mwLog, loggingOptions()...),
+		errorsUnaryInterceptor(log),
+		recovery.UnaryServerInterceptor(recoveryOption(log)),
+	)
+	stream := grpc.ChainStreamInterceptor(
+		correlationStreamInterceptor,
+		logging.StreamServerInterceptor(mwLog, loggingOptions()...),
+		errorsStreamInterceptor(log),
+		recovery.StreamServerInterceptor(recoveryOption(log)),
+	)
+	return unary, stream
+}

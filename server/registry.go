@@ -1,0 +1,68 @@
+package server
+
+import (
+	"context"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/taskerhq/tasker/fault"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+	"github.com/taskerhq/tasker/registry"
+)
+
+// registryService implements tasker.v1.RegistryService over the template
+// store. ListHandlers comes with worker tracking and answers Unimplemented
+// until then.
+type registryService struct {
+	taskerv1.UnimplementedRegistryServiceServer
+	templates *registry.Store
+}
+
+func (s *registryService) RegisterTaskTemplate(ctx context.Context, req *taskerv1.RegisterTaskTemplateRequest) (*taskerv1.RegisterTaskTemplateResponse, error) {
+	if req.GetTemplate() == nil {
+		return nil, fault.Invalid("template", "is required")
+	}
+	tpl, outcome, err := s.templates.Register(ctx, req.GetTemplate(), req.GetReplace())
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.RegisterTaskTemplateResponse{Template: registry.ToProto(tpl), Outcome: outcome}, nil
+}
+
+func (s *registryService) GetTaskTemplate(ctx context.Context, req *taskerv1.GetTaskTemplateRequest) (*taskerv1.GetTaskTemplateResponse, error) {
+	tpl, err := s.templates.Get(ctx, req.GetNamespace(), req.GetName(), req.GetVersion())
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.GetTaskTemplateResponse{Template: registry.ToProto(tpl)}, nil
+}
+
+func (s *registryService) ListTaskTemplates(ctx context.Context, req *taskerv1.ListTaskTemplatesRequest) (*taskerv1.ListTaskTemplatesResponse, error) {
+	tpls, next, err := s.templates.List(ctx, registry.ListOptions{
+		Namespace: req.GetNamespace(), Name: req.GetName(), PageSize: req.GetPageSize(), PageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ListTaskTemplatesResponse{NextPageToken: next}
+	for _, t := range tpls {
+		resp.Templates = append(resp.Templates, registry.ToProto(t))
+	}
+	return resp, nil
+}
+
+func (s *registryService) ListNamespaces(ctx context.Context, req *taskerv1.ListNamespacesRequest) (*taskerv1.ListNamespacesResponse, error) {
+	nss, next, err := s.templates.Namespaces(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ListNamespacesResponse{NextPageToken: next}
+	for _, ns := range nss {
+		resp.Namespaces = append(resp.Namespaces, &taskerv1.Namespace{
+			Name:          ns.Name,
+			TemplateCount: int32(ns.TemplateCount), //nolint:gosec // bounded by the number of rows
+			CreateTime:    timestamppb.New(ns.CreateTime),
+		})
+	}
+	return resp, nil
+}

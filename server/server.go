@@ -1,0 +1,165 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/taskerhq/tasker/engine"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/storage"
+)
+
+// Config holds the optional settings of a Server.
+type Config struct {
+	// ShutdownTimeout bounds how long in-flight calls may drain after
+	// shutdown starts; then the server stops hard. Default 15s.
+	ShutdownTimeout time.Duration
+	// MaxRecvMsgSize bounds a request; default 8 MiB, which leaves room for a
+	// full template or a batch of results.
+	MaxRecvMsgSize int
+}
+
+// Server serves the tasker.v1 services over gRPC and the admin endpoints
+// over HTTP.
+type Server struct {
+	log      *slog.Logger
+	db       *storage.DB
+	cfg      Config
+	grpc     *grpc.Server
+	health   *health.Server
+	admin    *http.Server
+	draining atomic.Bool
+	// stopping is closed when shutdown starts, so long-polls and streams end
+	// at once instead of holding GracefulStop back.
+	stopping chan struct{}
+}
+
+// New wires the services. It registers nothing with the outside world until
+// Serve.
+func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, cfg Config) *Server {
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 15 * time.Second
+	}
+	if cfg.MaxRecvMsgSize <= 0 {
+		cfg.MaxRecvMsgSize = 8 << 20
+	}
+	s := &Server{log: log, db: db, cfg: cfg, health: health.NewServer(), stopping: make(chan struct{})}
+	unary, stream := interceptors(log)
+	s.grpc = grpc.NewServer(
+		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		unary, stream,
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+	)
+	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates})
+	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
+	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, stopping: s.stopping})
+	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{})
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return s
+}
+
+// readyz answers 200 when the database is reachable and migrated and the
+// server is not shutting down, 503 otherwise, with the reason in the body.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.Ready(ctx); err != nil {
+		http.Error(w, "database not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Serve serves gRPC on grpcLis and the admin endpoints on adminLis (nil to
+// skip) until ctx is done, then shuts down gracefully. It returns nil after a
+// clean shutdown.
+func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	for _, name := range []string{
+		taskerv1.RegistryService_ServiceDesc.ServiceName,
+		taskerv1.TaskService_ServiceDesc.ServiceName,
+		taskerv1.StepService_ServiceDesc.ServiceName,
+		taskerv1.EventService_ServiceDesc.ServiceName,
+	} {
+		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(grpcLis) }()
+	if adminLis != nil {
+		go func() {
+			if err := s.admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+				return
+			}
+			errc <- nil
+		}()
+	}
+	s.log.InfoContext(ctx, "serving", slog.String("grpc_addr", grpcLis.Addr().String()), slog.Any("admin_addr", addrOf(adminLis)))
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.shutdown()
+	return serveErr
+}
+
+// shutdown stops new work, ends long-polls and streams, lets in-flight calls
+// drain for ShutdownTimeout, then stops hard.
+func (s *Server) shutdown() {
+	s.draining.Store(true)
+	s.health.Shutdown()
+	close(s.stopping)
+
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	timer := time.NewTimer(s.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		s.log.Warn("drain timeout passed; stopping in-flight calls", slog.Duration("timeout", s.cfg.ShutdownTimeout))
+		s.grpc.Stop()
+		<-done
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.admin.Shutdown(ctx)
+	s.log.Info("stopped")
+}
+
+func addrOf(l net.Listener) any {
+	if l == nil {
+		return nil
+	}
+	return l.Addr().String()
+}

@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/fault"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+)
+
+// maxBatch bounds the entries of batched worker calls.
+const maxBatch = 100
+
+// maxLeases bounds the entries of ExtendLease.
+const maxLeases = 500
+
+// claimBudget is how many bytes of parents' results a claim response may
+// carry: the default client receive limit (4 MiB) less room for the steps'
+// own fields. Results past it are marked omitted and read with GetStep.
+const claimBudget = 3 << 20
+
+// stepService implements tasker.v1.StepService: the worker protocol over
+// the engine. The operator RPCs come with engine operations and answer
+// Unimplemented until then.
+type stepService struct {
+	taskerv1.UnimplementedStepServiceServer
+	engine   *engine.Engine
+	log      *slog.Logger
+	stopping <-chan struct{}
+}
+
+func (s *stepService) GetStep(ctx context.Context, req *taskerv1.GetStepRequest) (*taskerv1.GetStepResponse, error) {
+	st, deps, corr, err := s.engine.GetStep(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	out := stepToProto(st, deps, true)
+	out.CorrelationId = corr
+	return &taskerv1.GetStepResponse{Step: out}, nil
+}
+
+func (s *stepService) ListSteps(ctx context.Context, req *taskerv1.ListStepsRequest) (*taskerv1.ListStepsResponse, error) {
+	p := engine.ListStepsParams{
+		TaskID: req.GetTaskId(), Namespace: req.GetNamespace(), Handler: req.GetHandler(),
+		PageSize: req.GetPageSize(), PageToken: req.GetPageToken(),
+	}
+	for i, st := range req.GetStates() {
+		state, ok := stepStatesFromProto[st]
+		if !ok {
+			return nil, fault.Invalid(indexed("states", i), "is not a step state: %v", st)
+		}
+		p.States = append(p.States, state)
+	}
+	full := req.GetView() == taskerv1.StepView_STEP_VIEW_FULL
+	steps, next, err := s.engine.ListSteps(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ListStepsResponse{NextPageToken: next}
+	for _, st := range steps {
+		resp.Steps = append(resp.Steps, stepToProto(st, nil, full))
+	}
+	return resp, nil
+}
+
+func (s *stepService) ClaimSteps(ctx context.Context, req *taskerv1.ClaimStepsRequest) (*taskerv1.ClaimStepsResponse, error) {
+	p := engine.ClaimParams{WorkerID: req.GetWorkerId(), Max: int(req.GetMaxSteps())}
+	if w := req.GetWait(); w != nil {
+		if err := w.CheckValid(); err != nil {
+			return nil, fault.Invalid("wait", "is not a valid duration: %v", err)
+		}
+		p.Wait = w.AsDuration()
+	}
+	for _, h := range req.GetHandlers() {
+		p.Handlers = append(p.Handlers, engine.HandlerRef{Namespace: h.GetNamespace(), Handler: h.GetHandler()})
+	}
+	claims, err := s.engine.ClaimSteps(ctx, p, s.stopping)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ClaimStepsResponse{}
+	budget := claimBudget
+	for _, c := range claims {
+		cs := &taskerv1.ClaimedStep{
+			StepId:            c.Step.ID.String(),
+			TaskId:            c.Task.ID.String(),
+			Handler:           &taskerv1.HandlerRef{Namespace: c.Step.Namespace, Handler: c.Step.Handler},
+			StepName:          c.Step.Name,
+			TemplateName:      c.Task.TemplateName,
+			TemplateVersion:   c.Task.TemplateVersion,
+			CorrelationId:     c.Task.CorrelationID,
+			Config:            document(c.Step.Config),
+			Context:           document(c.Task.Context),
+			Attempt:           count(c.Step.Attempts),
+			MaxAttempts:       count(c.Step.MaxAttempts),
+			LeaseToken:        *c.Step.LeaseToken,
+			LeaseExpiresAt:    timestamppb.New(*c.Step.LeaseExpiresAt),
+			ExecutionDeadline: timestamp(c.Step.ExecutionDeadline),
+			Priority:          c.Step.Priority,
+		}
+		budget -= proto.Size(cs)
+		for _, p := range c.Parents {
+			pr := &taskerv1.ParentResult{StepName: p.Name, StepId: p.StepID.String()}
+			if len(p.Result) > 0 {
+				if len(p.Result) <= budget {
+					pr.Result = document(p.Result)
+					budget -= len(p.Result)
+				} else {
+					pr.Omitted = true
+				}
+			}
+			cs.ParentResults = append(cs.ParentResults, pr)
+		}
+		resp.Steps = append(resp.Steps, cs)
+	}
+	return resp, nil
+}
+
+func lease(stepID, token string) engine.Lease {
+	return engine.Lease{StepID: stepID, Token: token}
+}
+
+func (s *stepService) ExtendLease(ctx context.Context, req *taskerv1.ExtendLeaseRequest) (*taskerv1.ExtendLeaseResponse, error) {
+	if n := len(req.GetLeases()); n == 0 || n > maxLeases {
+		return nil, fault.Invalid("leases", "must hold 1 to %d leases", maxLeases)
+	}
+	var extendBy time.Duration
+	if d := req.GetExtendBy(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, fault.Invalid("extend_by", "is not a valid duration: %v", err)
+		}
+		if extendBy = d.AsDuration(); extendBy < time.Second || extendBy > time.Hour {
+			return nil, fault.Invalid("extend_by", "must be between 1s and 1h")
+		}
+	}
+	resp := &taskerv1.ExtendLeaseResponse{}
+	for _, l := range req.GetLeases() {
+		expires, err := s.engine.ExtendLease(ctx, lease(l.GetStepId(), l.GetLeaseToken()), extendBy)
+		ext := &taskerv1.LeaseExtension{Result: entryResult(ctx, s.log, "ExtendLease", err)}
+		if err == nil {
+			ext.LeaseExpiresAt = timestamppb.New(expires)
+		}
+		resp.Extensions = append(resp.Extensions, ext)
+	}
+	return resp, nil
+}
+
+func (s *stepService) CompleteStep(ctx context.Context, req *taskerv1.CompleteStepRequest) (*taskerv1.CompleteStepResponse, error) {
+	if err := s.engine.CompleteStep(ctx, lease(req.GetStepId(), req.GetLeaseToken()), req.GetResult().AsMap()); err != nil {
+		return nil, err
+	}
+	return &taskerv1.CompleteStepResponse{}, nil
+}
+
+func failParams(stepID, token string, e *taskerv1.StepError, nonRetryable bool, retryAfter *durationpb.Duration) engine.FailParams {
+	return engine.FailParams{
+		Lease: lease(stepID, token), Message: e.GetMessage(), Type: e.GetType(), NonRetryable: nonRetryable,
+		RetryAfter: retryAfter.AsDuration(), // nil-safe: an unset retry_after is 0
+	}
+}
+
+func (s *stepService) FailStep(ctx context.Context, req *taskerv1.FailStepRequest) (*taskerv1.FailStepResponse, error) {
+	out, err := s.engine.FailStep(ctx, failParams(req.GetStepId(), req.GetLeaseToken(), req.GetError(), req.GetNonRetryable(), req.GetRetryAfter()))
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.FailStepResponse{State: stepStatesToProto[out.State], AvailableAt: timestamp(out.AvailableAt)}, nil
+}
+
+func (s *stepService) ReleaseStep(ctx context.Context, req *taskerv1.ReleaseStepRequest) (*taskerv1.ReleaseStepResponse, error) {
+	if err := s.engine.ReleaseStep(ctx, lease(req.GetStepId(), req.GetLeaseToken()), req.GetReason()); err != nil {
+		return nil, err
+	}
+	return &taskerv1.ReleaseStepResponse{}, nil
+}
+
+func (s *stepService) BatchCompleteSteps(ctx context.Context, req *taskerv1.BatchCompleteStepsRequest) (*taskerv1.BatchCompleteStepsResponse, error) {
+	if n := len(req.GetCompletions()); n == 0 || n > maxBatch {
+		return nil, fault.Invalid("completions", "must hold 1 to %d entries", maxBatch)
+	}
+	resp := &taskerv1.BatchCompleteStepsResponse{}
+	for _, c := range req.GetCompletions() {
+		err := s.engine.CompleteStep(ctx, lease(c.GetStepId(), c.GetLeaseToken()), c.GetResult().AsMap())
+		resp.Results = append(resp.Results, entryResult(ctx, s.log, "BatchCompleteSteps", err))
+	}
+	return resp, nil
+}
+
+func (s *stepService) BatchFailSteps(ctx context.Context, req *taskerv1.BatchFailStepsRequest) (*taskerv1.BatchFailStepsResponse, error) {
+	if n := len(req.GetFailures()); n == 0 || n > maxBatch {
+		return nil, fault.Invalid("failures", "must hold 1 to %d entries", maxBatch)
+	}
+	resp := &taskerv1.BatchFailStepsResponse{}
+	for _, f := range req.GetFailures() {
+		out, err := s.engine.FailStep(ctx, failParams(f.GetStepId(), f.GetLeaseToken(), f.GetError(), f.GetNonRetryable(), f.GetRetryAfter()))
+		fo := &taskerv1.FailureOutcome{Result: entryResult(ctx, s.log, "BatchFailSteps", err)}
+		if err == nil {
+			fo.State = stepStatesToProto[out.State]
+			fo.AvailableAt = timestamp(out.AvailableAt)
+		}
+		resp.Outcomes = append(resp.Outcomes, fo)
+	}
+	return resp, nil
+}
+
+var stepStatesFromProto = func() map[taskerv1.StepState]step.State {
+	m := make(map[taskerv1.StepState]step.State, len(stepStatesToProto))
+	for k, v := range stepStatesToProto {
+		m[v] = k
+	}
+	return m
+}()

@@ -1,0 +1,107 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"github.com/taskerhq/tasker/correlation"
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+)
+
+// taskService implements tasker.v1.TaskService over the engine. The operator
+// RPCs (cancel, retry, resolve, graph) come with engine operations and answer
+// Unimplemented until then.
+type taskService struct {
+	taskerv1.UnimplementedTaskServiceServer
+	engine *engine.Engine
+}
+
+func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRequest) (*taskerv1.CreateTaskResponse, error) {
+	var runAt *time.Time
+	if req.GetRunAt() != nil {
+		if err := req.GetRunAt().CheckValid(); err != nil {
+			return nil, fault.Invalid("run_at", "is not a valid timestamp: %v", err)
+		}
+		t := req.GetRunAt().AsTime()
+		runAt = &t
+	}
+	t, duplicate, err := s.engine.CreateTask(ctx, engine.CreateTaskParams{
+		Namespace:      req.GetNamespace(),
+		Name:           req.GetName(),
+		Version:        req.GetVersion(),
+		Context:        req.GetContext().AsMap(),
+		Initiator:      req.GetInitiator(),
+		SourceSystem:   req.GetSourceSystem(),
+		Reason:         req.GetReason(),
+		Tags:           req.GetTags(),
+		Priority:       req.GetPriority(),
+		RunAt:          runAt,
+		IdempotencyKey: req.GetIdempotencyKey(),
+		ParentTaskID:   req.GetParentTaskId(),
+		CorrelationID:  correlation.FromContext(ctx),
+	})
+	if err != nil {
+		return nil, err
+	}
+	view, err := s.engine.GetTask(ctx, t.ID.String())
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.CreateTaskResponse{Task: taskToProto(view), Duplicate: duplicate}, nil
+}
+
+func (s *taskService) GetTask(ctx context.Context, req *taskerv1.GetTaskRequest) (*taskerv1.GetTaskResponse, error) {
+	view, err := s.engine.GetTask(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.GetTaskResponse{Task: taskToProto(view)}, nil
+}
+
+func (s *taskService) ListTasks(ctx context.Context, req *taskerv1.ListTasksRequest) (*taskerv1.ListTasksResponse, error) {
+	p := engine.ListTasksParams{
+		Namespace:     req.GetNamespace(),
+		TemplateName:  req.GetTemplateName(),
+		Tags:          req.GetTags(),
+		CorrelationID: req.GetCorrelationId(),
+		ParentTaskID:  req.GetParentTaskId(),
+		PageSize:      req.GetPageSize(),
+		PageToken:     req.GetPageToken(),
+	}
+	for i, st := range req.GetStates() {
+		state, ok := taskStatesFromProto[st]
+		if !ok {
+			return nil, fault.Invalid(indexed("states", i), "is not a task state: %v", st)
+		}
+		p.States = append(p.States, state)
+	}
+	if ts := req.GetCreateTimeFrom(); ts != nil {
+		t := ts.AsTime()
+		p.CreatedFrom = &t
+	}
+	if ts := req.GetCreateTimeTo(); ts != nil {
+		t := ts.AsTime()
+		p.CreatedTo = &t
+	}
+	views, next, err := s.engine.ListTasks(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ListTasksResponse{NextPageToken: next}
+	for _, v := range views {
+		resp.Tasks = append(resp.Tasks, taskToProto(v))
+	}
+	return resp, nil
+}
+
+var taskStatesFromProto = map[taskerv1.TaskState]task.State{
+	taskerv1.TaskState_TASK_STATE_PENDING:           task.StatePending,
+	taskerv1.TaskState_TASK_STATE_IN_PROGRESS:       task.StateInProgress,
+	taskerv1.TaskState_TASK_STATE_COMPLETE:          task.StateComplete,
+	taskerv1.TaskState_TASK_STATE_ERROR:             task.StateError,
+	taskerv1.TaskState_TASK_STATE_CANCELLED:         task.StateCancelled,
+	taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY: task.StateResolvedManually,
+}
