@@ -214,9 +214,13 @@ func (c *change) enqueueChildren(ctx context.Context, parent *ent.Step) error {
 	return nil
 }
 
-// finalize ends the task when nothing can progress any more.
+// finalize ends the task when nothing can progress any more, and revives
+// a task in error that an operator's retry or resolve made progress
+// possible for again.
 func (c *change) finalize(ctx context.Context) error {
-	if c.task.State != task.StatePending && c.task.State != task.StateInProgress {
+	switch c.task.State {
+	case task.StatePending, task.StateInProgress, task.StateError:
+	default:
 		return nil
 	}
 	var rows []struct {
@@ -235,8 +239,17 @@ func (c *change) finalize(ctx context.Context) error {
 	}
 	active := counts[step.StateEnqueued] + counts[step.StateInProgress] + counts[step.StateWaitingForRetry]
 	failed := counts[step.StateError] + counts[step.StateCancelled]
+	done := counts[step.StateComplete]+counts[step.StateResolvedManually] == total
+	if c.task.State == task.StateError {
+		if active == 0 && !done {
+			return nil
+		}
+		if _, err := c.moveTask(ctx, taskResume, "progress is possible again", nil); err != nil {
+			return err
+		}
+	}
 	switch {
-	case counts[step.StateComplete]+counts[step.StateResolvedManually] == total:
+	case done:
 		_, err := c.moveTask(ctx, taskComplete, "every step is done", map[string]any{"step_count": total})
 		return err
 	case active == 0 && failed > 0:

@@ -282,6 +282,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			SetState(state).
 			SetPriority(t.Priority).
 			SetMaxAttempts(pol.maxAttempts).
+			SetAttemptBudget(pol.maxAttempts).
 			SetBackoffInitialMs(pol.backoffInitialMs).
 			SetBackoffMultiplier(pol.backoffMultiplier).
 			SetBackoffMaxMs(pol.backoffMaxMs).

@@ -51,6 +51,8 @@ func leaseLost(s *ent.Step, t *ent.Task, token string, now time.Time) error {
 	switch {
 	case s.State == step.StateCancelled || t.State == task.StateCancelled:
 		return fault.Abortedf(fault.ReasonCancelled, "step %s was cancelled", s.ID)
+	case s.State == step.StateComplete && s.LeaseToken != nil && *s.LeaseToken == token:
+		return alreadyCompleted(s, "it was already completed by this lease")
 	case s.LeaseToken == nil || *s.LeaseToken != token || s.State != step.StateInProgress:
 		return fault.Abortedf(fault.ReasonLeaseLost, "step %s is no longer held by this lease (state %s)", s.ID, s.State)
 	case s.ExecutionDeadline != nil && !now.Before(*s.ExecutionDeadline):
@@ -59,6 +61,14 @@ func leaseLost(s *ent.Step, t *ent.Task, token string, now time.Time) error {
 		return fault.Abortedf(fault.ReasonLeaseLost, "the lease of step %s expired at %s", s.ID, s.LeaseExpiresAt.Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+func alreadyCompleted(s *ent.Step, why string) error {
+	return &fault.Error{
+		Code: fault.FailedPrecondition, Reason: fault.ReasonAlreadyCompleted,
+		Message:  fmt.Sprintf("step %s: %s", s.ID, why),
+		Metadata: map[string]string{"current_state": string(s.State)},
+	}
 }
 
 // heldStep locks the step's task, reads the step and checks that token
@@ -104,11 +114,7 @@ func (e *Engine) CompleteStep(ctx context.Context, l Lease, result map[string]an
 			if sameJSON(s.Result, raw) {
 				return c, nil
 			}
-			return nil, &fault.Error{
-				Code: fault.FailedPrecondition, Reason: fault.ReasonAlreadyCompleted,
-				Message:  fmt.Sprintf("step %s was already completed by this lease with a different result", s.ID),
-				Metadata: map[string]string{"current_state": string(s.State)},
-			}
+			return nil, alreadyCompleted(s, "it was already completed by this lease with a different result")
 		}
 		if err := leaseLost(s, c.task, l.Token, c.now); err != nil {
 			return nil, err
@@ -195,7 +201,7 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 	setErr := func(u *ent.StepUpdate) {
 		u.SetLastErrorMessage(message).SetLastErrorType(errType).ClearLeaseExpiresAt().ClearExecutionDeadline()
 	}
-	if !nonRetryable && s.Attempts < s.MaxAttempts {
+	if !nonRetryable && s.Attempts < s.AttemptBudget {
 		due := c.now.Add(backoff(s, retryAfter))
 		payload["available_at"] = due.Format(time.RFC3339Nano)
 		if reason == "" {

@@ -1522,6 +1522,8 @@ type StepMutation struct {
 	addpriority             *int32
 	attempts                *int
 	addattempts             *int
+	attempt_budget          *int
+	addattempt_budget       *int
 	max_attempts            *int
 	addmax_attempts         *int
 	backoff_initial_ms      *int64
@@ -2014,6 +2016,62 @@ func (m *StepMutation) AddedAttempts() (r int, exists bool) {
 func (m *StepMutation) ResetAttempts() {
 	m.attempts = nil
 	m.addattempts = nil
+}
+
+// SetAttemptBudget sets the "attempt_budget" field.
+func (m *StepMutation) SetAttemptBudget(i int) {
+	m.attempt_budget = &i
+	m.addattempt_budget = nil
+}
+
+// AttemptBudget returns the value of the "attempt_budget" field in the mutation.
+func (m *StepMutation) AttemptBudget() (r int, exists bool) {
+	v := m.attempt_budget
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAttemptBudget returns the old "attempt_budget" field's value of the Step entity.
+// If the Step object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StepMutation) OldAttemptBudget(ctx context.Context) (v int, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAttemptBudget is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAttemptBudget requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAttemptBudget: %w", err)
+	}
+	return oldValue.AttemptBudget, nil
+}
+
+// AddAttemptBudget adds i to the "attempt_budget" field.
+func (m *StepMutation) AddAttemptBudget(i int) {
+	if m.addattempt_budget != nil {
+		*m.addattempt_budget += i
+	} else {
+		m.addattempt_budget = &i
+	}
+}
+
+// AddedAttemptBudget returns the value that was added to the "attempt_budget" field in this mutation.
+func (m *StepMutation) AddedAttemptBudget() (r int, exists bool) {
+	v := m.addattempt_budget
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAttemptBudget resets all changes to the "attempt_budget" field.
+func (m *StepMutation) ResetAttemptBudget() {
+	m.attempt_budget = nil
+	m.addattempt_budget = nil
 }
 
 // SetMaxAttempts sets the "max_attempts" field.
@@ -3246,7 +3304,7 @@ func (m *StepMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StepMutation) Fields() []string {
-	fields := make([]string, 0, 28)
+	fields := make([]string, 0, 29)
 	if m.task != nil {
 		fields = append(fields, step.FieldTaskID)
 	}
@@ -3270,6 +3328,9 @@ func (m *StepMutation) Fields() []string {
 	}
 	if m.attempts != nil {
 		fields = append(fields, step.FieldAttempts)
+	}
+	if m.attempt_budget != nil {
+		fields = append(fields, step.FieldAttemptBudget)
 	}
 	if m.max_attempts != nil {
 		fields = append(fields, step.FieldMaxAttempts)
@@ -3355,6 +3416,8 @@ func (m *StepMutation) Field(name string) (ent.Value, bool) {
 		return m.Priority()
 	case step.FieldAttempts:
 		return m.Attempts()
+	case step.FieldAttemptBudget:
+		return m.AttemptBudget()
 	case step.FieldMaxAttempts:
 		return m.MaxAttempts()
 	case step.FieldBackoffInitialMs:
@@ -3420,6 +3483,8 @@ func (m *StepMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldPriority(ctx)
 	case step.FieldAttempts:
 		return m.OldAttempts(ctx)
+	case step.FieldAttemptBudget:
+		return m.OldAttemptBudget(ctx)
 	case step.FieldMaxAttempts:
 		return m.OldMaxAttempts(ctx)
 	case step.FieldBackoffInitialMs:
@@ -3524,6 +3589,13 @@ func (m *StepMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetAttempts(v)
+		return nil
+	case step.FieldAttemptBudget:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAttemptBudget(v)
 		return nil
 	case step.FieldMaxAttempts:
 		v, ok := value.(int)
@@ -3679,6 +3751,9 @@ func (m *StepMutation) AddedFields() []string {
 	if m.addattempts != nil {
 		fields = append(fields, step.FieldAttempts)
 	}
+	if m.addattempt_budget != nil {
+		fields = append(fields, step.FieldAttemptBudget)
+	}
 	if m.addmax_attempts != nil {
 		fields = append(fields, step.FieldMaxAttempts)
 	}
@@ -3718,6 +3793,8 @@ func (m *StepMutation) AddedField(name string) (ent.Value, bool) {
 		return m.AddedPriority()
 	case step.FieldAttempts:
 		return m.AddedAttempts()
+	case step.FieldAttemptBudget:
+		return m.AddedAttemptBudget()
 	case step.FieldMaxAttempts:
 		return m.AddedMaxAttempts()
 	case step.FieldBackoffInitialMs:
@@ -3758,6 +3835,13 @@ func (m *StepMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddAttempts(v)
+		return nil
+	case step.FieldAttemptBudget:
+		v, ok := value.(int)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAttemptBudget(v)
 		return nil
 	case step.FieldMaxAttempts:
 		v, ok := value.(int)
@@ -3917,6 +4001,9 @@ func (m *StepMutation) ResetField(name string) error {
 		return nil
 	case step.FieldAttempts:
 		m.ResetAttempts()
+		return nil
+	case step.FieldAttemptBudget:
+		m.ResetAttemptBudget()
 		return nil
 	case step.FieldMaxAttempts:
 		m.ResetMaxAttempts()

@@ -36,6 +36,8 @@ type Step struct {
 	Priority int32 `json:"priority,omitempty"`
 	// attempts started so far; a claim increments it, a release gives it back
 	Attempts int `json:"attempts,omitempty"`
+	// attempts allowed in all: max_attempts at creation, extended by max_attempts on each operator retry
+	AttemptBudget int `json:"attempt_budget,omitempty"`
 	// attempts including the first
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// BackoffInitialMs holds the value of the "backoff_initial_ms" field.
@@ -166,7 +168,7 @@ func (*Step) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case step.FieldBackoffMultiplier, step.FieldBackoffJitter:
 			values[i] = new(sql.NullFloat64)
-		case step.FieldPriority, step.FieldAttempts, step.FieldMaxAttempts, step.FieldBackoffInitialMs, step.FieldBackoffMaxMs, step.FieldLeaseDurationMs, step.FieldExecutionTimeoutMs, step.FieldPendingParents, step.FieldPosition:
+		case step.FieldPriority, step.FieldAttempts, step.FieldAttemptBudget, step.FieldMaxAttempts, step.FieldBackoffInitialMs, step.FieldBackoffMaxMs, step.FieldLeaseDurationMs, step.FieldExecutionTimeoutMs, step.FieldPendingParents, step.FieldPosition:
 			values[i] = new(sql.NullInt64)
 		case step.FieldNamespace, step.FieldName, step.FieldHandler, step.FieldState, step.FieldLeaseToken, step.FieldClaimedBy, step.FieldLastErrorMessage, step.FieldLastErrorType:
 			values[i] = new(sql.NullString)
@@ -244,6 +246,12 @@ func (_m *Step) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field attempts", values[i])
 			} else if value.Valid {
 				_m.Attempts = int(value.Int64)
+			}
+		case step.FieldAttemptBudget:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field attempt_budget", values[i])
+			} else if value.Valid {
+				_m.AttemptBudget = int(value.Int64)
 			}
 		case step.FieldMaxAttempts:
 			if value, ok := values[i].(*sql.NullInt64); !ok {
@@ -462,6 +470,9 @@ func (_m *Step) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("attempts=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Attempts))
+	builder.WriteString(", ")
+	builder.WriteString("attempt_budget=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AttemptBudget))
 	builder.WriteString(", ")
 	builder.WriteString("max_attempts=")
 	builder.WriteString(fmt.Sprintf("%v", _m.MaxAttempts))

@@ -99,6 +99,20 @@ func (_c *StepCreate) SetNillableAttempts(v *int) *StepCreate {
 	return _c
 }
 
+// SetAttemptBudget sets the "attempt_budget" field.
+func (_c *StepCreate) SetAttemptBudget(v int) *StepCreate {
+	_c.mutation.SetAttemptBudget(v)
+	return _c
+}
+
+// SetNillableAttemptBudget sets the "attempt_budget" field if the given value is not nil.
+func (_c *StepCreate) SetNillableAttemptBudget(v *int) *StepCreate {
+	if v != nil {
+		_c.SetAttemptBudget(*v)
+	}
+	return _c
+}
+
 // SetMaxAttempts sets the "max_attempts" field.
 func (_c *StepCreate) SetMaxAttempts(v int) *StepCreate {
 	_c.mutation.SetMaxAttempts(v)
@@ -418,6 +432,10 @@ func (_c *StepCreate) defaults() {
 		v := step.DefaultAttempts
 		_c.mutation.SetAttempts(v)
 	}
+	if _, ok := _c.mutation.AttemptBudget(); !ok {
+		v := step.DefaultAttemptBudget
+		_c.mutation.SetAttemptBudget(v)
+	}
 	if _, ok := _c.mutation.LastErrorMessage(); !ok {
 		v := step.DefaultLastErrorMessage
 		_c.mutation.SetLastErrorMessage(v)
@@ -489,6 +507,9 @@ func (_c *StepCreate) check() error {
 	}
 	if _, ok := _c.mutation.Attempts(); !ok {
 		return &ValidationError{Name: "attempts", err: errors.New(`ent: missing required field "Step.attempts"`)}
+	}
+	if _, ok := _c.mutation.AttemptBudget(); !ok {
+		return &ValidationError{Name: "attempt_budget", err: errors.New(`ent: missing required field "Step.attempt_budget"`)}
 	}
 	if _, ok := _c.mutation.MaxAttempts(); !ok {
 		return &ValidationError{Name: "max_attempts", err: errors.New(`ent: missing required field "Step.max_attempts"`)}
@@ -595,6 +616,10 @@ func (_c *StepCreate) createSpec() (*Step, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.Attempts(); ok {
 		_spec.SetField(step.FieldAttempts, field.TypeInt, value)
 		_node.Attempts = value
+	}
+	if value, ok := _c.mutation.AttemptBudget(); ok {
+		_spec.SetField(step.FieldAttemptBudget, field.TypeInt, value)
+		_node.AttemptBudget = value
 	}
 	if value, ok := _c.mutation.MaxAttempts(); ok {
 		_spec.SetField(step.FieldMaxAttempts, field.TypeInt, value)
@@ -850,6 +875,24 @@ func (u *StepUpsert) UpdateAttempts() *StepUpsert {
 // AddAttempts adds v to the "attempts" field.
 func (u *StepUpsert) AddAttempts(v int) *StepUpsert {
 	u.Add(step.FieldAttempts, v)
+	return u
+}
+
+// SetAttemptBudget sets the "attempt_budget" field.
+func (u *StepUpsert) SetAttemptBudget(v int) *StepUpsert {
+	u.Set(step.FieldAttemptBudget, v)
+	return u
+}
+
+// UpdateAttemptBudget sets the "attempt_budget" field to the value that was provided on create.
+func (u *StepUpsert) UpdateAttemptBudget() *StepUpsert {
+	u.SetExcluded(step.FieldAttemptBudget)
+	return u
+}
+
+// AddAttemptBudget adds v to the "attempt_budget" field.
+func (u *StepUpsert) AddAttemptBudget(v int) *StepUpsert {
+	u.Add(step.FieldAttemptBudget, v)
 	return u
 }
 
@@ -1307,6 +1350,27 @@ func (u *StepUpsertOne) AddAttempts(v int) *StepUpsertOne {
 func (u *StepUpsertOne) UpdateAttempts() *StepUpsertOne {
 	return u.Update(func(s *StepUpsert) {
 		s.UpdateAttempts()
+	})
+}
+
+// SetAttemptBudget sets the "attempt_budget" field.
+func (u *StepUpsertOne) SetAttemptBudget(v int) *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.SetAttemptBudget(v)
+	})
+}
+
+// AddAttemptBudget adds v to the "attempt_budget" field.
+func (u *StepUpsertOne) AddAttemptBudget(v int) *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.AddAttemptBudget(v)
+	})
+}
+
+// UpdateAttemptBudget sets the "attempt_budget" field to the value that was provided on create.
+func (u *StepUpsertOne) UpdateAttemptBudget() *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.UpdateAttemptBudget()
 	})
 }
 
@@ -1985,6 +2049,27 @@ func (u *StepUpsertBulk) AddAttempts(v int) *StepUpsertBulk {
 func (u *StepUpsertBulk) UpdateAttempts() *StepUpsertBulk {
 	return u.Update(func(s *StepUpsert) {
 		s.UpdateAttempts()
+	})
+}
+
+// SetAttemptBudget sets the "attempt_budget" field.
+func (u *StepUpsertBulk) SetAttemptBudget(v int) *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.SetAttemptBudget(v)
+	})
+}
+
+// AddAttemptBudget adds v to the "attempt_budget" field.
+func (u *StepUpsertBulk) AddAttemptBudget(v int) *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.AddAttemptBudget(v)
+	})
+}
+
+// UpdateAttemptBudget sets the "attempt_budget" field to the value that was provided on create.
+func (u *StepUpsertBulk) UpdateAttemptBudget() *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.UpdateAttemptBudget()
 	})
 }
 

@@ -101,6 +101,27 @@ func (_u *StepUpdate) AddAttempts(v int) *StepUpdate {
 	return _u
 }
 
+// SetAttemptBudget sets the "attempt_budget" field.
+func (_u *StepUpdate) SetAttemptBudget(v int) *StepUpdate {
+	_u.mutation.ResetAttemptBudget()
+	_u.mutation.SetAttemptBudget(v)
+	return _u
+}
+
+// SetNillableAttemptBudget sets the "attempt_budget" field if the given value is not nil.
+func (_u *StepUpdate) SetNillableAttemptBudget(v *int) *StepUpdate {
+	if v != nil {
+		_u.SetAttemptBudget(*v)
+	}
+	return _u
+}
+
+// AddAttemptBudget adds value to the "attempt_budget" field.
+func (_u *StepUpdate) AddAttemptBudget(v int) *StepUpdate {
+	_u.mutation.AddAttemptBudget(v)
+	return _u
+}
+
 // SetMaxAttempts sets the "max_attempts" field.
 func (_u *StepUpdate) SetMaxAttempts(v int) *StepUpdate {
 	_u.mutation.ResetMaxAttempts()
@@ -665,6 +686,12 @@ func (_u *StepUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.AddedAttempts(); ok {
 		_spec.AddField(step.FieldAttempts, field.TypeInt, value)
 	}
+	if value, ok := _u.mutation.AttemptBudget(); ok {
+		_spec.SetField(step.FieldAttemptBudget, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedAttemptBudget(); ok {
+		_spec.AddField(step.FieldAttemptBudget, field.TypeInt, value)
+	}
 	if value, ok := _u.mutation.MaxAttempts(); ok {
 		_spec.SetField(step.FieldMaxAttempts, field.TypeInt, value)
 	}
@@ -997,6 +1024,27 @@ func (_u *StepUpdateOne) SetNillableAttempts(v *int) *StepUpdateOne {
 // AddAttempts adds value to the "attempts" field.
 func (_u *StepUpdateOne) AddAttempts(v int) *StepUpdateOne {
 	_u.mutation.AddAttempts(v)
+	return _u
+}
+
+// SetAttemptBudget sets the "attempt_budget" field.
+func (_u *StepUpdateOne) SetAttemptBudget(v int) *StepUpdateOne {
+	_u.mutation.ResetAttemptBudget()
+	_u.mutation.SetAttemptBudget(v)
+	return _u
+}
+
+// SetNillableAttemptBudget sets the "attempt_budget" field if the given value is not nil.
+func (_u *StepUpdateOne) SetNillableAttemptBudget(v *int) *StepUpdateOne {
+	if v != nil {
+		_u.SetAttemptBudget(*v)
+	}
+	return _u
+}
+
+// AddAttemptBudget adds value to the "attempt_budget" field.
+func (_u *StepUpdateOne) AddAttemptBudget(v int) *StepUpdateOne {
+	_u.mutation.AddAttemptBudget(v)
 	return _u
 }
 
@@ -1593,6 +1641,12 @@ func (_u *StepUpdateOne) sqlSave(ctx context.Context) (_node *Step, err error) {
 	}
 	if value, ok := _u.mutation.AddedAttempts(); ok {
 		_spec.AddField(step.FieldAttempts, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AttemptBudget(); ok {
+		_spec.SetField(step.FieldAttemptBudget, field.TypeInt, value)
+	}
+	if value, ok := _u.mutation.AddedAttemptBudget(); ok {
+		_spec.AddField(step.FieldAttemptBudget, field.TypeInt, value)
 	}
 	if value, ok := _u.mutation.MaxAttempts(); ok {
 		_spec.SetField(step.FieldMaxAttempts, field.TypeInt, value)

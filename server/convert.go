@@ -142,7 +142,7 @@ func stepToProto(s *ent.Step, dependsOn []string, full bool) *taskerv1.Step {
 		DependsOn:   dependsOn,
 		Priority:    s.Priority,
 		Attempts:    count(s.Attempts),
-		MaxAttempts: count(s.MaxAttempts),
+		MaxAttempts: count(s.AttemptBudget),
 		RetryPolicy: &taskerv1.RetryPolicy{
 			MaxAttempts:       new(count(s.MaxAttempts)),
 			InitialBackoff:    millis(s.BackoffInitialMs),

@@ -99,7 +99,7 @@ func (s *stepService) ClaimSteps(ctx context.Context, req *taskerv1.ClaimStepsRe
 			Config:            document(c.Step.Config),
 			Context:           document(c.Task.Context),
 			Attempt:           count(c.Step.Attempts),
-			MaxAttempts:       count(c.Step.MaxAttempts),
+			MaxAttempts:       count(c.Step.AttemptBudget),
 			LeaseToken:        *c.Step.LeaseToken,
 			LeaseExpiresAt:    timestamppb.New(*c.Step.LeaseExpiresAt),
 			ExecutionDeadline: timestamp(c.Step.ExecutionDeadline),
@@ -217,3 +217,27 @@ var stepStatesFromProto = func() map[taskerv1.StepState]step.State {
 	}
 	return m
 }()
+
+func (s *stepService) RetryStep(ctx context.Context, req *taskerv1.RetryStepRequest) (*taskerv1.RetryStepResponse, error) {
+	st, err := s.engine.RetryStep(ctx, engine.StepOp{StepID: req.GetId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.RetryStepResponse{Step: stepToProto(st, nil, true)}, nil
+}
+
+func (s *stepService) ResolveStep(ctx context.Context, req *taskerv1.ResolveStepRequest) (*taskerv1.ResolveStepResponse, error) {
+	st, err := s.engine.ResolveStep(ctx, engine.StepOp{StepID: req.GetId(), Reason: req.GetReason()}, req.GetResult().AsMap())
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.ResolveStepResponse{Step: stepToProto(st, nil, true)}, nil
+}
+
+func (s *stepService) CancelStep(ctx context.Context, req *taskerv1.CancelStepRequest) (*taskerv1.CancelStepResponse, error) {
+	st, err := s.engine.CancelStep(ctx, engine.StepOp{StepID: req.GetId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.CancelStepResponse{Step: stepToProto(st, nil, true)}, nil
+}

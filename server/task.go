@@ -105,3 +105,27 @@ var taskStatesFromProto = map[taskerv1.TaskState]task.State{
 	taskerv1.TaskState_TASK_STATE_CANCELLED:         task.StateCancelled,
 	taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY: task.StateResolvedManually,
 }
+
+func (s *taskService) CancelTask(ctx context.Context, req *taskerv1.CancelTaskRequest) (*taskerv1.CancelTaskResponse, error) {
+	v, err := s.engine.CancelTask(ctx, engine.TaskOp{TaskID: req.GetId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.CancelTaskResponse{Task: taskToProto(v)}, nil
+}
+
+func (s *taskService) RetryTask(ctx context.Context, req *taskerv1.RetryTaskRequest) (*taskerv1.RetryTaskResponse, error) {
+	v, err := s.engine.RetryTask(ctx, engine.TaskOp{TaskID: req.GetId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.RetryTaskResponse{Task: taskToProto(v)}, nil
+}
+
+func (s *taskService) ResolveTask(ctx context.Context, req *taskerv1.ResolveTaskRequest) (*taskerv1.ResolveTaskResponse, error) {
+	v, err := s.engine.ResolveTask(ctx, engine.TaskOp{TaskID: req.GetId(), Reason: req.GetReason()})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.ResolveTaskResponse{Task: taskToProto(v)}, nil
+}

@@ -77,6 +77,7 @@ var (
 		{Name: "state", Type: field.TypeEnum, Enums: []string{"pending", "enqueued", "in_progress", "waiting_for_retry", "complete", "error", "cancelled", "resolved_manually"}, Default: "pending"},
 		{Name: "priority", Type: field.TypeInt32, Default: 0},
 		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "attempt_budget", Type: field.TypeInt, Default: 0},
 		{Name: "max_attempts", Type: field.TypeInt},
 		{Name: "backoff_initial_ms", Type: field.TypeInt64},
 		{Name: "backoff_multiplier", Type: field.TypeFloat64},
@@ -107,7 +108,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "steps_tasks_steps",
-				Columns:    []*schema.Column{StepsColumns[28]},
+				Columns:    []*schema.Column{StepsColumns[29]},
 				RefColumns: []*schema.Column{TasksColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
@@ -116,7 +117,7 @@ var (
 			{
 				Name:    "step_state_namespace_handler_priority_available_at",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[1], StepsColumns[3], StepsColumns[6], StepsColumns[18]},
+				Columns: []*schema.Column{StepsColumns[5], StepsColumns[1], StepsColumns[3], StepsColumns[6], StepsColumns[19]},
 				Annotation: &entsql.IndexAnnotation{
 					DescColumns: map[string]bool{
 						StepsColumns[6].Name: true,
@@ -126,17 +127,17 @@ var (
 			{
 				Name:    "step_task_id_position",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[28], StepsColumns[24]},
+				Columns: []*schema.Column{StepsColumns[29], StepsColumns[25]},
 			},
 			{
 				Name:    "step_state_lease_expires_at",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[16]},
+				Columns: []*schema.Column{StepsColumns[5], StepsColumns[17]},
 			},
 			{
 				Name:    "step_state_available_at",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[18]},
+				Columns: []*schema.Column{StepsColumns[5], StepsColumns[19]},
 			},
 		},
 	}

@@ -37,6 +37,8 @@ func (Step) Fields() []ent.Field {
 			Comment("copied from the task; higher runs first"),
 		field.Int("attempts").Default(0).
 			Comment("attempts started so far; a claim increments it, a release gives it back"),
+		field.Int("attempt_budget").Default(0).
+			Comment("attempts allowed in all: max_attempts at creation, extended by max_attempts on each operator retry"),
 	}
 	fields = append(fields, policyFields()...)
 	return append(fields,

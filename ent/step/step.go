@@ -32,6 +32,8 @@ const (
 	FieldPriority = "priority"
 	// FieldAttempts holds the string denoting the attempts field in the database.
 	FieldAttempts = "attempts"
+	// FieldAttemptBudget holds the string denoting the attempt_budget field in the database.
+	FieldAttemptBudget = "attempt_budget"
 	// FieldMaxAttempts holds the string denoting the max_attempts field in the database.
 	FieldMaxAttempts = "max_attempts"
 	// FieldBackoffInitialMs holds the string denoting the backoff_initial_ms field in the database.
@@ -131,6 +133,7 @@ var Columns = []string{
 	FieldState,
 	FieldPriority,
 	FieldAttempts,
+	FieldAttemptBudget,
 	FieldMaxAttempts,
 	FieldBackoffInitialMs,
 	FieldBackoffMultiplier,
@@ -183,6 +186,8 @@ var (
 	DefaultPriority int32
 	// DefaultAttempts holds the default value on creation for the "attempts" field.
 	DefaultAttempts int
+	// DefaultAttemptBudget holds the default value on creation for the "attempt_budget" field.
+	DefaultAttemptBudget int
 	// DefaultLastErrorMessage holds the default value on creation for the "last_error_message" field.
 	DefaultLastErrorMessage string
 	// DefaultLastErrorType holds the default value on creation for the "last_error_type" field.
@@ -272,6 +277,11 @@ func ByPriority(opts ...sql.OrderTermOption) OrderOption {
 // ByAttempts orders the results by the attempts field.
 func ByAttempts(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAttempts, opts...).ToFunc()
+}
+
+// ByAttemptBudget orders the results by the attempt_budget field.
+func ByAttemptBudget(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAttemptBudget, opts...).ToFunc()
 }
 
 // ByMaxAttempts orders the results by the max_attempts field.

@@ -86,6 +86,11 @@ func Attempts(v int) predicate.Step {
 	return predicate.Step(sql.FieldEQ(FieldAttempts, v))
 }
 
+// AttemptBudget applies equality check predicate on the "attempt_budget" field. It's identical to AttemptBudgetEQ.
+func AttemptBudget(v int) predicate.Step {
+	return predicate.Step(sql.FieldEQ(FieldAttemptBudget, v))
+}
+
 // MaxAttempts applies equality check predicate on the "max_attempts" field. It's identical to MaxAttemptsEQ.
 func MaxAttempts(v int) predicate.Step {
 	return predicate.Step(sql.FieldEQ(FieldMaxAttempts, v))
@@ -494,6 +499,46 @@ func AttemptsLT(v int) predicate.Step {
 // AttemptsLTE applies the LTE predicate on the "attempts" field.
 func AttemptsLTE(v int) predicate.Step {
 	return predicate.Step(sql.FieldLTE(FieldAttempts, v))
+}
+
+// AttemptBudgetEQ applies the EQ predicate on the "attempt_budget" field.
+func AttemptBudgetEQ(v int) predicate.Step {
+	return predicate.Step(sql.FieldEQ(FieldAttemptBudget, v))
+}
+
+// AttemptBudgetNEQ applies the NEQ predicate on the "attempt_budget" field.
+func AttemptBudgetNEQ(v int) predicate.Step {
+	return predicate.Step(sql.FieldNEQ(FieldAttemptBudget, v))
+}
+
+// AttemptBudgetIn applies the In predicate on the "attempt_budget" field.
+func AttemptBudgetIn(vs ...int) predicate.Step {
+	return predicate.Step(sql.FieldIn(FieldAttemptBudget, vs...))
+}
+
+// AttemptBudgetNotIn applies the NotIn predicate on the "attempt_budget" field.
+func AttemptBudgetNotIn(vs ...int) predicate.Step {
+	return predicate.Step(sql.FieldNotIn(FieldAttemptBudget, vs...))
+}
+
+// AttemptBudgetGT applies the GT predicate on the "attempt_budget" field.
+func AttemptBudgetGT(v int) predicate.Step {
+	return predicate.Step(sql.FieldGT(FieldAttemptBudget, v))
+}
+
+// AttemptBudgetGTE applies the GTE predicate on the "attempt_budget" field.
+func AttemptBudgetGTE(v int) predicate.Step {
+	return predicate.Step(sql.FieldGTE(FieldAttemptBudget, v))
+}
+
+// AttemptBudgetLT applies the LT predicate on the "attempt_budget" field.
+func AttemptBudgetLT(v int) predicate.Step {
+	return predicate.Step(sql.FieldLT(FieldAttemptBudget, v))
+}
+
+// AttemptBudgetLTE applies the LTE predicate on the "attempt_budget" field.
+func AttemptBudgetLTE(v int) predicate.Step {
+	return predicate.Step(sql.FieldLTE(FieldAttemptBudget, v))
 }
 
 // MaxAttemptsEQ applies the EQ predicate on the "max_attempts" field.

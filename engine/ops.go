@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/fault"
+)
+
+// Operator calls: cancel, retry and resolve, on a task or one step. Each
+// checks the state machines and refuses what they do not allow with
+// FailedPrecondition naming the current state.
+
+func checkReason(reason string) error {
+	if len(reason) > maxReasonBytes {
+		return fault.Invalid("reason", "is longer than %d bytes", maxReasonBytes)
+	}
+	return nil
+}
+
+// operatorStep locks the task of step id, re-reads the step and checks that
+// the task allows operator calls on its steps and that m leaves from the
+// step's state.
+func (e *Engine) operatorStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, m stepMove) (*change, *ent.Step, error) {
+	s, err := tx.Step.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, nil, fault.NotFoundf("step", id.String())
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := e.lockTask(ctx, tx, s.TaskID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s, err = tx.Step.Get(ctx, id); err != nil {
+		return nil, nil, err
+	}
+	if !operable(c.task.State) {
+		fe := fault.InvalidState("task", c.task.ID.String(), string(c.task.State), "its steps can no longer be changed")
+		fe.Metadata["task_state"] = string(c.task.State)
+		return nil, nil, fe
+	}
+	if !m.allows(s.State) {
+		return nil, nil, fault.InvalidState("step", id.String(), string(s.State), "cannot move to %s", m.To)
+	}
+	return c, s, nil
+}
+
+// StepOp names a step and why an operator acts on it.
+type StepOp struct {
+	StepID string
+	Reason string
+}
+
+func (op StepOp) parse() (uuid.UUID, error) {
+	if err := checkReason(op.Reason); err != nil {
+		return uuid.Nil, err
+	}
+	return parseID("id", op.StepID)
+}
+
+// CancelStep cancels one unfinished step. Its descendants can no longer
+// run; the task fails once nothing else can progress. A worker holding the
+// step learns it on its next call (Aborted, CANCELLED).
+func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*ent.Step, error) {
+	id, err := op.parse()
+	if err != nil {
+		return nil, err
+	}
+	var out *ent.Step
+	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.operatorStep(ctx, tx, id, stepCancel)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := c.moveStep(ctx, s, stepCancel, reasonOr(op.Reason, "cancelled by operator"), nil, clearLease)
+		if err := conflictErr(err, ok, s); err != nil {
+			return nil, err
+		}
+		out = s
+		return c, c.finalize(ctx)
+	})
+	return e.reread(ctx, out, err)
+}
+
+// RetryStep puts a step in error back to enqueued with its attempt budget
+// extended by its max_attempts; a task in error resumes.
+func (e *Engine) RetryStep(ctx context.Context, op StepOp) (*ent.Step, error) {
+	id, err := op.parse()
+	if err != nil {
+		return nil, err
+	}
+	var out *ent.Step
+	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.operatorStep(ctx, tx, id, stepRetryRequested)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.retry(ctx, s, op.Reason); err != nil {
+			return nil, err
+		}
+		out = s
+		return c, c.finalize(ctx)
+	})
+	return e.reread(ctx, out, err)
+}
+
+func (c *change) retry(ctx context.Context, s *ent.Step, reason string) error {
+	budget := s.Attempts + s.MaxAttempts
+	ok, err := c.moveStep(ctx, s, stepRetryRequested, reasonOr(reason, "retry requested by operator"),
+		map[string]any{"attempt_budget": budget}, func(u *ent.StepUpdate) {
+			u.SetAttemptBudget(budget).SetAvailableAt(c.now).ClearLeaseToken().ClearLeaseExpiresAt().ClearExecutionDeadline()
+		})
+	return conflictErr(err, ok, s)
+}
+
+// ResolveStep gives a step a result by hand; its children are enqueued as
+// if it had completed, and a task in error resumes when that makes
+// progress possible.
+func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]any) (*ent.Step, error) {
+	id, err := op.parse()
+	if err != nil {
+		return nil, err
+	}
+	raw, err := encodeResult("result", result)
+	if err != nil {
+		return nil, err
+	}
+	var out *ent.Step
+	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, s, err := e.operatorStep(ctx, tx, id, stepResolve)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := c.moveStep(ctx, s, stepResolve, reasonOr(op.Reason, "resolved by operator"), nil, func(u *ent.StepUpdate) {
+			u.SetResult(raw)
+		})
+		if err := conflictErr(err, ok, s); err != nil {
+			return nil, err
+		}
+		out = s
+		return c, c.settle(ctx, []*ent.Step{s})
+	})
+	return e.reread(ctx, out, err)
+}
+
+// TaskOp names a task and why an operator acts on it.
+type TaskOp struct {
+	TaskID string
+	Reason string
+}
+
+func (e *Engine) operatorTask(ctx context.Context, tx *ent.Tx, op TaskOp, m taskMove) (*change, error) {
+	if err := checkReason(op.Reason); err != nil {
+		return nil, err
+	}
+	id, err := parseID("id", op.TaskID)
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.lockTask(ctx, tx, id)
+	if err != nil {
+		return nil, err
+	}
+	if !m.allows(c.task.State) {
+		return nil, fault.InvalidState("task", op.TaskID, string(c.task.State), "cannot move to %s", m.To)
+	}
+	return c, nil
+}
+
+// CancelTask cancels the task and every unfinished step.
+func (e *Engine) CancelTask(ctx context.Context, op TaskOp) (*TaskView, error) {
+	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, err := e.operatorTask(ctx, tx, op, taskCancel)
+		if err != nil {
+			return nil, err
+		}
+		steps, err := tx.Step.Query().Where(step.TaskID(c.task.ID), step.StateIn(stepCancel.From...)).
+			Order(ent.Asc(step.FieldPosition)).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reason := reasonOr(op.Reason, "task cancelled")
+		for _, s := range steps {
+			ok, err := c.moveStep(ctx, s, stepCancel, reason, nil, clearLease)
+			if err := conflictErr(err, ok, s); err != nil {
+				return nil, err
+			}
+		}
+		_, err = c.moveTask(ctx, taskCancel, reasonOr(op.Reason, "cancelled by operator"), map[string]any{"cancelled_steps": len(steps)})
+		return c, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.GetTask(ctx, op.TaskID)
+}
+
+// RetryTask puts every step in error back to work and the task back in
+// progress.
+func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
+	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, err := e.operatorTask(ctx, tx, op, taskResume)
+		if err != nil {
+			return nil, err
+		}
+		steps, err := tx.Step.Query().Where(step.TaskID(c.task.ID), step.StateEQ(step.StateError)).
+			Order(ent.Asc(step.FieldPosition)).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if len(steps) == 0 {
+			return nil, fault.InvalidState("task", op.TaskID, string(c.task.State),
+				"no step is in error (cancelled steps cannot be retried; resolve them)")
+		}
+		for _, s := range steps {
+			if err := c.retry(ctx, s, op.Reason); err != nil {
+				return nil, err
+			}
+		}
+		return c, c.finalize(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.GetTask(ctx, op.TaskID)
+}
+
+// ResolveTask closes a task in error by hand.
+func (e *Engine) ResolveTask(ctx context.Context, op TaskOp) (*TaskView, error) {
+	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+		c, err := e.operatorTask(ctx, tx, op, taskResolve)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.moveTask(ctx, taskResolve, reasonOr(op.Reason, "resolved by operator"), nil)
+		return c, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e.GetTask(ctx, op.TaskID)
+}
+
+func clearLease(u *ent.StepUpdate) {
+	u.ClearLeaseExpiresAt().ClearExecutionDeadline()
+}
+
+func reasonOr(reason, def string) string {
+	if reason != "" {
+		return reason
+	}
+	return def
+}
+
+// reread returns the step as committed.
+func (e *Engine) reread(ctx context.Context, s *ent.Step, err error) (*ent.Step, error) {
+	if err != nil {
+		return nil, err
+	}
+	if s == nil {
+		return nil, fmt.Errorf("operator call changed no step")
+	}
+	return e.db.Reader.Step.Get(ctx, s.ID)
+}
