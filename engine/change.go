@@ -109,11 +109,11 @@ func (c *change) recordStep(s *ent.Step, from step.State, m stepMove, reason str
 	}
 }
 
-// moveTask applies m to the locked task. A task already in m.To, or in a
-// state m does not leave from, is a conflict the caller reports.
-func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payload map[string]any) (bool, error) {
+// moveTask applies m to the locked task; it does nothing when m does not
+// leave from the task's state (callers check first where that is an error).
+func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payload map[string]any) error {
 	if !m.allows(c.task.State) {
-		return false, nil
+		return nil
 	}
 	u := c.tx.Task.Update().
 		Where(task.ID(c.task.ID), task.StateIn(m.From...)).
@@ -129,8 +129,11 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 		u.SetFinishedAt(c.now)
 	}
 	n, err := u.Save(ctx)
-	if err != nil || n == 0 {
-		return false, err
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("task %s changed under its lock", c.task.ID)
 	}
 	tr := c.tx.TaskTransition.Create().
 		SetTaskID(c.task.ID).SetFromState(string(c.task.State)).SetToState(string(m.To)).
@@ -146,11 +149,11 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 		tr.SetMetadata(raw)
 	}
 	if err := tr.Exec(ctx); err != nil {
-		return false, err
+		return err
 	}
 	c.evs = append(c.evs, taskEvent(c.task, m.Event, c.now, p))
 	c.task.State = m.To
-	return true, nil
+	return nil
 }
 
 // flush writes the buffered transitions and events.
@@ -244,20 +247,18 @@ func (c *change) finalize(ctx context.Context) error {
 		if active == 0 && !done {
 			return nil
 		}
-		if _, err := c.moveTask(ctx, taskResume, "progress is possible again", nil); err != nil {
+		if err := c.moveTask(ctx, taskResume, "progress is possible again", nil); err != nil {
 			return err
 		}
 	}
 	switch {
 	case done:
-		_, err := c.moveTask(ctx, taskComplete, "every step is done", map[string]any{"step_count": total})
-		return err
+		return c.moveTask(ctx, taskComplete, "every step is done", map[string]any{"step_count": total})
 	case active == 0 && failed > 0:
-		_, err := c.moveTask(ctx, taskFail, "nothing can progress", map[string]any{
+		return c.moveTask(ctx, taskFail, "nothing can progress", map[string]any{
 			"error_steps": counts[step.StateError], "cancelled_steps": counts[step.StateCancelled],
 			"blocked_steps": counts[step.StatePending],
 		})
-		return err
 	}
 	return nil
 }

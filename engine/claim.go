@@ -223,7 +223,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			claimed = append(claimed, s)
 		}
 		for _, c := range changes {
-			if _, err := c.moveTask(ctx, taskStart, "first step claimed", nil); err != nil {
+			if err := c.moveTask(ctx, taskStart, "first step claimed", nil); err != nil {
 				return err
 			}
 			if err := c.flush(ctx); err != nil {

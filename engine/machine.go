@@ -35,12 +35,6 @@ var (
 	}
 )
 
-// stepMoves lists every row of the step table, for tests and lookups.
-var stepMoves = []stepMove{
-	stepParentsDone, stepClaim, stepComplete, stepScheduleRetry, stepFail, stepRelease,
-	stepDue, stepRetryRequested, stepResolve, stepCancel,
-}
-
 // taskMove is one row of the task state machine.
 type taskMove struct {
 	From  []task.State
@@ -60,8 +54,6 @@ var (
 		task.StateCancelled, events.TaskCancelled,
 	}
 )
-
-var taskMoves = []taskMove{taskStart, taskComplete, taskFail, taskResume, taskResolve, taskCancel}
 
 func (m stepMove) allows(s step.State) bool {
 	for _, f := range m.From {
@@ -89,11 +81,6 @@ func stepFinished(s step.State) bool {
 		return true
 	}
 	return false
-}
-
-// stepDone reports states that satisfy a child's dependency.
-func stepDone(s step.State) bool {
-	return s == step.StateComplete || s == step.StateResolvedManually
 }
 
 // operable reports task states in which operators may act on its steps.

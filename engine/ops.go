@@ -192,8 +192,7 @@ func (e *Engine) CancelTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 				return nil, err
 			}
 		}
-		_, err = c.moveTask(ctx, taskCancel, reasonOr(op.Reason, "cancelled by operator"), map[string]any{"cancelled_steps": len(steps)})
-		return c, err
+		return c, c.moveTask(ctx, taskCancel, reasonOr(op.Reason, "cancelled by operator"), map[string]any{"cancelled_steps": len(steps)})
 	})
 	if err != nil {
 		return nil, err
@@ -238,8 +237,7 @@ func (e *Engine) ResolveTask(ctx context.Context, op TaskOp) (*TaskView, error) 
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.moveTask(ctx, taskResolve, reasonOr(op.Reason, "resolved by operator"), nil)
-		return c, err
+		return c, c.moveTask(ctx, taskResolve, reasonOr(op.Reason, "resolved by operator"), nil)
 	})
 	if err != nil {
 		return nil, err

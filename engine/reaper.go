@@ -27,10 +27,12 @@ func (e *Engine) RunReaper(ctx context.Context) error {
 	for {
 		woken := e.leases.wait()
 		next, err := e.reapOnce(ctx)
+		select {
+		case <-ctx.Done():
+			return nil // a pass cut short by shutdown is not a failure
+		default:
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
 			e.log.ErrorContext(ctx, "reaper pass failed", slog.Any("error", err))
 			next = e.now().Add(time.Second)
 		}

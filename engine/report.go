@@ -71,9 +71,8 @@ func alreadyCompleted(s *ent.Step, why string) error {
 	}
 }
 
-// heldStep locks the step's task, reads the step and checks that token
-// still holds it. The returned error is the one the contract gives.
-func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, token string) (*change, *ent.Step, error) {
+// heldStep locks the step's task and reads the step under that lock.
+func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, *ent.Step, error) {
 	s, err := tx.Step.Get(ctx, id)
 	if ent.IsNotFound(err) {
 		return nil, nil, fault.NotFoundf("step", id.String())
@@ -106,7 +105,7 @@ func (e *Engine) CompleteStep(ctx context.Context, l Lease, result map[string]an
 		return err
 	}
 	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
-		c, s, err := e.heldStep(ctx, tx, id, l.Token)
+		c, s, err := e.heldStep(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -172,7 +171,7 @@ func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error
 	}
 	var out FailOutcome
 	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
-		c, s, err := e.heldStep(ctx, tx, id, p.Token)
+		c, s, err := e.heldStep(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -262,7 +261,7 @@ func (e *Engine) ReleaseStep(ctx context.Context, l Lease, reason string) error 
 		return fault.Invalid("reason", "is longer than %d bytes", maxReasonBytes)
 	}
 	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
-		c, s, err := e.heldStep(ctx, tx, id, l.Token)
+		c, s, err := e.heldStep(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}

@@ -2,7 +2,6 @@ package engine_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -30,7 +29,7 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	templates := registry.NewStore(db)
 	return &bundle{ctx: ctx, db: db, eng: engine.New(db, templates, log, engine.Options{})}
 }

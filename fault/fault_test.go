@@ -31,5 +31,5 @@ func TestInvalidsJoinsMessages(t *testing.T) {
 	t.Parallel()
 	fe := Invalids([]Violation{{"a", "bad"}, {"b", "worse"}})
 	require.Equal(t, "invalid argument: a: bad; b: worse", fe.Error())
-	require.Panics(t, func() { Invalids(nil) })
+	require.Panics(t, func() { _ = Invalids(nil) })
 }

@@ -71,7 +71,7 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"duplicate key", "name: a\nname: b\n", "template", `key "name" already set`},
 		{"duplicate nested key", "steps:\n- name: a\n  name: b\n", "template", `key "name" already set`},
 		{"list at top", "- a\n", "template", "unexpected token ["},
-		{"unknown field", "nmae: x\n", "template.nmae", `unknown field "nmae"`},
+		{"unknown field", "naem: x\n", "template.naem", `unknown field "naem"`},
 		{"unknown step field", "steps:\n- name: a\n- name: b\n  hadler: h\n", "template.steps[1].hadler", `unknown field "hadler"`},
 		{"wrong type", "name: 3\n", "template.name", "invalid value for string field name: 3"},
 		{"bad number", "retry_policy:\n  max_attempts: many\n", "template.retry_policy.max_attempts", "invalid value for int32 field"},
@@ -79,7 +79,7 @@ func TestParseYAMLErrors(t *testing.T) {
 		{"list for object", "steps:\n- name: a\n  config: [1]\n", "template.steps[0].config", "unexpected token ["},
 		{"object for list", "steps:\n- name: a\n  depends_on: {x: 1}\n", "template.steps[0].depends_on", "unexpected token {"},
 		{"unknown enum", "identity_strategy: SOMETIMES\n", "template.identity_strategy", "invalid value for enum field"},
-		{"non-ASCII before the error", "description: \"héllo wörld\"\nnmae: x\n", "template.nmae", `unknown field "nmae"`},
+		{"non-ASCII before the error", "description: \"héllo wörld\"\nnaem: x\n", "template.naem", `unknown field "naem"`},
 		{"too large", "description: " + strings.Repeat("x", 1<<20) + "\n", "template", "exceeds 1048576 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -156,7 +156,7 @@ func TestLoadDirStopsAtFirstBadFile(t *testing.T) {
 	write("notes.txt", "not a template")
 	require.NoError(t, os.Mkdir(filepath.Join(dir, "sub.yaml"), 0o700))
 	write("b.yml", strings.Replace(good, "- {name: a, handler: h}", "- {name: a, handler: h, depends_on: [zz]}", 1))
-	write("c.yaml", "nmae: x\n")
+	write("c.yaml", "naem: x\n")
 
 	_, err := LoadDir(dir)
 	require.ErrorContains(t, err, filepath.Join(dir, "b.yml")+": ")
@@ -165,7 +165,7 @@ func TestLoadDirStopsAtFirstBadFile(t *testing.T) {
 	require.NoError(t, os.Remove(filepath.Join(dir, "b.yml")))
 	_, err = LoadDir(dir)
 	require.ErrorContains(t, err, filepath.Join(dir, "c.yaml")+": ")
-	requireViolations(t, err, "template.nmae")
+	requireViolations(t, err, "template.naem")
 
 	write("c.yaml", good)
 	_, err = LoadDir(dir)

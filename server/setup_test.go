@@ -39,9 +39,10 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 	templates := registry.NewStore(db)
 	srv := server.New(log, db, templates, engine.New(db, templates, log, engine.Options{}), server.Config{ShutdownTimeout: 2 * time.Second})
 
-	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	adminLis, err := net.Listen("tcp", "127.0.0.1:0")
+	adminLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

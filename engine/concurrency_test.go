@@ -1,0 +1,166 @@
+package engine_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/ent/event"
+	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/storage"
+	"github.com/taskerhq/tasker/storage/storagetest"
+)
+
+// TestConcurrentParentsEnqueueChildOnce completes the two middle steps of
+// many diamonds at the same instant. Under READ COMMITTED each completion
+// could see the other parent unfinished and neither enqueue the join; the
+// task lock serialises them, so every join is enqueued exactly once and
+// every task completes exactly once.
+func TestConcurrentParentsEnqueueChildOnce(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "diamond", 1, []string{"a", "b", "c", "d"}, map[string][]string{"b": {"a"}, "c": {"a"}, "d": {"b", "c"}})
+		const n = 40
+		for range n {
+			b.create(t, "diamond")
+		}
+		completeAll := func(claims []engine.Claim) {
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			errs := make(chan error, len(claims))
+			for _, c := range claims {
+				wg.Go(func() {
+					<-start
+					errs <- b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken},
+						map[string]any{"step": c.Step.Name})
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				require.NoError(t, err)
+			}
+		}
+		claimN := func(want int) []engine.Claim {
+			var claims []engine.Claim
+			for len(claims) < want {
+				got := b.claim(t, 100)
+				require.NotEmpty(t, got, "claimed %d of %d", len(claims), want)
+				claims = append(claims, got...)
+			}
+			return claims
+		}
+
+		completeAll(claimN(n))  // every a
+		middle := claimN(2 * n) // every b and c
+		for _, c := range middle {
+			require.Contains(t, []string{"b", "c"}, c.Step.Name)
+			require.Len(t, c.Parents, 1)
+			require.JSONEq(t, `{"step":"a"}`, string(c.Parents[0].Result))
+		}
+		completeAll(middle)
+
+		joins, err := db.Reader.Step.Query().Where(step.Name("d")).All(b.ctx)
+		require.NoError(t, err)
+		require.Len(t, joins, n)
+		for _, d := range joins {
+			require.Equal(t, step.StateEnqueued, d.State)
+			require.Zero(t, d.PendingParents)
+			cnt, err := db.Reader.Event.Query().Where(event.StepID(d.ID), event.Type("step.enqueued")).Count(b.ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, cnt, "join enqueued exactly once")
+		}
+		last := claimN(n)
+		for _, c := range last {
+			require.Len(t, c.Parents, 2)
+			require.Equal(t, "b", c.Parents[0].Name, "parents in declaration order")
+		}
+		completeAll(last)
+		require.Empty(t, b.claim(t, 100))
+
+		done, err := db.Reader.Task.Query().Where(task.StateEQ(task.StateComplete)).Count(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, done)
+		completed, err := db.Reader.Event.Query().Where(event.Type("task.completed")).Count(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, completed, "each task completed exactly once")
+		started, err := db.Reader.Event.Query().Where(event.Type("task.started")).Count(b.ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, started)
+	})
+}
+
+// TestConcurrentClaimersTakeDifferentSteps runs claimers in parallel: no
+// step is handed out twice.
+func TestConcurrentClaimersTakeDifferentSteps(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "single", 1, []string{"a"}, nil)
+		const n = 60
+		for range n {
+			b.create(t, "single")
+		}
+		var mu sync.Mutex
+		seen := map[string]int{}
+		var wg sync.WaitGroup
+		for range 6 {
+			wg.Go(func() {
+				for {
+					claims, err := b.eng.ClaimSteps(b.ctx, engine.ClaimParams{
+						WorkerID: "w", Handlers: []engine.HandlerRef{{Namespace: "ns", Handler: "h"}}, Max: 3,
+					}, nil)
+					if err != nil || len(claims) == 0 {
+						require.NoError(t, err)
+						return
+					}
+					mu.Lock()
+					for _, c := range claims {
+						seen[c.Step.ID.String()]++
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		require.Len(t, seen, n)
+		for id, times := range seen {
+			require.Equal(t, 1, times, "step %s claimed more than once", id)
+		}
+	})
+}
+
+// TestLifecycleEvents follows one task through retries to completion and
+// checks the log holds exactly one event per transition, in order.
+func TestLifecycleEvents(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "chain", 2, []string{"a", "b"}, map[string][]string{"b": {"a"}})
+		tk := b.create(t, "chain")
+		c := b.claim(t, 1)[0]
+		out, err := b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, Message: "flaky"})
+		require.NoError(t, err)
+		require.Equal(t, step.StateWaitingForRetry, out.State)
+		c = b.claim(t, 1)[0]
+		require.Equal(t, 2, c.Step.Attempts)
+		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, nil))
+		c = b.claim(t, 1)[0]
+		require.Equal(t, "b", c.Step.Name)
+		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, nil))
+		require.Equal(t, task.StateComplete, b.task(t, tk.ID).State)
+		require.Equal(t, []string{
+			"task.created", "step.enqueued", // a is a root
+			"step.claimed", "task.started",
+			"step.retry_scheduled",
+			"step.enqueued", "step.claimed", // due again, claimed directly
+			"step.completed", "step.enqueued", // b's parent is done
+			"step.claimed", "step.completed", "task.completed",
+		}, b.eventTypes(t, tk.ID))
+	})
+}
