@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,8 @@ type bundle struct {
 	steps     taskerv1.StepServiceClient
 	events    taskerv1.EventServiceClient
 	adminAddr string
+	// stop shuts the server down and waits for Serve to return.
+	stop func() error
 }
 
 func setup(t *testing.T, db *storage.DB) *bundle {
@@ -50,10 +53,18 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 
 	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
+	var once sync.Once
+	var serveErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			serveErr = <-done
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
 		require.NoError(t, conn.Close())
-		cancel()
-		require.NoError(t, <-done)
+		require.NoError(t, stop())
 	})
 	return &bundle{
 		db:        db,
@@ -63,6 +74,7 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 		steps:     taskerv1.NewStepServiceClient(conn),
 		events:    taskerv1.NewEventServiceClient(conn),
 		adminAddr: adminLis.Addr().String(),
+		stop:      stop,
 	}
 }
 
