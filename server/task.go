@@ -129,3 +129,21 @@ func (s *taskService) ResolveTask(ctx context.Context, req *taskerv1.ResolveTask
 	}
 	return &taskerv1.ResolveTaskResponse{Task: taskToProto(v)}, nil
 }
+
+func (s *taskService) GetTaskGraph(ctx context.Context, req *taskerv1.GetTaskGraphRequest) (*taskerv1.GetTaskGraphResponse, error) {
+	v, err := s.engine.GetTask(ctx, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.GetTaskGraphResponse{TaskId: v.Task.ID.String(), Dot: v.DOT(), Mermaid: v.Mermaid()}
+	for _, st := range v.Steps {
+		resp.Nodes = append(resp.Nodes, &taskerv1.GraphNode{
+			StepId: st.ID.String(), Name: st.Name, Handler: st.Handler, State: stepStatesToProto[st.State],
+			Attempts: count(st.Attempts), MaxAttempts: count(st.AttemptBudget),
+		})
+	}
+	for _, e := range v.Edges() {
+		resp.Edges = append(resp.Edges, &taskerv1.GraphEdge{Parent: e.Parent, Child: e.Child})
+	}
+	return resp, nil
+}
