@@ -88,6 +88,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
+	e.noteWorker(ctx, p.WorkerID, p.Handlers)
 	deadline := e.now().Add(p.Wait)
 	for {
 		// Take the wake-up channel before looking, so work committed

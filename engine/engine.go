@@ -28,7 +28,8 @@ type Engine struct {
 	work broadcast
 	// leases wakes the reaper when a claim sets a lease that may expire
 	// before the one it sleeps until.
-	leases broadcast
+	leases  broadcast
+	workers workerCache
 	// reaperWake is when the reaper next wakes (Unix nanoseconds).
 	reaperWake atomic.Int64
 }
@@ -41,6 +42,7 @@ func New(db *storage.DB, templates *registry.Store, log *slog.Logger, opts Optio
 		log:       log,
 		opts:      opts,
 		schemas:   newSchemaCache(),
+		workers:   workerCache{seen: map[string]workerSeen{}},
 		now:       func() time.Time { return time.Now().UTC() },
 	}
 }

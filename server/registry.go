@@ -2,20 +2,22 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/fault"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/registry"
 )
 
 // registryService implements tasker.v1.RegistryService over the template
-// store. ListHandlers comes with worker tracking and answers Unimplemented
-// until then.
+// store and, for ListHandlers, the engine's worker records.
 type registryService struct {
 	taskerv1.UnimplementedRegistryServiceServer
 	templates *registry.Store
+	engine    *engine.Engine
 }
 
 func (s *registryService) RegisterTaskTemplate(ctx context.Context, req *taskerv1.RegisterTaskTemplateRequest) (*taskerv1.RegisterTaskTemplateResponse, error) {
@@ -63,6 +65,35 @@ func (s *registryService) ListNamespaces(ctx context.Context, req *taskerv1.List
 			TemplateCount: int32(ns.TemplateCount), //nolint:gosec // bounded by the number of rows
 			CreateTime:    timestamppb.New(ns.CreateTime),
 		})
+	}
+	return resp, nil
+}
+
+func (s *registryService) ListHandlers(ctx context.Context, req *taskerv1.ListHandlersRequest) (*taskerv1.ListHandlersResponse, error) {
+	var within time.Duration
+	if d := req.GetActiveWithin(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return nil, fault.Invalid("active_within", "is not a valid duration: %v", err)
+		}
+		within = d.AsDuration()
+	}
+	hs, err := s.engine.ListHandlers(ctx, req.GetNamespace(), within)
+	if err != nil {
+		return nil, err
+	}
+	resp := &taskerv1.ListHandlersResponse{}
+	for _, h := range hs {
+		info := &taskerv1.HandlerInfo{
+			Handler:         &taskerv1.HandlerRef{Namespace: h.Namespace, Handler: h.Handler},
+			UsedByTemplates: h.UsedByTemplates,
+		}
+		if !h.LastSeen.IsZero() {
+			info.LastSeenTime = timestamppb.New(h.LastSeen)
+		}
+		for _, w := range h.Workers {
+			info.Workers = append(info.Workers, &taskerv1.WorkerInfo{WorkerId: w.ID, LastSeenTime: timestamppb.New(w.LastSeen)})
+		}
+		resp.Handlers = append(resp.Handlers, info)
 	}
 	return resp, nil
 }

@@ -62,7 +62,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 	)
-	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates})
+	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, stopping: s.stopping})
 	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{})

@@ -140,6 +140,7 @@ func (s *stepService) ExtendLease(ctx context.Context, req *taskerv1.ExtendLease
 			return nil, fault.Invalid("extend_by", "must be between 1s and 1h")
 		}
 	}
+	s.engine.WorkerHeartbeat(ctx, req.GetWorkerId())
 	resp := &taskerv1.ExtendLeaseResponse{}
 	for _, l := range req.GetLeases() {
 		expires, err := s.engine.ExtendLease(ctx, lease(l.GetStepId(), l.GetLeaseToken()), extendBy)

@@ -1,0 +1,203 @@
+package engine
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/ent/namespace"
+	"github.com/taskerhq/tasker/ent/schema"
+	"github.com/taskerhq/tasker/ent/steptemplate"
+	"github.com/taskerhq/tasker/ent/tasktemplate"
+	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/fault"
+)
+
+// workerSeenEvery bounds how often one worker's last-seen time is written:
+// polls and heartbeats are frequent, and a stale-by-seconds time is enough
+// for ListHandlers.
+const workerSeenEvery = 5 * time.Second
+
+// workerCache remembers what was last written per worker, so most polls
+// and heartbeats write nothing.
+type workerCache struct {
+	mu   sync.Mutex
+	seen map[string]workerSeen
+}
+
+type workerSeen struct {
+	handlers string
+	at       time.Time
+}
+
+func handlerKey(hs []HandlerRef) string {
+	keys := make([]string, len(hs))
+	for i, h := range hs {
+		keys[i] = h.Namespace + "\x00" + h.Handler
+	}
+	sort.Strings(keys)
+	return strings.Join(slices.Compact(keys), "\x01")
+}
+
+// noteWorker records that workerID served hs (nil: a heartbeat, the set
+// unchanged). A new worker or a changed handler set is written at once with
+// a registry.worker_seen event; otherwise the last-seen time is refreshed
+// at most every workerSeenEvery. Failures are logged, never returned: they
+// must not fail the claim or heartbeat that carried them.
+func (e *Engine) noteWorker(ctx context.Context, workerID string, hs []HandlerRef) {
+	now := e.now()
+	key := ""
+	if hs != nil {
+		key = handlerKey(hs)
+	}
+	e.workers.mu.Lock()
+	prev, known := e.workers.seen[workerID]
+	if known && (hs == nil || prev.handlers == key) && now.Sub(prev.at) < workerSeenEvery {
+		e.workers.mu.Unlock()
+		return
+	}
+	if hs == nil {
+		key = prev.handlers
+	}
+	e.workers.seen[workerID] = workerSeen{handlers: key, at: now}
+	e.workers.mu.Unlock()
+
+	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+		w, err := tx.Worker.Get(ctx, workerID)
+		if err != nil && !ent.IsNotFound(err) {
+			return err
+		}
+		if hs == nil {
+			if w == nil {
+				return nil // a heartbeat from a worker that never claimed here
+			}
+			return tx.Worker.UpdateOne(w).SetLastSeenAt(now).Exec(ctx)
+		}
+		refs := make([]schema.HandlerRef, len(hs))
+		for i, h := range hs {
+			refs[i] = schema.HandlerRef{Namespace: h.Namespace, Handler: h.Handler}
+		}
+		switch {
+		case w == nil:
+			if err := tx.Worker.Create().SetID(workerID).SetHandlers(refs).SetFirstSeenAt(now).SetLastSeenAt(now).Exec(ctx); err != nil {
+				return err
+			}
+		case handlerKeyOf(w.Handlers) != key:
+			if err := tx.Worker.UpdateOne(w).SetHandlers(refs).SetLastSeenAt(now).Exec(ctx); err != nil {
+				return err
+			}
+		default:
+			return tx.Worker.UpdateOne(w).SetLastSeenAt(now).Exec(ctx)
+		}
+		return events.Append(ctx, tx, e.db.Dialect, events.Event{
+			Type: events.RegistryWorkerSeen, At: now,
+			Payload: map[string]any{"worker_id": workerID, "handlers": refs, "first_seen": w == nil},
+		})
+	})
+	if err != nil {
+		e.workers.mu.Lock()
+		delete(e.workers.seen, workerID) // try again next time
+		e.workers.mu.Unlock()
+		e.log.WarnContext(ctx, "recording worker failed", slog.String("worker_id", workerID), slog.Any("error", err))
+		return
+	}
+	e.appended()
+}
+
+func handlerKeyOf(refs []schema.HandlerRef) string {
+	hs := make([]HandlerRef, len(refs))
+	for i, r := range refs {
+		hs[i] = HandlerRef{Namespace: r.Namespace, Handler: r.Handler}
+	}
+	return handlerKey(hs)
+}
+
+// WorkerInfo is one worker serving a handler.
+type WorkerInfo struct {
+	ID       string
+	LastSeen time.Time
+}
+
+// HandlerInfo reports one handler of a namespace.
+type HandlerInfo struct {
+	HandlerRef
+	UsedByTemplates bool
+	// Workers seen within the window, most recent first.
+	Workers []WorkerInfo
+	// LastSeen is the last time any worker served it; zero when none did.
+	LastSeen time.Time
+}
+
+// ListHandlers reports, per namespace, the handlers templates use and the
+// workers that served them within activeWithin.
+func (e *Engine) ListHandlers(ctx context.Context, ns string, activeWithin time.Duration) ([]HandlerInfo, error) {
+	if activeWithin == 0 {
+		activeWithin = time.Minute
+	}
+	if activeWithin < time.Second || activeWithin > 24*time.Hour {
+		return nil, fault.Invalid("active_within", "must be between 1s and 24h")
+	}
+	byRef := map[HandlerRef]*HandlerInfo{}
+	get := func(r HandlerRef) *HandlerInfo {
+		if h, ok := byRef[r]; ok {
+			return h
+		}
+		h := &HandlerInfo{HandlerRef: r}
+		byRef[r] = h
+		return h
+	}
+	q := e.db.Reader.StepTemplate.Query()
+	if ns != "" {
+		q = q.Where(steptemplate.HasTemplateWith(tasktemplate.HasNamespaceWith(namespace.Name(ns))))
+	}
+	used, err := q.WithTemplate(func(tq *ent.TaskTemplateQuery) { tq.WithNamespace() }).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, st := range used {
+		get(HandlerRef{Namespace: st.Edges.Template.Edges.Namespace.Name, Handler: st.Handler}).UsedByTemplates = true
+	}
+	workers, err := e.db.Reader.Worker.Query().All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cutoff := e.now().Add(-activeWithin)
+	for _, w := range workers {
+		for _, r := range w.Handlers {
+			if ns != "" && r.Namespace != ns {
+				continue
+			}
+			h := get(HandlerRef{Namespace: r.Namespace, Handler: r.Handler})
+			if w.LastSeenAt.After(h.LastSeen) {
+				h.LastSeen = w.LastSeenAt
+			}
+			if w.LastSeenAt.After(cutoff) {
+				h.Workers = append(h.Workers, WorkerInfo{ID: w.ID, LastSeen: w.LastSeenAt})
+			}
+		}
+	}
+	out := make([]HandlerInfo, 0, len(byRef))
+	for _, h := range byRef {
+		sort.Slice(h.Workers, func(i, j int) bool { return h.Workers[i].LastSeen.After(h.Workers[j].LastSeen) })
+		out = append(out, *h)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Handler < out[j].Handler
+	})
+	return out, nil
+}
+
+// WorkerHeartbeat refreshes a worker's last-seen time from a heartbeat.
+func (e *Engine) WorkerHeartbeat(ctx context.Context, workerID string) {
+	if workerID != "" && len(workerID) <= maxWorkerID {
+		e.noteWorker(ctx, workerID, nil)
+	}
+}
