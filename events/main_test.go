@@ -65,11 +65,18 @@ func run(t *testing.T, fns ...func(context.Context) error) {
 // the engine does.
 func (b *bundle) appendTx(t *testing.T, evs ...events.Event) {
 	t.Helper()
-	ctx := testContext(t)
-	require.NoError(t, b.db.Tx(ctx, func(tx *ent.Tx) error {
+	require.NoError(t, b.append(testContext(t), evs...))
+}
+
+// append is appendTx for goroutines other than the test's.
+func (b *bundle) append(ctx context.Context, evs ...events.Event) error {
+	err := b.db.Tx(ctx, func(tx *ent.Tx) error {
 		return events.Append(ctx, tx, b.db.Dialect, evs...)
-	}))
-	b.log.Appended()
+	})
+	if err == nil {
+		b.log.Appended()
+	}
+	return err
 }
 
 // waitHead waits until the log's head reaches head.

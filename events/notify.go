@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -107,18 +106,16 @@ func (l *Log) Run(ctx context.Context) error {
 		return nil
 	}
 	backoff := minListenBackoff
-	for {
-		err := l.listen(ctx, func() { backoff = minListenBackoff })
-		if ctx.Err() != nil {
-			return nil
+	for ctx.Err() == nil {
+		// Once ctx has ended, the error is the shutdown itself.
+		if err := l.listen(ctx, func() { backoff = minListenBackoff }); ctx.Err() == nil {
+			l.logger.WarnContext(ctx, "event log listener disconnected; reconnecting",
+				slog.Any("error", err), slog.Duration("backoff", backoff))
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, maxListenBackoff)
 		}
-		l.logger.WarnContext(ctx, "event log listener disconnected; reconnecting",
-			slog.Any("error", err), slog.Duration("backoff", backoff))
-		if !sleep(ctx, backoff) {
-			return nil
-		}
-		backoff = min(2*backoff, maxListenBackoff)
 	}
+	return nil
 }
 
 // listen runs one connection of Run: LISTEN, catch up, then follow the
@@ -169,6 +166,3 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	}
 }
-
-// errNotPgx reports a PostgreSQL pool whose driver is not pgx's stdlib.
-var errNotPgx = errors.New("events: the PostgreSQL pool does not use pgx")

@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,9 @@ import (
 
 	"github.com/taskerhq/tasker/storage"
 )
+
+// errNotPgx reports a PostgreSQL pool whose driver is not pgx's stdlib.
+var errNotPgx = errors.New("events: the PostgreSQL pool does not use pgx")
 
 // dedicatedConn opens a PostgreSQL connection of its own, outside db's
 // pool, for what must live on one session: the sequencer's advisory lock

@@ -93,17 +93,15 @@ func (s *Sequencer) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	for {
-		err := s.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.logger.WarnContext(ctx, "event sequencer failed; retrying",
-			slog.Any("error", err), slog.Duration("retry", s.opts.Retry))
-		if !sleep(ctx, s.opts.Retry) {
-			return nil
+	for ctx.Err() == nil {
+		// Once ctx has ended, the error is the shutdown itself.
+		if err := s.session(ctx); ctx.Err() == nil {
+			s.logger.WarnContext(ctx, "event sequencer failed; retrying",
+				slog.Any("error", err), slog.Duration("retry", s.opts.Retry))
+			sleep(ctx, s.opts.Retry)
 		}
 	}
+	return nil
 }
 
 // session runs one dedicated connection: wait to lead, then number events
@@ -219,9 +217,8 @@ func (s *Sequencer) wait(ctx context.Context, conn *pgx.Conn) error {
 	// the connection.
 	done, stop := context.WithCancel(ctx)
 	stop()
-	for {
-		if _, err := conn.WaitForNotification(done); err != nil {
-			return nil
-		}
+	for err == nil {
+		_, err = conn.WaitForNotification(done)
 	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/storage"
@@ -34,28 +36,35 @@ type Config struct {
 // Server serves the tasker.v1 services over gRPC and the admin endpoints
 // over HTTP.
 type Server struct {
-	log      *slog.Logger
-	db       *storage.DB
-	cfg      Config
-	grpc     *grpc.Server
-	health   *health.Server
-	admin    *http.Server
-	draining atomic.Bool
+	log       *slog.Logger
+	db        *storage.DB
+	cfg       Config
+	engine    *engine.Engine
+	eventLog  *events.Log
+	sequencer *events.Sequencer
+	grpc      *grpc.Server
+	health    *health.Server
+	admin     *http.Server
+	draining  atomic.Bool
 	// stopping is closed when shutdown starts, so long-polls and streams end
 	// at once instead of holding GracefulStop back.
 	stopping chan struct{}
 }
 
 // New wires the services. It registers nothing with the outside world until
-// Serve.
-func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, cfg Config) *Server {
+// Serve. eventLog must be the log eng reports its commits to.
+func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, eventLog *events.Log, cfg Config) *Server {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
 	}
 	if cfg.MaxRecvMsgSize <= 0 {
 		cfg.MaxRecvMsgSize = 8 << 20
 	}
-	s := &Server{log: log, db: db, cfg: cfg, health: health.NewServer(), stopping: make(chan struct{})}
+	s := &Server{
+		log: log, db: db, cfg: cfg, engine: eng, eventLog: eventLog,
+		sequencer: events.NewSequencer(db, log, events.SequencerOptions{Stamped: eventLog.Notify}),
+		health:    health.NewServer(), stopping: make(chan struct{}),
+	}
 	unary, stream := interceptors(log)
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
@@ -65,7 +74,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, stopping: s.stopping})
-	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{})
+	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -107,6 +116,17 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	} {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
+
+	// The per-process background work: the event log's reader (LISTEN on
+	// PostgreSQL), the sequencer (one leader per database) and the reaper.
+	// They outlive ctx until the drain is over, so in-flight calls finish
+	// against a working engine.
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	defer func() { stopBackground(); background.Wait() }()
+	background.Go(func() { s.logStopped(bgCtx, "event log reader", s.eventLog.Run(bgCtx)) })
+	background.Go(func() { s.logStopped(bgCtx, "event sequencer", s.sequencer.Run(bgCtx)) })
+	background.Go(func() { s.logStopped(bgCtx, "reaper", s.engine.RunReaper(bgCtx)) })
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()
@@ -162,4 +182,11 @@ func addrOf(l net.Listener) any {
 		return nil
 	}
 	return l.Addr().String()
+}
+
+// logStopped reports a background loop that ended with an error.
+func (s *Server) logStopped(ctx context.Context, what string, err error) {
+	if err != nil {
+		s.log.ErrorContext(ctx, what+" stopped", slog.Any("error", err))
+	}
 }

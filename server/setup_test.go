@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
@@ -40,7 +41,9 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	templates := registry.NewStore(db)
-	srv := server.New(log, db, templates, engine.New(db, templates, log, engine.Options{}), server.Config{ShutdownTimeout: 2 * time.Second})
+	eventLog := events.NewLog(db, log)
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 2 * time.Second})
 
 	var lc net.ListenConfig
 	grpcLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/storage"
@@ -66,12 +67,8 @@ func serve(ctx context.Context, f serveFlags) error {
 			return err
 		}
 	}
-	eng := engine.New(db, templates, log, engine.Options{})
-	go func() {
-		if err := eng.RunReaper(ctx); err != nil {
-			log.ErrorContext(ctx, "reaper stopped", slog.Any("error", err))
-		}
-	}()
+	eventLog := events.NewLog(db, log)
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
 
 	var lc net.ListenConfig
 	grpcLis, err := lc.Listen(ctx, "tcp", f.grpcAddr)
@@ -84,7 +81,7 @@ func serve(ctx context.Context, f serveFlags) error {
 			return fmt.Errorf("--admin-addr: %w", err)
 		}
 	}
-	srv := server.New(log, db, templates, eng, server.Config{ShutdownTimeout: f.shutdownTimeout})
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout})
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 
