@@ -241,7 +241,10 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 			return err
 		}
 		created = t
-		return e.insertSteps(ctx, tx, tpl, t, now, due)
+		if err := e.insertSteps(ctx, tx, tpl, t, now, due); err != nil {
+			return err
+		}
+		return e.notifyWork(ctx, tx)
 	})
 	if err != nil {
 		return nil, e.db.InterpretError(err)

@@ -339,6 +339,11 @@ func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)
 		if err != nil {
 			return err
 		}
+		if c != nil && c.enqueued {
+			if err := e.notifyWork(ctx, tx); err != nil {
+				return err
+			}
+		}
 		return c.flush(ctx)
 	})
 	if err != nil {

@@ -118,7 +118,8 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	}
 
 	// The per-process background work: the event log's reader (LISTEN on
-	// PostgreSQL), the sequencer (one leader per database) and the reaper.
+	// PostgreSQL), the sequencer (one leader per database), the reaper and
+	// the listener that wakes claimers for work other replicas committed.
 	// They outlive ctx until the drain is over, so in-flight calls finish
 	// against a working engine.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -127,6 +128,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	background.Go(func() { s.logStopped(bgCtx, "event log reader", s.eventLog.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "event sequencer", s.sequencer.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "reaper", s.engine.RunReaper(bgCtx)) })
+	background.Go(func() { s.logStopped(bgCtx, "work listener", s.engine.RunWakeups(bgCtx)) })
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()

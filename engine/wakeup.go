@@ -1,0 +1,76 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"entgo.io/ent/dialect"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/storage"
+)
+
+// workChannel is the PostgreSQL NOTIFY channel that tells every replica
+// that steps became claimable, so a worker long-polling replica B wakes for
+// a step enqueued through replica A.
+const workChannel = "tasker_work"
+
+// notifyWork queues a NOTIFY in tx; PostgreSQL delivers it only if tx
+// commits. On SQLite there is one process, woken in memory after commit.
+func (e *Engine) notifyWork(ctx context.Context, tx *ent.Tx) error {
+	if e.db.Dialect != dialect.Postgres {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", workChannel)
+	return err
+}
+
+// RunWakeups listens for work committed by other replicas and wakes this
+// process's long-polling claimers, until ctx ends. After every (re)connect
+// it wakes them once, so work committed while the listener was away is
+// claimed (the catch-up). It returns at once on SQLite.
+func (e *Engine) RunWakeups(ctx context.Context) error {
+	if e.db.Dialect != dialect.Postgres {
+		<-ctx.Done()
+		return nil
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := e.listenWork(ctx, func() { backoff = 100 * time.Millisecond })
+		select {
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		e.log.WarnContext(ctx, "work listener disconnected; reconnecting", slog.Any("error", err), slog.Duration("backoff", backoff))
+		timer := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return nil
+		case <-timer.C:
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (e *Engine) listenWork(ctx context.Context, connected func()) error {
+	conn, err := e.db.DedicatedConn(ctx, "tasker-work-listener")
+	if err != nil {
+		return err
+	}
+	defer storage.CloseDedicated(conn)
+	if _, err := conn.Exec(ctx, "LISTEN "+workChannel); err != nil {
+		return fmt.Errorf("listen %s: %w", workChannel, err)
+	}
+	connected()
+	e.work.notify()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		e.work.notify()
+	}
+}
