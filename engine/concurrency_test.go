@@ -1,8 +1,10 @@
 package engine_test
 
 import (
+	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -162,5 +165,27 @@ func TestLifecycleEvents(t *testing.T) {
 			"step.completed", "step.enqueued", // b's parent is done
 			"step.claimed", "step.completed", "task.completed",
 		}, b.eventTypes(t, tk.ID))
+	})
+}
+
+// TestIdempotencyWindow: once a key's window has passed, the key creates a
+// new task instead of answering with the old one.
+func TestIdempotencyWindow(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "single", 1, []string{"a"}, nil)
+		short := engine.New(db, registry.NewStore(db), slog.New(slog.DiscardHandler), engine.Options{IdempotencyWindow: time.Millisecond})
+		p := engine.CreateTaskParams{Namespace: "ns", Name: "single", IdempotencyKey: "k"}
+		first, dup, err := short.CreateTask(b.ctx, p)
+		require.NoError(t, err)
+		require.False(t, dup)
+		time.Sleep(5 * time.Millisecond)
+		p.Reason = "a different request"
+		second, dup, err := short.CreateTask(b.ctx, p)
+		require.NoError(t, err)
+		require.False(t, dup, "the expired key is free again")
+		require.NotEqual(t, first.ID, second.ID)
+		require.Nil(t, b.task(t, first.ID).IdempotencyKey, "the old task no longer holds the key")
 	})
 }

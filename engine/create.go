@@ -362,6 +362,11 @@ func (e *Engine) findDuplicate(ctx context.Context, p *CreateTaskParams, identit
 		case ent.IsNotFound(err):
 		case err != nil:
 			return nil, err
+		case t.CreatedAt.Before(e.now().Add(-e.opts.IdempotencyWindow)):
+			// The key's window has passed: release it from the old task
+			// (lazily, so no sweeper is needed) and let the insert retry.
+			err := e.db.Client.Task.UpdateOne(t).ClearIdempotencyKey().Exec(ctx)
+			return nil, err
 		case t.RequestHash != reqHash:
 			return nil, fault.AlreadyExistsf("idempotency key", p.IdempotencyKey,
 				"was used for a different request (task %s)", t.ID)

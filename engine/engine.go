@@ -14,6 +14,9 @@ type Options struct {
 	// OnAppend is called after every commit that appended events, so the
 	// event log's readers in this process wake at once.
 	OnAppend func()
+	// IdempotencyWindow is how long an idempotency key stays bound to the
+	// task it created; after it the key may create a new task. Default 24h.
+	IdempotencyWindow time.Duration
 }
 
 // Engine runs tasks on one database.
@@ -36,6 +39,9 @@ type Engine struct {
 
 // New returns an engine over db that resolves templates with templates.
 func New(db *storage.DB, templates *registry.Store, log *slog.Logger, opts Options) *Engine {
+	if opts.IdempotencyWindow <= 0 {
+		opts.IdempotencyWindow = 24 * time.Hour
+	}
 	return &Engine{
 		db:        db,
 		templates: templates,

@@ -34,7 +34,7 @@ type Task struct {
 	Context json.RawMessage `json:"context,omitempty"`
 	// strict identity: unique among unfinished tasks (finished_at IS NULL)
 	IdentityHash *string `json:"identity_hash,omitempty"`
-	// caller_key identity: unique per namespace
+	// caller_key identity: unique per namespace; cleared when its retention window has passed, which frees the key
 	IdempotencyKey *string `json:"idempotency_key,omitempty"`
 	// hash of the create request: a reused idempotency key with a different request is refused
 	RequestHash string `json:"request_hash,omitempty"`

@@ -756,6 +756,24 @@ func (u *TaskUpsert) ClearIdentityHash() *TaskUpsert {
 	return u
 }
 
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (u *TaskUpsert) SetIdempotencyKey(v string) *TaskUpsert {
+	u.Set(task.FieldIdempotencyKey, v)
+	return u
+}
+
+// UpdateIdempotencyKey sets the "idempotency_key" field to the value that was provided on create.
+func (u *TaskUpsert) UpdateIdempotencyKey() *TaskUpsert {
+	u.SetExcluded(task.FieldIdempotencyKey)
+	return u
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (u *TaskUpsert) ClearIdempotencyKey() *TaskUpsert {
+	u.SetNull(task.FieldIdempotencyKey)
+	return u
+}
+
 // SetPriority sets the "priority" field.
 func (u *TaskUpsert) SetPriority(v int32) *TaskUpsert {
 	u.Set(task.FieldPriority, v)
@@ -923,9 +941,6 @@ func (u *TaskUpsertOne) UpdateNewValues() *TaskUpsertOne {
 		if _, exists := u.create.mutation.TemplateVersion(); exists {
 			s.SetIgnore(task.FieldTemplateVersion)
 		}
-		if _, exists := u.create.mutation.IdempotencyKey(); exists {
-			s.SetIgnore(task.FieldIdempotencyKey)
-		}
 		if _, exists := u.create.mutation.RequestHash(); exists {
 			s.SetIgnore(task.FieldRequestHash)
 		}
@@ -1015,6 +1030,27 @@ func (u *TaskUpsertOne) UpdateIdentityHash() *TaskUpsertOne {
 func (u *TaskUpsertOne) ClearIdentityHash() *TaskUpsertOne {
 	return u.Update(func(s *TaskUpsert) {
 		s.ClearIdentityHash()
+	})
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (u *TaskUpsertOne) SetIdempotencyKey(v string) *TaskUpsertOne {
+	return u.Update(func(s *TaskUpsert) {
+		s.SetIdempotencyKey(v)
+	})
+}
+
+// UpdateIdempotencyKey sets the "idempotency_key" field to the value that was provided on create.
+func (u *TaskUpsertOne) UpdateIdempotencyKey() *TaskUpsertOne {
+	return u.Update(func(s *TaskUpsert) {
+		s.UpdateIdempotencyKey()
+	})
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (u *TaskUpsertOne) ClearIdempotencyKey() *TaskUpsertOne {
+	return u.Update(func(s *TaskUpsert) {
+		s.ClearIdempotencyKey()
 	})
 }
 
@@ -1374,9 +1410,6 @@ func (u *TaskUpsertBulk) UpdateNewValues() *TaskUpsertBulk {
 			if _, exists := b.mutation.TemplateVersion(); exists {
 				s.SetIgnore(task.FieldTemplateVersion)
 			}
-			if _, exists := b.mutation.IdempotencyKey(); exists {
-				s.SetIgnore(task.FieldIdempotencyKey)
-			}
 			if _, exists := b.mutation.RequestHash(); exists {
 				s.SetIgnore(task.FieldRequestHash)
 			}
@@ -1467,6 +1500,27 @@ func (u *TaskUpsertBulk) UpdateIdentityHash() *TaskUpsertBulk {
 func (u *TaskUpsertBulk) ClearIdentityHash() *TaskUpsertBulk {
 	return u.Update(func(s *TaskUpsert) {
 		s.ClearIdentityHash()
+	})
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (u *TaskUpsertBulk) SetIdempotencyKey(v string) *TaskUpsertBulk {
+	return u.Update(func(s *TaskUpsert) {
+		s.SetIdempotencyKey(v)
+	})
+}
+
+// UpdateIdempotencyKey sets the "idempotency_key" field to the value that was provided on create.
+func (u *TaskUpsertBulk) UpdateIdempotencyKey() *TaskUpsertBulk {
+	return u.Update(func(s *TaskUpsert) {
+		s.UpdateIdempotencyKey()
+	})
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (u *TaskUpsertBulk) ClearIdempotencyKey() *TaskUpsertBulk {
+	return u.Update(func(s *TaskUpsert) {
+		s.ClearIdempotencyKey()
 	})
 }
 

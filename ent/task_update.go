@@ -80,6 +80,26 @@ func (_u *TaskUpdate) ClearIdentityHash() *TaskUpdate {
 	return _u
 }
 
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (_u *TaskUpdate) SetIdempotencyKey(v string) *TaskUpdate {
+	_u.mutation.SetIdempotencyKey(v)
+	return _u
+}
+
+// SetNillableIdempotencyKey sets the "idempotency_key" field if the given value is not nil.
+func (_u *TaskUpdate) SetNillableIdempotencyKey(v *string) *TaskUpdate {
+	if v != nil {
+		_u.SetIdempotencyKey(*v)
+	}
+	return _u
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (_u *TaskUpdate) ClearIdempotencyKey() *TaskUpdate {
+	_u.mutation.ClearIdempotencyKey()
+	return _u
+}
+
 // SetPriority sets the "priority" field.
 func (_u *TaskUpdate) SetPriority(v int32) *TaskUpdate {
 	_u.mutation.ResetPriority()
@@ -418,6 +438,9 @@ func (_u *TaskUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.IdentityHashCleared() {
 		_spec.ClearField(task.FieldIdentityHash, field.TypeString)
 	}
+	if value, ok := _u.mutation.IdempotencyKey(); ok {
+		_spec.SetField(task.FieldIdempotencyKey, field.TypeString, value)
+	}
 	if _u.mutation.IdempotencyKeyCleared() {
 		_spec.ClearField(task.FieldIdempotencyKey, field.TypeString)
 	}
@@ -666,6 +689,26 @@ func (_u *TaskUpdateOne) SetNillableIdentityHash(v *string) *TaskUpdateOne {
 // ClearIdentityHash clears the value of the "identity_hash" field.
 func (_u *TaskUpdateOne) ClearIdentityHash() *TaskUpdateOne {
 	_u.mutation.ClearIdentityHash()
+	return _u
+}
+
+// SetIdempotencyKey sets the "idempotency_key" field.
+func (_u *TaskUpdateOne) SetIdempotencyKey(v string) *TaskUpdateOne {
+	_u.mutation.SetIdempotencyKey(v)
+	return _u
+}
+
+// SetNillableIdempotencyKey sets the "idempotency_key" field if the given value is not nil.
+func (_u *TaskUpdateOne) SetNillableIdempotencyKey(v *string) *TaskUpdateOne {
+	if v != nil {
+		_u.SetIdempotencyKey(*v)
+	}
+	return _u
+}
+
+// ClearIdempotencyKey clears the value of the "idempotency_key" field.
+func (_u *TaskUpdateOne) ClearIdempotencyKey() *TaskUpdateOne {
+	_u.mutation.ClearIdempotencyKey()
 	return _u
 }
 
@@ -1036,6 +1079,9 @@ func (_u *TaskUpdateOne) sqlSave(ctx context.Context) (_node *Task, err error) {
 	}
 	if _u.mutation.IdentityHashCleared() {
 		_spec.ClearField(task.FieldIdentityHash, field.TypeString)
+	}
+	if value, ok := _u.mutation.IdempotencyKey(); ok {
+		_spec.SetField(task.FieldIdempotencyKey, field.TypeString, value)
 	}
 	if _u.mutation.IdempotencyKeyCleared() {
 		_spec.ClearField(task.FieldIdempotencyKey, field.TypeString)

@@ -33,8 +33,8 @@ func (Task) Fields() []ent.Field {
 			Comment("the caller's JSON document, an object"),
 		field.String("identity_hash").Optional().Nillable().
 			Comment("strict identity: unique among unfinished tasks (finished_at IS NULL)"),
-		field.String("idempotency_key").Optional().Nillable().Immutable().
-			Comment("caller_key identity: unique per namespace"),
+		field.String("idempotency_key").Optional().Nillable().
+			Comment("caller_key identity: unique per namespace; cleared when its retention window has passed, which frees the key"),
 		field.String("request_hash").Optional().Immutable().
 			Comment("hash of the create request: a reused idempotency key with a different request is refused"),
 		field.String("correlation_id").Immutable(),
