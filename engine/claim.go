@@ -190,7 +190,9 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			if s.State == step.StateWaitingForRetry {
 				// Claimed directly when due; the waiting -> enqueued move is
 				// still recorded.
-				ok, err := c.moveStep(ctx, s, stepDue, "retry due", nil, nil)
+				ok, err := c.moveStep(ctx, s, stepDue, "retry due", map[string]any{
+					"available_at": s.AvailableAt.Format(time.RFC3339Nano), // set: the query required it due
+				}, nil)
 				if err != nil {
 					return err
 				}

@@ -307,7 +307,10 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			evs = append(evs, events.Event{
 				Type: events.StepEnqueued, CorrelationID: t.CorrelationID, Namespace: t.Namespace,
 				TemplateName: t.TemplateName, TemplateVersion: t.TemplateVersion, TaskID: &t.ID, StepID: &stepID, At: now,
-				Payload: map[string]any{"step_name": st.Name, "handler": st.Handler, "available_at": due.Format(time.RFC3339Nano)},
+				Payload: map[string]any{
+					"step_name": st.Name, "handler": st.Handler, "from_state": string(step.StatePending), "attempt": 0,
+					"reason": "root step", "available_at": due.Format(time.RFC3339Nano),
+				},
 			})
 		}
 		steps = append(steps, sc)

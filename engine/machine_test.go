@@ -35,13 +35,19 @@ type stepOp struct {
 }
 
 func workerRefusal(from step.State) (fault.Code, string) {
-	switch from {
-	case step.StateCancelled:
+	if from == step.StateCancelled {
 		return fault.Aborted, fault.ReasonCancelled
-	case step.StateComplete:
-		return fault.FailedPrecondition, fault.ReasonAlreadyCompleted
 	}
 	return fault.Aborted, fault.ReasonLeaseLost
+}
+
+// completeRefusal: completing again with the same lease but a different
+// result is ALREADY_COMPLETED; every other refusal is as for other calls.
+func completeRefusal(from step.State) (fault.Code, string) {
+	if from == step.StateComplete {
+		return fault.FailedPrecondition, fault.ReasonAlreadyCompleted
+	}
+	return workerRefusal(from)
 }
 
 func operatorRefusal(step.State) (fault.Code, string) {
@@ -60,7 +66,7 @@ var stepOps = []stepOp{
 	},
 	{
 		name: "complete", legal: map[step.State]step.State{step.StateInProgress: step.StateComplete},
-		event: "step.completed", refused: workerRefusal,
+		event: "step.completed", refused: completeRefusal,
 		run: func(b *bundle, s *ent.Step) error {
 			return b.eng.CompleteStep(b.ctx, engine.Lease{StepID: s.ID.String(), Token: "tok"}, map[string]any{"ok": true})
 		},

@@ -9,6 +9,11 @@ import (
 	"github.com/taskerhq/tasker/ent/step"
 )
 
+// timeoutErrorType is the error type the reaper records for an attempt
+// that passed its execution timeout; worker calls on that attempt answer
+// TIMED_OUT.
+const timeoutErrorType = "timeout"
+
 // reapBatch bounds the expired steps handled per pass; a longer backlog is
 // taken in further passes at once.
 const reapBatch = 100
@@ -121,7 +126,7 @@ func (e *Engine) reap(ctx context.Context, seen *ent.Step) error {
 		message, errType, reason := "", "", ""
 		switch {
 		case s.ExecutionDeadline != nil && !c.now.Before(*s.ExecutionDeadline):
-			message, errType, reason = "execution timeout passed", "timeout", "execution timeout"
+			message, errType, reason = "execution timeout passed", timeoutErrorType, "execution timeout"
 		case s.LeaseExpiresAt != nil && !c.now.Before(*s.LeaseExpiresAt):
 			message, errType, reason = "lease expired: the worker stopped heartbeating", "lease_expired", "lease expired"
 		default:

@@ -51,8 +51,11 @@ func leaseLost(s *ent.Step, t *ent.Task, token string, now time.Time) error {
 	switch {
 	case s.State == step.StateCancelled || t.State == task.StateCancelled:
 		return fault.Abortedf(fault.ReasonCancelled, "step %s was cancelled", s.ID)
-	case s.State == step.StateComplete && s.LeaseToken != nil && *s.LeaseToken == token:
-		return alreadyCompleted(s, "it was already completed by this lease")
+	case s.LeaseToken != nil && *s.LeaseToken == token && s.State != step.StateInProgress &&
+		s.LastErrorType == timeoutErrorType:
+		// The reaper ended this attempt at its deadline; say so rather
+		// than a bare lost lease.
+		return fault.Abortedf(fault.ReasonTimedOut, "step %s passed its execution timeout", s.ID)
 	case s.LeaseToken == nil || *s.LeaseToken != token || s.State != step.StateInProgress:
 		return fault.Abortedf(fault.ReasonLeaseLost, "step %s is no longer held by this lease (state %s)", s.ID, s.State)
 	case s.ExecutionDeadline != nil && !now.Before(*s.ExecutionDeadline):

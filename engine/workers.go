@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/namespace"
 	"github.com/taskerhq/tasker/ent/schema"
@@ -95,7 +96,7 @@ func (e *Engine) noteWorker(ctx context.Context, workerID string, hs []HandlerRe
 			return tx.Worker.UpdateOne(w).SetLastSeenAt(now).Exec(ctx)
 		}
 		return events.Append(ctx, tx, e.db.Dialect, events.Event{
-			Type: events.RegistryWorkerSeen, At: now,
+			Type: events.RegistryWorkerSeen, CorrelationID: correlation.FromContext(ctx), At: now,
 			Payload: map[string]any{"worker_id": workerID, "handlers": refs, "first_seen": w == nil},
 		})
 	})

@@ -33,6 +33,7 @@ func rootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCommand(), migrateCommand(), templateCommand())
+	root.AddCommand(eventsCommand())
 	return root
 }
 

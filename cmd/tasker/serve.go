@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,8 @@ type serveFlags struct {
 	logLevel          string
 	logFormat         string
 	shutdownTimeout   time.Duration
+	retentionAge      string
+	retentionCount    string
 }
 
 func serveCommand() *cobra.Command {
@@ -46,11 +49,17 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", env("TASKER_LOG_LEVEL", "info"), "debug, info, warn or error [TASKER_LOG_LEVEL]")
 	fl.StringVar(&f.logFormat, "log-format", env("TASKER_LOG_FORMAT", "json"), "json or text [TASKER_LOG_FORMAT]")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may drain on SIGTERM")
+	fl.StringVar(&f.retentionAge, "event-retention-age", env("TASKER_EVENT_RETENTION_AGE", "0"), "remove events older than this (e.g. 720h); 0 keeps them [TASKER_EVENT_RETENTION_AGE]")
+	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
 	return cmd
 }
 
 func serve(ctx context.Context, f serveFlags) error {
 	log, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		return err
+	}
+	retention, err := retentionOf(f)
 	if err != nil {
 		return err
 	}
@@ -81,7 +90,7 @@ func serve(ctx context.Context, f serveFlags) error {
 			return fmt.Errorf("--admin-addr: %w", err)
 		}
 	}
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout})
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention})
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 
@@ -134,4 +143,19 @@ func migrateCommand() *cobra.Command {
 	cmd.Flags().StringVar(&database, "database", env("TASKER_DATABASE_URL", "./tasker.db"), "database URL [TASKER_DATABASE_URL]")
 	cmd.Flags().StringVar(&synchronous, "sqlite-synchronous", env("TASKER_SQLITE_SYNCHRONOUS", "normal"), "SQLite durability: normal or full")
 	return cmd
+}
+
+// retentionOf parses the event retention flags.
+func retentionOf(f serveFlags) (events.Retention, error) {
+	var r events.Retention
+	age, err := time.ParseDuration(f.retentionAge)
+	if err != nil || age < 0 {
+		return r, fmt.Errorf("--event-retention-age: want a duration such as 720h, or 0; got %q", f.retentionAge)
+	}
+	count, err := strconv.ParseInt(f.retentionCount, 10, 64)
+	if err != nil || count < 0 {
+		return r, fmt.Errorf("--event-retention-count: want a whole number, 0 for no limit; got %q", f.retentionCount)
+	}
+	r.MaxAge, r.MaxCount = age, count
+	return r, r.Validate()
 }

@@ -1,0 +1,41 @@
+// Package worker is the Go SDK for writing Tasker workers: processes that
+// claim steps from a Tasker server over gRPC, run a handler for each, and
+// report the result or the failure. A Worker serves the (namespace,
+// handler) pairs registered with it. Run long-polls ClaimSteps only while
+// it has free slots, runs each step in its own goroutine, renews every
+// lease it holds in batched heartbeats (cancelling a handler's context when
+// its lease is lost, timed out or cancelled), retries transient report
+// failures within the lease, and on shutdown lets running handlers finish
+// for a bounded time before giving the rest back unrun. Every call it makes
+// for a step carries the task's correlation id in x-correlation-id, and so
+// does the context handed to the handler.
+//
+// Handlers are plain functions. A returned error is retried with the
+// step's backoff; NonRetryable, RetryAfter and WithErrorType refine it:
+//
+//	conn, err := grpc.NewClient("127.0.0.1:50051", grpc.WithTransportCredentials(insecure.NewCredentials()))
+//	if err != nil {
+//		return err
+//	}
+//	defer conn.Close()
+//
+//	w := worker.New(conn, "billing-1", worker.Options{Concurrency: 20})
+//	w.MustRegister("billing", "charge_card", func(ctx context.Context, s *worker.Step) (map[string]any, error) {
+//		order, err := s.Parent(ctx, "create_order")
+//		if err != nil {
+//			return nil, err
+//		}
+//		receipt, err := charge(ctx, s.Context["customer_id"], order["total"])
+//		if errors.Is(err, errCardDeclined) {
+//			return nil, worker.NonRetryable(worker.WithErrorType(err, "card_declined"))
+//		}
+//		if err != nil {
+//			return nil, err
+//		}
+//		return map[string]any{"receipt_id": receipt.ID}, nil
+//	})
+//
+//	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+//	defer stop()
+//	return w.Run(ctx) // returns after a graceful shutdown
+package worker

@@ -1,0 +1,180 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+)
+
+// complete reports a handler's result. A result the server cannot take
+// (not a JSON document, or over its size limit) fails the step for good
+// instead: running the handler again would produce the same.
+func (w *Worker) complete(ctx context.Context, e *execution, result map[string]any, took time.Duration) {
+	doc, err := toStruct(result)
+	if err != nil {
+		w.fail(ctx, e, NonRetryable(WithErrorType(fmt.Errorf("the handler's result is not a JSON document: %w", err), "invalid_result")), took)
+		return
+	}
+	err = w.report(ctx, e.log, w.leaseEnd(e), "CompleteStep", func(ctx context.Context) error {
+		_, err := w.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{StepId: e.step.ID, LeaseToken: e.token, Result: doc})
+		return err
+	})
+	if status.Code(err) == codes.InvalidArgument {
+		w.fail(ctx, e, NonRetryable(WithErrorType(fmt.Errorf("the server refused the handler's result: %s", status.Convert(err).Message()), "invalid_result")), took)
+		return
+	}
+	if err != nil {
+		w.refused(ctx, e.log, "CompleteStep", err)
+		return
+	}
+	e.log.InfoContext(ctx, "step completed", slog.Duration("took", took))
+}
+
+// fail reports a handler's error as FailStep, with the type, retryability
+// and retry delay the error carries.
+func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took time.Duration) {
+	f := describe(handlerErr)
+	req := &taskerv1.FailStepRequest{
+		StepId:       e.step.ID,
+		LeaseToken:   e.token,
+		Error:        &taskerv1.StepError{Message: errorMessage(handlerErr), Type: f.typ},
+		NonRetryable: f.nonRetryable,
+	}
+	if f.retryAfter > 0 {
+		req.RetryAfter = durationpb.New(f.retryAfter)
+	}
+	var resp *taskerv1.FailStepResponse
+	err := w.report(ctx, e.log, w.leaseEnd(e), "FailStep", func(ctx context.Context) error {
+		var err error
+		resp, err = w.steps.FailStep(ctx, req)
+		return err
+	})
+	if err != nil {
+		w.refused(ctx, e.log, "FailStep", err)
+		return
+	}
+	attrs := []any{slog.Duration("took", took), slog.String("error_type", f.typ)}
+	if pe := (*panicError)(nil); errors.As(handlerErr, &pe) {
+		// The stack goes to the log once; the step's last error has it too.
+		e.log.ErrorContext(ctx, "handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
+		attrs = append(attrs, slog.String("error", fmt.Sprintf("panic: %v", pe.value)))
+	} else {
+		attrs = append(attrs, slog.Any("error", handlerErr))
+	}
+	if resp.GetState() == taskerv1.StepState_STEP_STATE_WAITING_FOR_RETRY {
+		attrs = append(attrs, slog.Time("retry_at", resp.GetAvailableAt().AsTime()))
+		e.log.InfoContext(ctx, "step failed; retry scheduled", attrs...)
+		return
+	}
+	e.log.WarnContext(ctx, "step failed for good", attrs...)
+}
+
+// release gives a claimed step back unrun; the attempt is not counted.
+func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token, reason string) {
+	ctx = withCorrelation(ctx, s.CorrelationID)
+	leaseEnd := func() time.Time { return s.LeaseExpiresAt }
+	err := w.report(ctx, log, leaseEnd, "ReleaseStep", func(ctx context.Context) error {
+		_, err := w.steps.ReleaseStep(ctx, &taskerv1.ReleaseStepRequest{StepId: s.ID, LeaseToken: token, Reason: reason})
+		return err
+	})
+	if err != nil {
+		w.refused(ctx, log, "ReleaseStep", err)
+		return
+	}
+	log.InfoContext(ctx, "step released", slog.String("reason", reason))
+}
+
+// report makes one report call, retrying transient failures with backoff
+// while the lease still runs: after it expires the server refuses the
+// report anyway and the reaper has the step retried. ctx is never the
+// worker's cancelled context: reports outlive shutdown.
+func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() time.Time, method string, call func(context.Context) error) error {
+	delay := reportBackoffInitial
+	for attempt := 1; ; attempt++ {
+		callCtx, cancel := context.WithTimeout(ctx, reportTimeout)
+		err := call(callCtx)
+		cancel()
+		if err == nil || !transient(err) || attempt == reportAttempts {
+			return err
+		}
+		wait := jittered(delay)
+		if time.Now().Add(wait).After(leaseEnd()) {
+			return err
+		}
+		log.WarnContext(ctx, "report failed; retrying", slog.String("method", method), slog.Int("attempt", attempt),
+			slog.Duration("retry_in", wait), slog.Any("error", err))
+		if !sleep(ctx, wait) {
+			return err
+		}
+		delay *= 2
+	}
+}
+
+// transient reports errors worth repeating a report for. Repeating is safe:
+// a report that already took effect succeeds again with the same lease and
+// content. Internal is included because the server masks passing database
+// failures (a serialization conflict, a dropped connection) as Internal.
+func transient(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal:
+		return true
+	}
+	return false
+}
+
+// refused logs a report the server did not take. Aborted (the lease was
+// lost, the attempt timed out, the step was cancelled) and NotFound are
+// normal outcomes of a race with the reaper or an operator: the result is
+// dropped and the server decides what runs next.
+func (w *Worker) refused(ctx context.Context, log *slog.Logger, method string, err error) {
+	st := status.Convert(err)
+	attrs := []any{slog.String("method", method), slog.String("code", st.Code().String()), slog.String("message", st.Message())}
+	switch st.Code() {
+	case codes.Aborted, codes.NotFound:
+		log.InfoContext(ctx, "report refused; result dropped", attrs...)
+	case codes.FailedPrecondition:
+		log.WarnContext(ctx, "report refused; result dropped", attrs...)
+	default:
+		log.ErrorContext(ctx, "report failed; the step runs again after its lease expires", attrs...)
+	}
+}
+
+// leaseEnd returns when e's lease runs out, as last renewed.
+func (w *Worker) leaseEnd(e *execution) func() time.Time {
+	return func() time.Time {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return e.expiresAt
+	}
+}
+
+// toStruct converts a handler's result to a Struct. Values structpb does
+// not take directly ([]string, structs, typed maps) go through JSON, the
+// way a result is stored anyway.
+func toStruct(m map[string]any) (*structpb.Struct, error) {
+	if m == nil {
+		return &structpb.Struct{}, nil
+	}
+	if s, err := structpb.NewStruct(m); err == nil {
+		return s, nil
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		return nil, err
+	}
+	return structpb.NewStruct(generic)
+}
