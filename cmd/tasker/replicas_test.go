@@ -39,7 +39,7 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "tasker")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	out, err := exec.CommandContext(context.Background(), "go", "build", "-o", bin, ".").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("go build: %w\n%s", err, out)
 	}
@@ -57,7 +57,7 @@ type replica struct {
 // serves, with the address it listens on (read from its "serving" log line).
 func startReplica(t *testing.T, bin, url string) *replica {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--database", url, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "")
+	cmd := exec.CommandContext(context.Background(), bin, "serve", "--database", url, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "")
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -204,7 +204,7 @@ func TestReplicasSurviveSIGKILL(t *testing.T) {
 	for i, ev := range last {
 		require.Equal(t, int64(i+1), *ev.Sequence, "the log has no gap")
 	}
-	require.Equal(t, total, len(last))
+	require.Len(t, last, total)
 	mu.Lock()
 	defer mu.Unlock()
 	require.GreaterOrEqual(t, runs, 4*n, "every step ran; steps held by the killed replica's worker ran again")
