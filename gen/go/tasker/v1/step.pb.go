@@ -165,7 +165,8 @@ type Step struct {
 	Priority int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	// Attempts made so far (claims, releases excluded).
 	Attempts int32 `protobuf:"varint,10,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	// Attempt budget; RetryStep extends it.
+	// Attempt budget: the policy's max_attempts, raised by RetryStep and
+	// RetryTask to attempts made plus max_attempts.
 	MaxAttempts int32 `protobuf:"varint,11,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// The effective policy copied at task creation.
 	RetryPolicy *RetryPolicy `protobuf:"bytes,12,opt,name=retry_policy,json=retryPolicy,proto3" json:"retry_policy,omitempty"`

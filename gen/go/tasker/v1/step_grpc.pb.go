@@ -63,8 +63,9 @@ type StepServiceClient interface {
 	//
 	// Errors: InvalidArgument (filters, page_size, page_token).
 	ListSteps(ctx context.Context, in *ListStepsRequest, opts ...grpc.CallOption) (*ListStepsResponse, error)
-	// RetryStep puts a step in error back to enqueued, its attempt budget
-	// extended by its max_attempts; a task in error resumes.
+	// RetryStep puts a step in error back to enqueued with its policy's
+	// max_attempts attempts available again (the budget becomes attempts made
+	// plus max_attempts); a task in error resumes.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
 	// in error or its task is not pending, in progress or in error (metadata
@@ -291,8 +292,9 @@ type StepServiceServer interface {
 	//
 	// Errors: InvalidArgument (filters, page_size, page_token).
 	ListSteps(context.Context, *ListStepsRequest) (*ListStepsResponse, error)
-	// RetryStep puts a step in error back to enqueued, its attempt budget
-	// extended by its max_attempts; a task in error resumes.
+	// RetryStep puts a step in error back to enqueued with its policy's
+	// max_attempts attempts available again (the budget becomes attempts made
+	// plus max_attempts); a task in error resumes.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
 	// in error or its task is not pending, in progress or in error (metadata

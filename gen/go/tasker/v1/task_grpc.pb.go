@@ -70,11 +70,12 @@ type TaskServiceClient interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
-	// RetryTask puts every step in error back to work (attempt budget extended
-	// by each step's max_attempts) and the task back in progress.
+	// RetryTask puts every step in error back to work (each with its policy's
+	// max_attempts attempts available again) and the task back in progress.
+	// Cancelled steps are not retried: resolve them instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error.
+	// in error, or no step of it is in error.
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand.
 	//
@@ -208,11 +209,12 @@ type TaskServiceServer interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
-	// RetryTask puts every step in error back to work (attempt budget extended
-	// by each step's max_attempts) and the task back in progress.
+	// RetryTask puts every step in error back to work (each with its policy's
+	// max_attempts attempts available again) and the task back in progress.
+	// Cancelled steps are not retried: resolve them instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error.
+	// in error, or no step of it is in error.
 	RetryTask(context.Context, *RetryTaskRequest) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand.
 	//
