@@ -184,21 +184,45 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			tasks[t.ID] = t
 			changes[t.ID] = &change{e: e, tx: tx, task: t, now: now}
 		}
+		// One guarded UPDATE per (lease, timeout) group rather than one per
+		// step: a claim batch usually shares one policy. The candidates are
+		// ours (locked, or behind the single SQLite writer), so every row
+		// must match the guard.
 		token := uuid.NewString()
+		type policyKey struct{ lease, timeout int64 }
+		groups := map[policyKey][]uuid.UUID{}
+		for _, s := range candidates {
+			k := policyKey{s.LeaseDurationMs, s.ExecutionTimeoutMs}
+			groups[k] = append(groups[k], s.ID)
+		}
+		for k, ids := range groups {
+			lease := now.Add(time.Duration(k.lease) * time.Millisecond)
+			u := tx.Step.Update().
+				Where(step.IDIn(ids...), step.StateIn(claimable...)).
+				SetState(step.StateInProgress).AddAttempts(1).SetLeaseToken(token).SetLeaseExpiresAt(lease).
+				SetClaimedBy(p.WorkerID).SetUpdatedAt(now).ClearFinishedAt()
+			if k.timeout > 0 {
+				u.SetExecutionDeadline(now.Add(time.Duration(k.timeout) * time.Millisecond))
+			} else {
+				u.ClearExecutionDeadline()
+			}
+			n, err := u.Save(ctx)
+			if err != nil {
+				return err
+			}
+			if n != len(ids) {
+				return fmt.Errorf("claim: %d of %d locked candidates changed state", len(ids)-n, len(ids))
+			}
+		}
 		for _, s := range candidates {
 			c := changes[s.TaskID]
 			if s.State == step.StateWaitingForRetry {
 				// Claimed directly when due; the waiting -> enqueued move is
 				// still recorded.
-				ok, err := c.moveStep(ctx, s, stepDue, "retry due", map[string]any{
+				c.recordStep(s, s.State, stepDue, "retry due", map[string]any{
 					"available_at": s.AvailableAt.Format(time.RFC3339Nano), // set: the query required it due
-				}, nil)
-				if err != nil {
-					return err
-				}
-				if !ok {
-					continue
-				}
+				})
+				s.State = step.StateEnqueued
 			}
 			lease := now.Add(time.Duration(s.LeaseDurationMs) * time.Millisecond)
 			var deadline *time.Time
@@ -207,21 +231,10 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 				deadline = &d
 			}
 			s.Attempts++
-			ok, err := c.moveStep(ctx, s, stepClaim, "", map[string]any{
+			c.recordStep(s, s.State, stepClaim, "", map[string]any{
 				"worker_id": p.WorkerID, "lease_expires_at": lease.Format(time.RFC3339Nano),
-			}, func(u *ent.StepUpdate) {
-				u.AddAttempts(1).SetLeaseToken(token).SetLeaseExpiresAt(lease).
-					SetNillableExecutionDeadline(deadline).SetClaimedBy(p.WorkerID)
-				if deadline == nil {
-					u.ClearExecutionDeadline()
-				}
 			})
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
+			s.State = step.StateInProgress
 			s.LeaseToken, s.LeaseExpiresAt, s.ExecutionDeadline, s.ClaimedBy = &token, &lease, deadline, &p.WorkerID
 			claimed = append(claimed, s)
 		}
