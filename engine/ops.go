@@ -26,18 +26,8 @@ func checkReason(reason string) error {
 // the task allows operator calls on its steps and that m leaves from the
 // step's state.
 func (e *Engine) operatorStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, m stepMove) (*change, *ent.Step, error) {
-	s, err := tx.Step.Get(ctx, id)
-	if ent.IsNotFound(err) {
-		return nil, nil, fault.NotFoundf("step", id.String())
-	}
+	c, s, err := e.heldStep(ctx, tx, id)
 	if err != nil {
-		return nil, nil, err
-	}
-	c, err := e.lockTask(ctx, tx, s.TaskID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if s, err = tx.Step.Get(ctx, id); err != nil {
 		return nil, nil, err
 	}
 	if !operable(c.task.State) {
