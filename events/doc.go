@@ -1,7 +1,9 @@
 // Package events owns the event log: the catalogue of event types, Append,
 // which writes events in the same transaction as the change they describe,
 // the numbering that gives readers a dense, strictly increasing sequence,
-// and Log, which reads it and wakes readers when it grows.
+// Log, which reads it and wakes readers when it grows, and what is built
+// on reading it: subscriptions, in-process subscribers, exporters, custom
+// events and retention.
 //
 // On SQLite there is one writer, so Append numbers events inside the writing
 // transaction: the next sequence is the highest one plus one, and no later
@@ -18,8 +20,22 @@
 //
 // Readers select events with a Filter (namespace, template, task,
 // correlation id, type patterns such as "step.*"), validated by
-// ParseFilter, which also matches events in memory for subscribers' fan-out.
-// Log.List reports how far it scanned, so a narrowly filtered reader resumes
+// ParseFilter, whose Matcher also matches events in memory. Log.List
+// reports how far it scanned, so a narrowly filtered reader resumes
 // without rescanning, and refuses a resume point that retention has already
 // passed with OutOfRange LOG_TRUNCATED.
+//
+// A Subscription (Log.Subscribe) follows the log for one reader: it reads
+// pages with List after the last sequence it scanned and sleeps in
+// Log.Wait when it has caught up, so every reader goes at its own pace and
+// a slow one never holds back the engine or the others; there is no
+// fan-out queue to fill. The gRPC Subscribe stream and each in-process
+// subscriber of a Registry are one Subscription each. The Registry also
+// holds the Exporters by format (JSON lines and CSV built in), which write
+// the stable Record form of events.
+//
+// The Catalogue documents every built-in type and its payload fields;
+// custom events (Log.Publish) use any other lowercase dotted type. A
+// Retainer trims the oldest events by age and count, never the newest and
+// never an unnumbered one.
 package events

@@ -37,41 +37,15 @@ func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) e
 	if len(evs) == 0 {
 		return nil
 	}
-	var next int64
-	if dialectName == dialect.SQLite {
-		// The single writer connection serialises every writing
-		// transaction, so max+1 is dense and no other commit can take it.
-		var err error
-		if next, err = maxSequence(ctx, tx); err != nil {
-			return err
-		}
+	next, err := nextSequence(ctx, tx, dialectName)
+	if err != nil {
+		return err
 	}
 	builders := make([]*ent.EventCreate, 0, len(evs))
 	for i, ev := range evs {
-		payload := ev.Payload
-		if payload == nil {
-			payload = map[string]any{}
-		}
-		raw, err := json.Marshal(payload)
+		b, err := create(tx, dialectName, ev, next+int64(i))
 		if err != nil {
-			return fmt.Errorf("events: marshal %s payload: %w", ev.Type, err)
-		}
-		at := ev.At
-		if at.IsZero() {
-			at = time.Now()
-		}
-		b := tx.Event.Create().
-			SetType(ev.Type).
-			SetCorrelationID(ev.CorrelationID).
-			SetNamespace(ev.Namespace).
-			SetTemplateName(ev.TemplateName).
-			SetTemplateVersion(ev.TemplateVersion).
-			SetNillableTaskID(ev.TaskID).
-			SetNillableStepID(ev.StepID).
-			SetPayload(raw).
-			SetCreatedAt(at.UTC())
-		if dialectName == dialect.SQLite {
-			b.SetSequence(next + int64(i) + 1)
+			return err
 		}
 		builders = append(builders, b)
 	}
@@ -81,15 +55,68 @@ func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) e
 			return fmt.Errorf("events: append: %w", err)
 		}
 	}
-	if dialectName == dialect.Postgres {
-		// Wake the sequencer. NOTIFY is transactional: it is delivered
-		// when tx commits and dropped when it rolls back, and PostgreSQL
-		// folds the identical notifications of one transaction into one.
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", appendedChannel); err != nil {
-			return fmt.Errorf("events: notify sequencer: %w", err)
-		}
+	return notifySequencer(ctx, tx, dialectName)
+}
+
+// appendOne is Append for one event, returning the stored row (with its
+// id, and on SQLite its sequence).
+func appendOne(ctx context.Context, tx *ent.Tx, dialectName string, ev Event) (*ent.Event, error) {
+	next, err := nextSequence(ctx, tx, dialectName)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	b, err := create(tx, dialectName, ev, next)
+	if err != nil {
+		return nil, err
+	}
+	row, err := b.Save(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("events: append: %w", err)
+	}
+	return row, notifySequencer(ctx, tx, dialectName)
+}
+
+// nextSequence returns the sequence the next event appended in tx gets on
+// SQLite; 0 on PostgreSQL, where the sequencer numbers events after commit.
+func nextSequence(ctx context.Context, tx *ent.Tx, dialectName string) (int64, error) {
+	if dialectName != dialect.SQLite {
+		return 0, nil
+	}
+	// The single writer connection serialises every writing transaction,
+	// so max+1 is dense and no other commit can take it.
+	head, err := maxSequence(ctx, tx)
+	return head + 1, err
+}
+
+// create builds the insert of ev, numbered seq on SQLite and unnumbered on
+// PostgreSQL.
+func create(tx *ent.Tx, dialectName string, ev Event, seq int64) (*ent.EventCreate, error) {
+	payload := ev.Payload
+	if payload == nil {
+		payload = map[string]any{}
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, fmt.Errorf("events: marshal %s payload: %w", ev.Type, err)
+	}
+	at := ev.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	b := tx.Event.Create().
+		SetType(ev.Type).
+		SetCorrelationID(ev.CorrelationID).
+		SetNamespace(ev.Namespace).
+		SetTemplateName(ev.TemplateName).
+		SetTemplateVersion(ev.TemplateVersion).
+		SetNillableTaskID(ev.TaskID).
+		SetNillableStepID(ev.StepID).
+		SetPayload(raw).
+		SetCreatedAt(at.UTC())
+	if dialectName == dialect.SQLite {
+		b.SetSequence(seq)
+	}
+	return b, nil
 }
 
 // bulkChunk keeps one INSERT well under both databases' bound-parameter

@@ -265,6 +265,13 @@ func TestSequencerBacklog(t *testing.T) {
 	}})
 	run(t, seq.Run)
 	require.NoError(t, l.Wait(ctx, 249))
+	// Wait may learn of the head from the database before the sequencer
+	// has called Stamped for the last batch.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(stamped) == 3
+	}, 10*time.Second, time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
 	require.Equal(t, []int64{100, 200, 250}, stamped)

@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
@@ -12,12 +15,134 @@ import (
 	"github.com/taskerhq/tasker/page"
 )
 
+// Bounds of SubscribeRequest.heartbeat_interval.
+const (
+	minHeartbeat     = 100 * time.Millisecond
+	maxHeartbeat     = 5 * time.Minute
+	defaultHeartbeat = 15 * time.Second
+)
+
 // eventService implements tasker.v1.EventService over the event log.
-// Subscribe, PublishEvent and ListEventTypes answer Unimplemented until
-// they are built.
 type eventService struct {
 	taskerv1.UnimplementedEventServiceServer
 	log *events.Log
+	// stopping is closed when the server shuts down: streams end then.
+	stopping <-chan struct{}
+}
+
+// errShuttingDown ends the streams that are open when shutdown starts.
+var errShuttingDown = &fault.Error{Code: fault.Unavailable, Message: "server shutting down; resume with after_sequence on another replica or after the restart"}
+
+// startPositions maps the contract's start positions.
+var startPositions = map[taskerv1.StartPosition]events.Start{
+	taskerv1.StartPosition_START_POSITION_UNSPECIFIED:    events.StartNow,
+	taskerv1.StartPosition_START_POSITION_NOW:            events.StartNow,
+	taskerv1.StartPosition_START_POSITION_BEGINNING:      events.StartBeginning,
+	taskerv1.StartPosition_START_POSITION_AFTER_SEQUENCE: events.StartAfter,
+}
+
+// Subscribe streams the log. Each stream is its own reader of the log
+// (events.Subscription): it reads pages at its own pace and sleeps in
+// Log.Wait when caught up, so a client that reads slowly only holds its
+// own stream back, through gRPC flow control, never the engine or other
+// streams. No transaction is open while it sends. Shutdown ends every
+// stream with Unavailable at once, except one blocked sending to a client
+// that stopped reading: the drain timeout ends that one.
+func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.ServerStreamingServer[taskerv1.SubscribeResponse]) error {
+	start, ok := startPositions[req.GetStart()]
+	if !ok {
+		return fault.Invalid("start", "is not a start position: %v", req.GetStart())
+	}
+	heartbeat := defaultHeartbeat
+	if d := req.GetHeartbeatInterval(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return fault.Invalid("heartbeat_interval", "is not a valid duration: %v", err)
+		}
+		if heartbeat = d.AsDuration(); heartbeat < minHeartbeat || heartbeat > maxHeartbeat {
+			return fault.Invalid("heartbeat_interval", "must be between %s and %s, got %s", minHeartbeat, maxHeartbeat, heartbeat)
+		}
+	}
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	// End the stream's work when shutdown starts. The goroutine lives as
+	// long as the stream.
+	go func() {
+		select {
+		case <-s.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	sub, err := s.log.Subscribe(ctx, events.SubscriptionOptions{
+		Filter:            filterFromProto(req.GetFilter()),
+		Start:             start,
+		After:             req.GetAfterSequence(),
+		UntilTaskFinished: req.GetUntilTaskFinished(),
+		Heartbeat:         heartbeat,
+	})
+	if err != nil {
+		return s.streamErr(err)
+	}
+	err = stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Started{Started: &taskerv1.SubscriptionStarted{
+		HeadSequence: sub.Head, StartAfterSequence: sub.StartAfter, OldestSequence: sub.Oldest,
+	}}})
+	if err != nil {
+		return s.streamErr(err)
+	}
+	err = sub.Run(ctx,
+		func(_ context.Context, ev *ent.Event) error {
+			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: eventToProto(ev)}})
+		},
+		func(_ context.Context, scanned int64) error {
+			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Heartbeat{Heartbeat: &taskerv1.Heartbeat{
+				ScannedSequence: scanned, Time: timestamppb.Now(),
+			}}})
+		})
+	return s.streamErr(err)
+}
+
+// streamErr is Unavailable for anything that ended a stream because the
+// server is shutting down, and err otherwise.
+func (s *eventService) streamErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	select {
+	case <-s.stopping:
+		return errShuttingDown
+	default:
+		return err
+	}
+}
+
+// PublishEvent appends a custom event and answers with it numbered.
+func (s *eventService) PublishEvent(ctx context.Context, req *taskerv1.PublishEventRequest) (*taskerv1.PublishEventResponse, error) {
+	ev, err := s.log.Publish(ctx, events.Custom{
+		Type:          req.GetType(),
+		TaskID:        req.GetTaskId(),
+		StepID:        req.GetStepId(),
+		Payload:       req.GetPayload().AsMap(),
+		CorrelationID: correlation.FromContext(ctx),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &taskerv1.PublishEventResponse{Event: eventToProto(ev)}, nil
+}
+
+// ListEventTypes serves the catalogue, ordered by name.
+func (s *eventService) ListEventTypes(context.Context, *taskerv1.ListEventTypesRequest) (*taskerv1.ListEventTypesResponse, error) {
+	cat := events.Catalogue()
+	resp := &taskerv1.ListEventTypesResponse{EventTypes: make([]*taskerv1.EventType, 0, len(cat))}
+	for _, t := range cat {
+		et := &taskerv1.EventType{Name: t.Name, Description: t.Description}
+		for _, f := range t.Fields {
+			et.PayloadFields = append(et.PayloadFields, &taskerv1.EventField{Name: f.Name, Type: f.Type, Description: f.Description})
+		}
+		resp.EventTypes = append(resp.EventTypes, et)
+	}
+	return resp, nil
 }
 
 // ListEvents pages the log. A page token carries the last sequence scanned,

@@ -18,6 +18,9 @@ type registryService struct {
 	taskerv1.UnimplementedRegistryServiceServer
 	templates *registry.Store
 	engine    *engine.Engine
+	// appended wakes the event log's readers after a registration that
+	// appended an event (registry.template_registered or _replaced).
+	appended func()
 }
 
 func (s *registryService) RegisterTaskTemplate(ctx context.Context, req *taskerv1.RegisterTaskTemplateRequest) (*taskerv1.RegisterTaskTemplateResponse, error) {
@@ -28,6 +31,7 @@ func (s *registryService) RegisterTaskTemplate(ctx context.Context, req *taskerv
 	if err != nil {
 		return nil, err
 	}
+	s.appended()
 	return &taskerv1.RegisterTaskTemplateResponse{Template: registry.ToProto(tpl), Outcome: outcome}, nil
 }
 

@@ -31,6 +31,12 @@ type Config struct {
 	// MaxRecvMsgSize bounds a request; default 8 MiB, which leaves room for a
 	// full template or a batch of results.
 	MaxRecvMsgSize int
+	// Retention trims the event log in the background; the zero value keeps
+	// every event.
+	Retention events.Retention
+	// Subscribers, when set, runs its in-process event subscribers while
+	// the server serves.
+	Subscribers *events.Registry
 }
 
 // Server serves the tasker.v1 services over gRPC and the admin endpoints
@@ -71,10 +77,10 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 	)
-	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng})
+	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, stopping: s.stopping})
-	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog})
+	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -118,8 +124,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	}
 
 	// The per-process background work: the event log's reader (LISTEN on
-	// PostgreSQL), the sequencer (one leader per database), the reaper and
-	// the listener that wakes claimers for work other replicas committed.
+	// PostgreSQL), the sequencer (one leader per database), the reaper, the
+	// listener that wakes claimers for work other replicas committed, the
+	// event log's retention and the in-process event subscribers.
 	// They outlive ctx until the drain is over, so in-flight calls finish
 	// against a working engine.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -129,6 +136,12 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	background.Go(func() { s.logStopped(bgCtx, "event sequencer", s.sequencer.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "reaper", s.engine.RunReaper(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "work listener", s.engine.RunWakeups(bgCtx)) })
+	background.Go(func() {
+		s.logStopped(bgCtx, "event retention", events.NewRetainer(s.db, s.log, s.cfg.Retention).Run(bgCtx))
+	})
+	if s.cfg.Subscribers != nil {
+		background.Go(func() { s.logStopped(bgCtx, "event subscribers", s.cfg.Subscribers.Run(bgCtx, s.eventLog)) })
+	}
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()

@@ -1,0 +1,142 @@
+package events_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskerhq/tasker/ent"
+	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/storage/storagetest"
+)
+
+// The event log's hot paths: appending in the writer's transaction, and
+// reading pages as ListEvents and subscribers do. SQLite by default;
+// TASKER_BENCH_POSTGRES=1 adds PostgreSQL (TASKER_TEST_POSTGRES_URL):
+//
+//	go test -run '^$' -bench . -benchtime 2s ./events
+
+func benchDialects() []string {
+	if on, _ := strconv.ParseBool(os.Getenv("TASKER_BENCH_POSTGRES")); on {
+		return []string{"sqlite", "postgres"}
+	}
+	return []string{"sqlite"}
+}
+
+// benchEvent is a typical step event: ids, a small payload.
+func benchEvent() events.Event {
+	task, step := uuid.New(), uuid.New()
+	return events.Event{
+		Type: "step.completed", CorrelationID: "corr-bench", Namespace: "ns",
+		TemplateName: "diamond", TemplateVersion: "1.0.0", TaskID: &task, StepID: &step,
+		Payload: map[string]any{"step_name": "a", "handler": "h", "from_state": "in_progress", "attempt": 1},
+		At:      time.Now(),
+	}
+}
+
+// BenchmarkAppend: one transaction per iteration appending a batch of
+// events, as one engine change does (1: a claim; 4: a completion that
+// enqueues a child and finalizes the task). On a log that already holds
+// events, so the head lookup is not on an empty index.
+func BenchmarkAppend(b *testing.B) {
+	for _, d := range benchDialects() {
+		for _, batch := range []int{1, 4, 32} {
+			b.Run(fmt.Sprintf("%s/events%d", d, batch), func(b *testing.B) {
+				db := storagetest.Open(b, d)
+				ctx := context.Background()
+				evs := make([]events.Event, batch)
+				for i := range evs {
+					evs[i] = benchEvent()
+				}
+				appendTx := func() {
+					err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.Dialect, evs...) })
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				for range 100 {
+					appendTx()
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					appendTx()
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+	}
+}
+
+// BenchmarkList: reading a page of 1000 from a log of 10,000 events, with
+// no filter and with a type filter that keeps a quarter of them.
+func BenchmarkList(b *testing.B) {
+	for _, d := range benchDialects() {
+		for _, f := range []struct {
+			name   string
+			filter events.Filter
+		}{{"all", events.Filter{}}, {"type", events.Filter{Types: []string{"task.*"}}}} {
+			b.Run(d+"/"+f.name, func(b *testing.B) {
+				db := storagetest.Open(b, d)
+				ctx := context.Background()
+				l := events.NewLog(db, slog.New(slog.DiscardHandler))
+				if d == "postgres" {
+					seq := events.NewSequencer(db, slog.New(slog.DiscardHandler), events.SequencerOptions{Retry: 20 * time.Millisecond, Stamped: l.Notify})
+					runBench(b, l.Run, seq.Run)
+				}
+				const total = 10_000
+				batch := make([]events.Event, 100)
+				for range total / len(batch) {
+					for i := range batch {
+						batch[i] = benchEvent()
+						if i%4 == 0 {
+							batch[i].Type = "task.started"
+						}
+					}
+					if err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.Dialect, batch...) }); err != nil {
+						b.Fatal(err)
+					}
+					l.Appended()
+				}
+				wctx, cancel := context.WithTimeout(ctx, time.Minute)
+				defer cancel()
+				if err := l.Wait(wctx, total-1); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := range b.N {
+					after := int64(i%9) * 1000
+					if _, err := l.List(ctx, events.Query{Filter: f.filter, After: after, Limit: 1000}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// runBench runs each fn until the benchmark ends.
+func runBench(b *testing.B, fns ...func(context.Context) error) {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Go(func() {
+			if err := fn(ctx); err != nil && ctx.Err() == nil {
+				b.Error(err)
+			}
+		})
+	}
+	b.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+}
