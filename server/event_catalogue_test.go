@@ -19,6 +19,7 @@ import (
 	"github.com/taskerhq/tasker/ent/tasktransition"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -31,7 +32,8 @@ import (
 func TestEventCatalogueEmitted(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, eng := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
+		eng := b.engine
 		ctx := testContext(t)
 		s := &scenario{t: t, ctx: ctx, b: b}
 

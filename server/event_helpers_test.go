@@ -5,83 +5,19 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/ent/event"
-	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
-	"github.com/taskerhq/tasker/registry"
-	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/storage"
 )
-
-// serveOptions are what the event tests vary in a server.
-type serveOptions struct {
-	cfg server.Config
-	// logger defaults to the test's output at warn level.
-	logger *slog.Logger
-}
-
-// serveEvents starts a server on db like setup, with opts, and returns it
-// with its engine. Several may run on one database, one after the other
-// (a restart) or at once (replicas on PostgreSQL).
-func serveEvents(t *testing.T, db *storage.DB, opts serveOptions) (*bundle, *engine.Engine) {
-	t.Helper()
-	log := opts.logger
-	if log == nil {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	if opts.cfg.ShutdownTimeout == 0 {
-		opts.cfg.ShutdownTimeout = 2 * time.Second
-	}
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
-	srv := server.New(log, db, templates, eng, eventLog, opts.cfg)
-
-	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, nil) }()
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	var once sync.Once
-	var serveErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			serveErr = <-done
-		})
-		return serveErr
-	}
-	t.Cleanup(func() {
-		require.NoError(t, conn.Close())
-		require.NoError(t, stop())
-	})
-	return &bundle{
-		db:       db,
-		conn:     conn,
-		registry: taskerv1.NewRegistryServiceClient(conn),
-		tasks:    taskerv1.NewTaskServiceClient(conn),
-		steps:    taskerv1.NewStepServiceClient(conn),
-		events:   taskerv1.NewEventServiceClient(conn),
-		stop:     stop,
-	}, eng
-}
 
 // chain is a → b, both served by "work" in namespace ns, with no backoff,
 // two attempts and a one-minute lease.

@@ -20,6 +20,7 @@ import (
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -27,7 +28,7 @@ import (
 func TestPublishEvent(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		registerChain(ctx, t, b, "shop")
 		task, err := createChain(ctx, b, "shop", 1)
@@ -132,7 +133,7 @@ func TestPublishEvent(t *testing.T) {
 func TestListEventTypes(t *testing.T) {
 	t.Parallel()
 	db := storagetest.Open(t, "sqlite")
-	b, _ := serveEvents(t, db, serveOptions{})
+	b := serve(t, db, servertest.Options{})
 	resp, err := b.events.ListEventTypes(testContext(t), &taskerv1.ListEventTypesRequest{})
 	require.NoError(t, err)
 	cat := events.Catalogue()
@@ -160,7 +161,7 @@ func TestCorrelationThroughWorkerCalls(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		var logs lockedBuffer
 		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		b, _ := serveEvents(t, db, serveOptions{logger: logger})
+		b := serve(t, db, servertest.Options{Logger: logger})
 		ctx := testContext(t)
 		registerChain(ctx, t, b, "shop")
 		abc := metadata.AppendToOutgoingContext(ctx, "x-correlation-id", "abc")
@@ -235,7 +236,7 @@ func TestCorrelationThroughWorkerCalls(t *testing.T) {
 func TestEventRetentionServed(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{cfg: server.Config{
+		b := serve(t, db, servertest.Options{Config: server.Config{
 			Retention: events.Retention{MaxCount: 5, Interval: 10 * time.Millisecond},
 		}})
 		ctx := testContext(t)
@@ -272,7 +273,7 @@ func TestInProcessSubscribers(t *testing.T) {
 			got <- ev.Type
 			return nil
 		})
-		b, _ := serveEvents(t, db, serveOptions{cfg: server.Config{Subscribers: subs}})
+		b := serve(t, db, servertest.Options{Config: server.Config{Subscribers: subs}})
 		ctx := testContext(t)
 		// The subscriber starts at the head when the server starts serving;
 		// publish until the first note arrives, then one more.

@@ -19,6 +19,7 @@ import (
 	"github.com/taskerhq/tasker/ent/event"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -30,7 +31,7 @@ import (
 func TestSubscribeConcurrentWriters(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		filters := []*taskerv1.EventFilter{
 			nil,
@@ -84,7 +85,7 @@ func TestSubscribeResume(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		ctx := testContext(t)
-		first, _ := serveEvents(t, db, serveOptions{})
+		first := serve(t, db, servertest.Options{})
 		registerChain(ctx, t, first, "shop")
 		all := &taskerv1.SubscribeRequest{Start: taskerv1.StartPosition_START_POSITION_BEGINNING, HeartbeatInterval: heartbeat}
 		narrow := &taskerv1.SubscribeRequest{
@@ -117,7 +118,7 @@ func TestSubscribeResume(t *testing.T) {
 		require.NoError(t, first.stop())
 		requireShutdownEnd(t, f2.waitEnd(t))
 		requireShutdownEnd(t, n1.waitEnd(t))
-		second, _ := serveEvents(t, db, serveOptions{})
+		second := serve(t, db, servertest.Options{})
 		_, err = createChain(ctx, second, "shop", 3)
 		require.NoError(t, err)
 		f3 := follow(ctx, t, second.events, resume(all, f2.lastSeen()))
@@ -153,7 +154,7 @@ func requireShutdownEnd(t *testing.T, err error) {
 func TestSubscribeFilters(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		registerChain(ctx, t, b, "shop")
 		registerChain(ctx, t, b, "billing")
@@ -204,7 +205,7 @@ func TestSubscribeFilters(t *testing.T) {
 func TestSubscribeSlowSubscriber(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		registerChain(ctx, t, b, "shop")
 		settledHead(ctx, t, db) // both streams start after the registration
@@ -264,8 +265,8 @@ func TestSubscribeSlowSubscriber(t *testing.T) {
 func TestSubscribeAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	dbA, dbB := openReplicaDBs(t)
-	a, _ := serveEvents(t, dbA, serveOptions{})
-	b, _ := serveEvents(t, dbB, serveOptions{})
+	a := serve(t, dbA, servertest.Options{})
+	b := serve(t, dbB, servertest.Options{})
 	ctx := testContext(t)
 	f := follow(ctx, t, b.events, &taskerv1.SubscribeRequest{Start: taskerv1.StartPosition_START_POSITION_BEGINNING, HeartbeatInterval: heartbeat})
 	registerChain(ctx, t, a, "shop")
@@ -285,7 +286,7 @@ func TestSubscribeAcrossReplicas(t *testing.T) {
 func TestSubscribeUntilTaskFinished(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		registerChain(ctx, t, b, "shop")
 		task, err := createChain(ctx, b, "shop", 1)
@@ -343,7 +344,7 @@ func TestSubscribeUntilTaskFinished(t *testing.T) {
 func TestSubscribeShutdown(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{cfg: server.Config{ShutdownTimeout: time.Minute}})
+		b := serve(t, db, servertest.Options{Config: server.Config{ShutdownTimeout: time.Minute}})
 		ctx := testContext(t)
 		idle := follow(ctx, t, b.events, &taskerv1.SubscribeRequest{HeartbeatInterval: durationpb.New(5 * time.Minute)})
 		beating := follow(ctx, t, b.events, &taskerv1.SubscribeRequest{
@@ -360,7 +361,7 @@ func TestSubscribeShutdown(t *testing.T) {
 func TestSubscribeRefusals(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b, _ := serveEvents(t, db, serveOptions{})
+		b := serve(t, db, servertest.Options{})
 		ctx := testContext(t)
 		for range 3 {
 			_, err := b.events.PublishEvent(ctx, &taskerv1.PublishEventRequest{Type: "audit.note"})

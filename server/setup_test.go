@@ -2,9 +2,6 @@ package server_test
 
 import (
 	"context"
-	"log/slog"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,14 +9,11 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
-	"github.com/taskerhq/tasker/registry"
-	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 )
 
@@ -33,51 +27,31 @@ type bundle struct {
 	steps     taskerv1.StepServiceClient
 	events    taskerv1.EventServiceClient
 	adminAddr string
+	engine    *engine.Engine
 	// stop shuts the server down and waits for Serve to return.
 	stop func() error
 }
 
 func setup(t *testing.T, db *storage.DB) *bundle {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 2 * time.Second})
+	return serve(t, db, servertest.Options{Admin: true})
+}
 
-	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	adminLis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, grpcLis, adminLis) }()
-
-	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	var once sync.Once
-	var serveErr error
-	stop := func() error {
-		once.Do(func() {
-			cancel()
-			serveErr = <-done
-		})
-		return serveErr
-	}
-	t.Cleanup(func() {
-		require.NoError(t, conn.Close())
-		require.NoError(t, stop())
-	})
+// serve starts a server on db with opts. Several may run on one database,
+// one after the other (a restart) or at once (replicas on PostgreSQL).
+func serve(t *testing.T, db *storage.DB, opts servertest.Options) *bundle {
+	t.Helper()
+	s := servertest.Start(t, db, opts)
 	return &bundle{
 		db:        db,
-		conn:      conn,
-		registry:  taskerv1.NewRegistryServiceClient(conn),
-		tasks:     taskerv1.NewTaskServiceClient(conn),
-		steps:     taskerv1.NewStepServiceClient(conn),
-		events:    taskerv1.NewEventServiceClient(conn),
-		adminAddr: adminLis.Addr().String(),
-		stop:      stop,
+		conn:      s.Conn,
+		engine:    s.Engine,
+		registry:  taskerv1.NewRegistryServiceClient(s.Conn),
+		tasks:     taskerv1.NewTaskServiceClient(s.Conn),
+		steps:     taskerv1.NewStepServiceClient(s.Conn),
+		events:    taskerv1.NewEventServiceClient(s.Conn),
+		adminAddr: s.AdminAddr,
+		stop:      s.Stop,
 	}
 }
 
@@ -119,13 +93,4 @@ func errorInfo(st *status.Status) *errdetails.ErrorInfo {
 		}
 	}
 	return nil
-}
-
-// testWriter sends the server's log to the test's output, shown when a test
-// fails.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }

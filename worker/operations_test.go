@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -15,14 +14,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/steptransition"
-	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
-	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 	"github.com/taskerhq/tasker/worker"
@@ -93,27 +90,6 @@ func TestResolveUnblocksBlockedTask(t *testing.T) {
 	})
 }
 
-// serveAt runs a server on db at addr ("127.0.0.1:0" for any port) and
-// returns the address and a function that stops it.
-func serveAt(t *testing.T, db *storage.DB, addr string) (string, func()) {
-	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: time.Second})
-	var lc net.ListenConfig
-	lis, err := lc.Listen(context.Background(), "tcp", addr)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, lis, nil) }()
-	return lis.Addr().String(), func() {
-		cancel()
-		require.NoError(t, <-served)
-	}
-}
-
 // TestRestartMidRunLosesNothing stops the server while workers run tasks,
 // starts a new one on the same database and address, and checks every task
 // completes with each step completed exactly once.
@@ -133,10 +109,11 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 				return db
 			}
 			db1 := open()
-			addr, stop1 := serveAt(t, db1, "127.0.0.1:0")
+			first := servertest.Start(t, db1, servertest.Options{Config: server.Config{ShutdownTimeout: time.Second}})
+			// A connection of its own that outlives the first server.
 			// WaitForReady: calls made while the server restarts wait for it
 			// instead of failing fast.
-			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			conn, err := grpc.NewClient(first.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithDefaultCallOptions(grpc.WaitForReady(true)))
 			require.NoError(t, err)
 			defer conn.Close()
@@ -158,13 +135,14 @@ func TestRestartMidRunLosesNothing(t *testing.T) {
 				ids = append(ids, b.create(t, "ops", "diamond", "", nil).GetId())
 			}
 			require.Eventually(t, func() bool { return ran.Load() >= n }, 20*time.Second, 5*time.Millisecond)
-			stop1()
+			require.NoError(t, first.Stop())
 			require.NoError(t, db1.Close())
 
 			db2 := open()
 			defer db2.Close()
-			_, stop2 := serveAt(t, db2, addr) // same address: the worker reconnects by itself
-			defer stop2()
+			// Same address: the worker reconnects by itself.
+			second := servertest.Start(t, db2, servertest.Options{Addr: first.Addr})
+			defer func() { require.NoError(t, second.Stop()) }()
 			for _, id := range ids {
 				require.Equal(t, taskerv1.TaskState_TASK_STATE_COMPLETE, b.wait(t, id).GetState())
 			}

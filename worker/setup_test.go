@@ -4,24 +4,19 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
-	"github.com/taskerhq/tasker/registry"
-	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/worker"
 )
@@ -38,33 +33,18 @@ type bundle struct {
 
 func setup(t *testing.T, db *storage.DB) *bundle {
 	t.Helper()
-	serverLog := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, serverLog)
-	eng := engine.New(db, templates, serverLog, engine.Options{OnAppend: eventLog.Appended})
-	srv := server.New(serverLog, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 2 * time.Second})
+	return connect(t, servertest.Start(t, db, servertest.Options{}))
+}
 
-	var lc net.ListenConfig
-	lis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	// Serve runs the reaper, the event log reader and the sequencer too.
-	go func() { served <- srv.Serve(ctx, lis, nil) }()
-
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		require.NoError(t, conn.Close())
-		cancel()
-		require.NoError(t, <-served)
-	})
+// connect returns a bundle of clients on a running server's connection.
+func connect(t *testing.T, s *servertest.Server) *bundle {
+	t.Helper()
 	return &bundle{
-		conn:     conn,
-		registry: taskerv1.NewRegistryServiceClient(conn),
-		tasks:    taskerv1.NewTaskServiceClient(conn),
-		steps:    taskerv1.NewStepServiceClient(conn),
-		log:      slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		conn:     s.Conn,
+		registry: taskerv1.NewRegistryServiceClient(s.Conn),
+		tasks:    taskerv1.NewTaskServiceClient(s.Conn),
+		steps:    taskerv1.NewStepServiceClient(s.Conn),
+		log:      slog.New(slog.NewTextHandler(servertest.Writer{T: t}, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 }
 
@@ -256,14 +236,6 @@ func (c *calls) attemptsOf(id string) []int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]int(nil), c.attempts[id]...)
-}
-
-// testWriter sends logs to the test's output, shown when a test fails.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
 }
 
 // errCheck is returned by handlers that received something unexpected;

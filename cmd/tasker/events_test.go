@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,15 +16,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
-	"github.com/taskerhq/tasker/registry"
-	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -40,29 +35,12 @@ type eventServer struct {
 
 func startEventServer(t *testing.T, db *storage.DB, addr string) *eventServer {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 2 * time.Second})
-	var lc net.ListenConfig
-	lis, err := lc.Listen(context.Background(), "tcp", addr)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, lis, nil) }()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			require.NoError(t, <-done)
-			require.NoError(t, conn.Close())
-		})
+	srv := servertest.Start(t, db, servertest.Options{Addr: addr, Logger: slog.New(slog.DiscardHandler)})
+	return &eventServer{
+		addr:   srv.Addr,
+		client: taskerv1.NewEventServiceClient(srv.Conn),
+		stop:   func() { require.NoError(t, srv.Stop()) },
 	}
-	t.Cleanup(stop)
-	return &eventServer{addr: lis.Addr().String(), client: taskerv1.NewEventServiceClient(conn), stop: stop}
 }
 
 func (s *eventServer) publish(t *testing.T, typ string, payload map[string]any) *taskerv1.Event {
