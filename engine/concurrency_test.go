@@ -12,6 +12,8 @@ import (
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
@@ -187,5 +189,40 @@ func TestIdempotencyWindow(t *testing.T) {
 		require.False(t, dup, "the expired key is free again")
 		require.NotEqual(t, first.ID, second.ID)
 		require.Nil(t, b.task(t, first.ID).IdempotencyKey, "the old task no longer holds the key")
+	})
+}
+
+// TestReviveRespectsStrictIdentity: a task in error frees its strict
+// identity, so an identical task may start; reviving the first one then is
+// refused rather than leaving two unfinished tasks with one identity.
+func TestReviveRespectsStrictIdentity(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		tpl := &taskerv1.TaskTemplate{
+			Namespace: "ns", Name: "strict", Version: "1.0.0",
+			IdentityStrategy: taskerv1.IdentityStrategy_IDENTITY_STRATEGY_STRICT,
+			Steps:            []*taskerv1.StepTemplate{{Name: "a", Handler: "h"}},
+		}
+		_, _, err := registry.NewStore(db).Register(b.ctx, tpl, false)
+		require.NoError(t, err)
+		p := engine.CreateTaskParams{Namespace: "ns", Name: "strict", Context: map[string]any{"k": 1}}
+		first, _, err := b.eng.CreateTask(b.ctx, p)
+		require.NoError(t, err)
+		c := b.claim(t, 1)[0]
+		_, err = b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, Message: "no", NonRetryable: true})
+		require.NoError(t, err)
+		require.Equal(t, task.StateError, b.task(t, first.ID).State)
+
+		second, dup, err := b.eng.CreateTask(b.ctx, p)
+		require.NoError(t, err)
+		require.False(t, dup, "a task in error no longer holds its identity")
+		require.NotEqual(t, first.ID, second.ID)
+
+		_, err = b.eng.RetryTask(b.ctx, engine.TaskOp{TaskID: first.ID.String()})
+		fe, ok := fault.As(err)
+		require.True(t, ok, "want a domain error, got %v", err)
+		require.Equal(t, fault.FailedPrecondition, fe.Code)
+		require.Equal(t, task.StateError, b.task(t, first.ID).State, "nothing changed")
 	})
 }

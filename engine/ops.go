@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/google/uuid"
@@ -9,6 +10,7 @@ import (
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // Operator calls: cancel, retry and resolve, on a task or one step. Each
@@ -97,7 +99,7 @@ func (e *Engine) RetryStep(ctx context.Context, op StepOp) (*ent.Step, error) {
 		out = s
 		return c, c.finalize(ctx)
 	})
-	return e.reread(ctx, out, err)
+	return e.reread(ctx, out, resumeConflict(err))
 }
 
 func (c *change) retry(ctx context.Context, s *ent.Step, reason string) error {
@@ -136,7 +138,7 @@ func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]a
 		out = s
 		return c, c.settle(ctx, []*ent.Step{s})
 	})
-	return e.reread(ctx, out, err)
+	return e.reread(ctx, out, resumeConflict(err))
 }
 
 // TaskOp names a task and why an operator acts on it.
@@ -215,7 +217,7 @@ func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 		return c, c.finalize(ctx)
 	})
 	if err != nil {
-		return nil, err
+		return nil, resumeConflict(err)
 	}
 	return e.GetTask(ctx, op.TaskID)
 }
@@ -255,4 +257,19 @@ func (e *Engine) reread(ctx context.Context, s *ent.Step, err error) (*ent.Step,
 		return nil, fmt.Errorf("operator call changed no step")
 	}
 	return e.db.Reader.Step.Get(ctx, s.ID)
+}
+
+// resumeConflict explains the one way reviving a task can collide: a task
+// in error no longer holds its strict identity, so an identical task may
+// have been created meanwhile, and two unfinished tasks may not share one.
+func resumeConflict(err error) error {
+	if errors.Is(err, storage.ErrUniqueViolation) {
+		return &fault.Error{
+			Code: fault.FailedPrecondition, Reason: fault.ReasonInvalidState,
+			Message: "another unfinished task with the same identity (template and context) exists; " +
+				"finish or cancel it before reviving this one",
+			Metadata: map[string]string{"current_state": "error"},
+		}
+	}
+	return err
 }
