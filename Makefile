@@ -89,6 +89,17 @@ test: check-generate lint breaking pgcheck ## Everything CI runs: generated code
 test-short: ## Only the Go tests
 	go test $(GO_TEST_FLAGS) ./...
 
+BENCH_FLAGS ?=
+
+.PHONY: bench
+bench: ## Every bench scenario on SQLite; BENCH_FLAGS="--database 'postgres://…'" for PostgreSQL (BENCHMARKS.md)
+	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	@$(BIN_DIR)/tasker bench $(BENCH_FLAGS)
+
+.PHONY: bench-go
+bench-go: ## Go benchmarks of the engine and event-log hot paths; TASKER_BENCH_POSTGRES=1 adds PostgreSQL
+	go test -run '^$$' -bench . -benchtime 2s ./engine ./events
+
 .PHONY: fuzz
 fuzz: ## Fuzz the parsers of untrusted input for 30s each
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./page

@@ -34,6 +34,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), migrateCommand(), templateCommand())
 	root.AddCommand(eventsCommand())
+	root.AddCommand(benchCommand())
 	return root
 }
 

@@ -1,0 +1,428 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerhq/tasker/engine"
+	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/server"
+	"github.com/taskerhq/tasker/storage"
+)
+
+// Where the server of a bench run lives.
+const (
+	serverChild     = "child"
+	serverInProcess = "in-process"
+	serverTarget    = "target"
+)
+
+// benchServer is the server one scenario runs against: a `tasker serve`
+// child process on a fresh database (the default), the same assembled in
+// this process (--in-process), or a running server (--target).
+type benchServer struct {
+	addr string
+	mode string
+	// database is "sqlite", "postgres", or "unknown" for a target without
+	// --database.
+	database   string
+	durability string
+	// pid is the child's process id; 0 otherwise.
+	pid int
+	// pgName is the bench's PostgreSQL database, whose backends' CPU time
+	// is read from /proc when the server runs on this machine.
+	pgName string
+
+	cleanups []func() error
+	keepMsgs []string
+	stopOnce sync.Once
+}
+
+func isPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
+}
+
+// redactURL drops the password from a URL for messages.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(malformed URL)"
+	}
+	return u.Redacted()
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
+}
+
+func startBenchServer(ctx context.Context, f benchFlags, scenario string, stderr io.Writer) (*benchServer, error) {
+	s := &benchServer{mode: serverChild, database: "sqlite"}
+	if f.target != "" {
+		s.mode, s.addr, s.database, s.durability = serverTarget, f.target, "unknown", "unknown"
+		if f.database != "" {
+			// The target's database, only to report its durability.
+			s.database = "postgres"
+			s.durability = durabilityOf(ctx, f.database, f.sqliteSynchronous)
+		}
+		return s, nil
+	}
+	if f.inProcess {
+		s.mode = serverInProcess
+	}
+	dbURL, err := s.freshDatabase(ctx, f, scenario)
+	if err != nil {
+		return nil, err
+	}
+	s.durability = durabilityOf(ctx, dbURL, f.sqliteSynchronous)
+	if f.inProcess {
+		err = s.startInProcess(ctx, dbURL, f.sqliteSynchronous)
+	} else {
+		err = s.startChild(ctx, dbURL, f.sqliteSynchronous)
+	}
+	if err != nil {
+		s.stop(stderr)
+		return nil, err
+	}
+	return s, nil
+}
+
+// freshDatabase makes an empty database for one scenario: a SQLite file in
+// a new temporary directory, or a new PostgreSQL database on the server of
+// --database. Both are removed by stop unless --keep.
+func (s *benchServer) freshDatabase(ctx context.Context, f benchFlags, scenario string) (string, error) {
+	if f.database == "" {
+		dir, err := os.MkdirTemp("", "tasker-bench-")
+		if err != nil {
+			return "", err
+		}
+		if f.keep {
+			s.keepMsgs = append(s.keepMsgs, fmt.Sprintf("kept %s database in %s", scenario, dir))
+		} else {
+			s.cleanups = append(s.cleanups, func() error { return os.RemoveAll(dir) })
+		}
+		return filepath.Join(dir, "tasker.db"), nil
+	}
+	s.database = "postgres"
+	base, err := url.Parse(f.database)
+	if err != nil {
+		return "", errors.New("--database: malformed URL")
+	}
+	name := "tasker_bench_" + randomSuffix()
+	s.pgName = name
+	admin, err := pgx.Connect(ctx, f.database)
+	if err != nil {
+		return "", fmt.Errorf("--database %s: %w", redactURL(f.database), err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	if f.keep {
+		s.keepMsgs = append(s.keepMsgs, fmt.Sprintf("kept %s database %s", scenario, name))
+	} else {
+		s.cleanups = append(s.cleanups, func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			conn, err := pgx.Connect(ctx, f.database)
+			if err != nil {
+				return err
+			}
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			return err
+		})
+	}
+	u := *base
+	u.Path = "/" + name
+	return u.String(), nil
+}
+
+// durabilityOf reports what a commit survives on dbURL, as storage sees it
+// with the settings the bench gives the server.
+func durabilityOf(ctx context.Context, dbURL, synchronous string) string {
+	db, err := storage.Open(ctx, dbURL, storage.Options{Synchronous: synchronous, MaxConns: 1, ReadConns: 1})
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	defer db.Close()
+	info, err := db.DurabilityInfo(ctx)
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	return info
+}
+
+// startChild runs `tasker serve` from this very binary on dbURL, listening
+// on a loopback port it picks, and returns once it serves.
+func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this binary to run the server: %w", err)
+	}
+	// WithoutCancel: the child must get SIGTERM and drain, not a kill when
+	// the scenario's context ends.
+	cmd := exec.CommandContext(context.WithoutCancel(ctx), exe, "serve", "--database", dbURL, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "",
+		"--templates", "", "--sqlite-synchronous", synchronous, "--log-level", "info", "--log-format", "json")
+	// Settings from the environment would make the child differ from what
+	// the results say.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TASKER_") })
+	// The child must not outlive a bench that is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start the server: %w", err)
+	}
+	s.pid = cmd.Process.Pid
+	exited := make(chan struct{})
+	addr := make(chan string, 1)
+	tail := &lineTail{max: 20}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Msg      string `json:"msg"`
+				GRPCAddr string `json:"grpc_addr"`
+			}
+			tail.add(sc.Text())
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
+				addr <- line.GRPCAddr
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	s.cleanups = append([]func() error{func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			return fmt.Errorf("the server exited with status %d:\n%s", code, tail.String())
+		}
+		return nil
+	}}, s.cleanups...)
+	select {
+	case s.addr = <-addr:
+		return nil
+	case <-exited:
+		return fmt.Errorf("the server exited before serving:\n%s", tail.String())
+	case <-time.After(2 * time.Minute):
+		return errors.New("the server did not start serving within 2 minutes")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// startInProcess assembles the server the way `tasker serve` does, in this
+// process, on a loopback port.
+func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous string) error {
+	log := slog.New(slog.DiscardHandler)
+	db, err := openAndMigrate(ctx, dbURL, synchronous)
+	if err != nil {
+		return err
+	}
+	templates := registry.NewStore(db)
+	eventLog := events.NewLog(db, log)
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		db.Close()
+		return err
+	}
+	s.addr = lis.Addr().String()
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 10 * time.Second})
+	serveCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(serveCtx, lis, nil) }()
+	s.cleanups = append([]func() error{func() error {
+		stop()
+		err := <-done
+		return errors.Join(err, db.Close())
+	}}, s.cleanups...)
+	return nil
+}
+
+// stop ends the server and removes the database, reporting problems on
+// stderr: the results are measured by then.
+func (s *benchServer) stop(stderr io.Writer) {
+	s.stopOnce.Do(func() {
+		for _, c := range s.cleanups {
+			if err := c(); err != nil {
+				fmt.Fprintf(stderr, "bench: clean up: %v\n", err)
+			}
+		}
+		for _, m := range s.keepMsgs {
+			fmt.Fprintf(stderr, "bench: %s\n", m)
+		}
+	})
+}
+
+// rss returns the server process's peak and current resident set in MiB,
+// from /proc (Linux); nil when the bench did not start the server as a
+// child process, or /proc cannot tell.
+func (s *benchServer) rss() (peak, current *float64) {
+	if s.pid == 0 {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.pid))
+	if err != nil {
+		return nil, nil
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		key, val, ok := strings.Cut(line, ":")
+		if !ok || (key != "VmHWM" && key != "VmRSS") {
+			continue
+		}
+		kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(val), " kB"), 64)
+		if err != nil {
+			continue
+		}
+		mb := kb / 1024
+		if key == "VmHWM" {
+			peak = &mb
+		} else {
+			current = &mb
+		}
+	}
+	return peak, current
+}
+
+// cpu returns the CPU time (user + system) the server process has used so
+// far, and false when the bench did not start it as a child process.
+func (s *benchServer) cpu() (time.Duration, bool) {
+	if s.pid == 0 {
+		return 0, false
+	}
+	return procCPU(strconv.Itoa(s.pid))
+}
+
+// procCPU returns the CPU time (user + system) of process pid.
+func procCPU(pid string) (time.Duration, bool) {
+	raw, err := os.ReadFile("/proc/" + pid + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command name may hold spaces; the fields after it are fixed:
+	// utime and stime are the 14th and 15th, in clock ticks.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	// Linux reports in USER_HZ, 100 on every architecture Go supports.
+	return time.Duration(utime+stime) * (time.Second / 100), true
+}
+
+// dbCPU returns the CPU time used so far by the PostgreSQL backends serving
+// the bench database, when they run on this machine (their process titles
+// name the database), and false otherwise. Backends that exited are not
+// counted; the server's pool keeps its connections.
+func (s *benchServer) dbCPU() (time.Duration, bool) {
+	if s.pgName == "" {
+		return 0, false
+	}
+	dirs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	var total time.Duration
+	found := false
+	for _, d := range dirs {
+		if d.Name()[0] < '0' || d.Name()[0] > '9' {
+			continue
+		}
+		cmd, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) || !bytes.Contains(cmd, []byte(" "+s.pgName+" ")) {
+			continue
+		}
+		if c, ok := procCPU(d.Name()); ok {
+			total += c
+			found = true
+		}
+	}
+	return total, found
+}
+
+// loadAverage is the one-minute load average, so a result measured on a
+// busy machine says so; nil where /proc/loadavg is missing.
+func loadAverage() *float64 {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return nil
+	}
+	fields := strings.Fields(string(raw))
+	if len(fields) == 0 {
+		return nil
+	}
+	v, err := strconv.ParseFloat(fields[0], 64)
+	if err != nil {
+		return nil
+	}
+	return &v
+}
+
+// lineTail keeps the last lines of a child's log for error messages.
+type lineTail struct {
+	mu    sync.Mutex
+	max   int
+	lines []string
+}
+
+func (t *lineTail) add(line string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.lines = append(t.lines, line)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[1:]
+	}
+}
+
+func (t *lineTail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var b bytes.Buffer
+	for _, l := range t.lines {
+		b.WriteString("  " + l + "\n")
+	}
+	return b.String()
+}
