@@ -158,7 +158,7 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 
 // flush writes the buffered transitions and events.
 func (c *change) flush(ctx context.Context) error {
-	if err := createInChunks(ctx, c.stepTransitions, func(b []*ent.StepTransitionCreate) error {
+	if err := createInChunks(c.stepTransitions, func(b []*ent.StepTransitionCreate) error {
 		return c.tx.StepTransition.CreateBulk(b...).Exec(ctx)
 	}); err != nil {
 		return fmt.Errorf("write step transitions: %w", err)

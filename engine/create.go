@@ -318,16 +318,16 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			edges = append(edges, tx.StepDependency.Create().SetParentID(ids[parent]).SetChildID(id))
 		}
 	}
-	if err := createInChunks(ctx, steps, func(b []*ent.StepCreate) error { return tx.Step.CreateBulk(b...).Exec(ctx) }); err != nil {
+	if err := createInChunks(steps, func(b []*ent.StepCreate) error { return tx.Step.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return err
 	}
-	if err := createInChunks(ctx, edges, func(b []*ent.StepDependencyCreate) error { return tx.StepDependency.CreateBulk(b...).Exec(ctx) }); err != nil {
+	if err := createInChunks(edges, func(b []*ent.StepDependencyCreate) error { return tx.StepDependency.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return err
 	}
 	if err := tx.TaskTransition.Create().SetTaskID(t.ID).SetToState(string(task.StatePending)).SetReason("created").SetCreatedAt(now).Exec(ctx); err != nil {
 		return err
 	}
-	if err := createInChunks(ctx, stepTransitions, func(b []*ent.StepTransitionCreate) error { return tx.StepTransition.CreateBulk(b...).Exec(ctx) }); err != nil {
+	if err := createInChunks(stepTransitions, func(b []*ent.StepTransitionCreate) error { return tx.StepTransition.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return err
 	}
 	return events.Append(ctx, tx, e.db.Dialect, evs...)
@@ -337,7 +337,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 // (a step row has about thirty columns).
 const bulkChunk = 300
 
-func createInChunks[T any](_ context.Context, items []T, exec func([]T) error) error {
+func createInChunks[T any](items []T, exec func([]T) error) error {
 	for start := 0; start < len(items); start += bulkChunk {
 		if err := exec(items[start:min(start+bulkChunk, len(items))]); err != nil {
 			return err

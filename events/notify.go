@@ -9,6 +9,8 @@ import (
 
 	"entgo.io/ent/dialect"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/taskerhq/tasker/storage"
 )
 
 // PostgreSQL notification channels. They are per database, like the
@@ -122,11 +124,11 @@ func (l *Log) Run(ctx context.Context) error {
 // notifications until the connection fails or ctx ends. caughtUp is called
 // once the catch-up read has succeeded.
 func (l *Log) listen(ctx context.Context, caughtUp func()) error {
-	conn, err := dedicatedConn(ctx, l.db, "tasker-event-listener")
+	conn, err := l.db.DedicatedConn(ctx, "tasker-event-listener")
 	if err != nil {
 		return err
 	}
-	defer closeConn(conn)
+	defer storage.CloseDedicated(conn)
 	// LISTEN before reading the head, so nothing stamped in between is
 	// missed.
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{sequencedChannel}.Sanitize()); err != nil {

@@ -108,11 +108,11 @@ func (s *Sequencer) Run(ctx context.Context) error {
 // until the connection fails or ctx ends. Closing the connection ends the
 // session, which releases the lock for the next leader.
 func (s *Sequencer) session(ctx context.Context) error {
-	conn, err := dedicatedConn(ctx, s.db, "tasker-sequencer")
+	conn, err := s.db.DedicatedConn(ctx, "tasker-sequencer")
 	if err != nil {
 		return err
 	}
-	defer closeConn(conn)
+	defer storage.CloseDedicated(conn)
 	for {
 		var leader bool
 		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", sequencerLockKey).Scan(&leader); err != nil {
