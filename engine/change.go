@@ -27,6 +27,7 @@ type change struct {
 	now  time.Time
 
 	stepTransitions []*ent.StepTransitionCreate
+	taskTransitions []*ent.TaskTransitionCreate
 	evs             []events.Event
 	// enqueued is set when a step became claimable, so claimers are woken
 	// after the commit.
@@ -70,6 +71,9 @@ func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason s
 	if set != nil {
 		set(u)
 	}
+	if err := keepClaimable(u.Mutation(), m.To); err != nil {
+		return false, err
+	}
 	n, err := u.Save(ctx)
 	if err != nil || n == 0 {
 		return false, err
@@ -77,6 +81,29 @@ func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason s
 	c.recordStep(s, s.State, m, reason, payload)
 	s.State = m.To
 	return true, nil
+}
+
+// claimableState reports the states a worker can claim a step from once it
+// is due.
+func claimableState(s step.State) bool {
+	return s == step.StateEnqueued || s == step.StateWaitingForRetry
+}
+
+// keepClaimable keeps claimable_at in step with the state a move sets: the
+// due time in a claimable state, NULL in any other, so that the claim index
+// holds exactly the claimable steps. A move into a claimable state must set
+// available_at.
+func keepClaimable(m *ent.StepMutation, to step.State) error {
+	if !claimableState(to) {
+		m.ClearClaimableAt()
+		return nil
+	}
+	due, ok := m.AvailableAt()
+	if !ok {
+		return fmt.Errorf("step move to %s without available_at", to)
+	}
+	m.SetClaimableAt(due)
+	return nil
 }
 
 // recordStep buffers the transition row and event of a step move that was
@@ -135,6 +162,13 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 	if n == 0 {
 		return fmt.Errorf("task %s changed under its lock", c.task.ID)
 	}
+	c.recordTask(m, reason, payload)
+	return nil
+}
+
+// recordTask buffers the transition row and event of a task move that was
+// already applied, and moves the in-memory task.
+func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
 	tr := c.tx.TaskTransition.Create().
 		SetTaskID(c.task.ID).SetFromState(string(c.task.State)).SetToState(string(m.To)).
 		SetReason(reason).SetCreatedAt(c.now)
@@ -145,30 +179,44 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 	for k, v := range payload {
 		p[k] = v
 	}
-	if raw, err := json.Marshal(payload); err == nil && len(payload) > 0 {
-		tr.SetMetadata(raw)
+	if len(payload) > 0 {
+		if raw, err := json.Marshal(payload); err == nil {
+			tr.SetMetadata(raw)
+		}
 	}
-	if err := tr.Exec(ctx); err != nil {
-		return err
-	}
+	c.taskTransitions = append(c.taskTransitions, tr)
 	c.evs = append(c.evs, taskEvent(c.task, m.Event, c.now, p))
 	c.task.State = m.To
-	return nil
 }
 
-// flush writes the buffered transitions and events.
-func (c *change) flush(ctx context.Context) error {
-	if err := createInChunks(c.stepTransitions, func(b []*ent.StepTransitionCreate) error {
-		return c.tx.StepTransition.CreateBulk(b...).Exec(ctx)
+// flush writes the transitions and events buffered by cs, all in one
+// insert per table whatever the number of changes.
+func flush(ctx context.Context, tx *ent.Tx, dialectName string, cs ...*change) error {
+	var (
+		steps []*ent.StepTransitionCreate
+		tasks []*ent.TaskTransitionCreate
+		evs   []events.Event
+	)
+	for _, c := range cs {
+		if c == nil {
+			continue
+		}
+		steps = append(steps, c.stepTransitions...)
+		tasks = append(tasks, c.taskTransitions...)
+		evs = append(evs, c.evs...)
+		c.stepTransitions, c.taskTransitions, c.evs = nil, nil, nil
+	}
+	if err := createInChunks(steps, func(b []*ent.StepTransitionCreate) error {
+		return tx.StepTransition.CreateBulk(b...).Exec(ctx)
 	}); err != nil {
 		return fmt.Errorf("write step transitions: %w", err)
 	}
-	c.stepTransitions = nil
-	if err := events.Append(ctx, c.tx, c.e.db.Dialect, c.evs...); err != nil {
-		return err
+	if err := createInChunks(tasks, func(b []*ent.TaskTransitionCreate) error {
+		return tx.TaskTransition.CreateBulk(b...).Exec(ctx)
+	}); err != nil {
+		return fmt.Errorf("write task transitions: %w", err)
 	}
-	c.evs = nil
-	return nil
+	return events.Append(ctx, tx, dialectName, evs...)
 }
 
 // settle moves children whose parents are now all done to enqueued, and
@@ -185,7 +233,8 @@ func (c *change) settle(ctx context.Context, done []*ent.Step) error {
 }
 
 // enqueueChildren decrements the pending-parent counter of parent's
-// children and enqueues those that reach zero.
+// children and enqueues those that reach zero: one read and at most two
+// updates, however many children there are.
 func (c *change) enqueueChildren(ctx context.Context, parent *ent.Step) error {
 	children, err := c.tx.Step.Query().
 		Where(step.HasParentsWith(step.ID(parent.ID))).
@@ -193,26 +242,45 @@ func (c *change) enqueueChildren(ctx context.Context, parent *ent.Step) error {
 	if err != nil || len(children) == 0 {
 		return err
 	}
-	ids := make([]uuid.UUID, len(children))
-	for i, ch := range children {
-		ids[i] = ch.ID
-	}
-	if err := c.tx.Step.Update().Where(step.IDIn(ids...)).AddPendingParents(-1).Exec(ctx); err != nil {
-		return err
-	}
+	var ready []*ent.Step
+	var waiting []uuid.UUID
 	for _, ch := range children {
-		if ch.PendingParents-1 > 0 || ch.State != step.StatePending {
-			continue
+		if ch.State == step.StatePending && ch.PendingParents == 1 {
+			ready = append(ready, ch)
+		} else {
+			waiting = append(waiting, ch.ID)
 		}
-		ok, err := c.moveStep(ctx, ch, stepParentsDone, "parents done", map[string]any{
-			"available_at": c.now.Format(time.RFC3339Nano),
-		}, func(u *ent.StepUpdate) { u.SetAvailableAt(c.now) })
-		if err != nil {
+	}
+	if len(waiting) > 0 {
+		if err := c.tx.Step.Update().Where(step.IDIn(waiting...)).AddPendingParents(-1).Exec(ctx); err != nil {
 			return err
 		}
-		if !ok {
-			return fmt.Errorf("step %s: pending child changed under the task lock", ch.ID)
-		}
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	ids := make([]uuid.UUID, len(ready))
+	for i, ch := range ready {
+		ids[i] = ch.ID
+	}
+	u := c.tx.Step.Update().
+		Where(step.IDIn(ids...), step.StateIn(stepParentsDone.From...), step.PendingParents(1)).
+		AddPendingParents(-1).SetState(stepParentsDone.To).SetAvailableAt(c.now).
+		SetUpdatedAt(c.now).ClearFinishedAt()
+	if err := keepClaimable(u.Mutation(), stepParentsDone.To); err != nil {
+		return err
+	}
+	n, err := u.Save(ctx)
+	if err != nil {
+		return err
+	}
+	if n != len(ready) {
+		return fmt.Errorf("step %s: %d of %d ready children changed under the task lock", parent.ID, len(ready)-n, len(ready))
+	}
+	payload := map[string]any{"available_at": c.now.Format(time.RFC3339Nano)}
+	for _, ch := range ready {
+		c.recordStep(ch, ch.State, stepParentsDone, "parents done", payload)
+		ch.State, ch.PendingParents = stepParentsDone.To, 0
 	}
 	return nil
 }

@@ -82,32 +82,49 @@ type Claim struct {
 
 // ClaimSteps claims up to p.Max due steps of p.Handlers, higher priority
 // first, then longest due. When nothing is due it waits, without polling,
-// until work is committed in this process, a step becomes due, p.Wait
-// passes, ctx ends or stop is closed, and then tries once more.
+// until work is committed in this process or (PostgreSQL) another replica,
+// a step becomes due, p.Wait passes, ctx ends or stop is closed. After a
+// wait it looks with a read before claiming, so claimers woken for a step
+// another claimer took do not each open a write transaction.
 func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan struct{}) ([]Claim, error) {
 	if err := p.validate(); err != nil {
 		return nil, err
 	}
 	e.noteWorker(ctx, p.WorkerID, p.Handlers)
 	deadline := e.now().Add(p.Wait)
+	look := false
 	for {
 		// Take the wake-up channel before looking, so work committed
 		// between the look and the wait is not missed.
 		woken := e.work.wait()
-		claims, err := e.claimOnce(ctx, p)
-		if err != nil || len(claims) > 0 {
-			return claims, err
+		next, pending, due := time.Time{}, false, true
+		if look {
+			var err error
+			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
+				return nil, err
+			}
+			due = pending && !next.After(e.now())
+		}
+		if due {
+			claims, err := e.claimOnce(ctx, p)
+			if err != nil || len(claims) > 0 {
+				return claims, err
+			}
+			// Due steps may be locked by other claimers (PostgreSQL):
+			// then the next due time is now, and the wait below is short.
+			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
+				return nil, err
+			}
 		}
 		now := e.now()
 		if !now.Before(deadline) {
 			return nil, nil
 		}
 		sleep := deadline.Sub(now)
-		if next, ok, err := e.nextDue(ctx, p.Handlers); err != nil {
-			return nil, err
-		} else if ok && next.Sub(now) < sleep {
+		if pending && next.Sub(now) < sleep {
 			sleep = max(next.Sub(now), time.Millisecond)
 		}
+		look = true
 		timer := time.NewTimer(sleep)
 		select {
 		case <-woken:
@@ -131,28 +148,75 @@ func handlerPredicate(hs []HandlerRef) predicate.Step {
 	return step.Or(ors...)
 }
 
-var claimable = []step.State{step.StateEnqueued, step.StateWaitingForRetry}
-
 // nextDue returns the earliest time a step of hs becomes claimable.
 func (e *Engine) nextDue(ctx context.Context, hs []HandlerRef) (time.Time, bool, error) {
 	s, err := e.db.Reader.Step.Query().
-		Where(step.StateIn(claimable...), handlerPredicate(hs)).
-		Order(ent.Asc(step.FieldAvailableAt)).
-		Select(step.FieldAvailableAt).
+		Where(step.ClaimableAtNotNil(), handlerPredicate(hs)).
+		Order(ent.Asc(step.FieldClaimableAt)).
+		Select(step.FieldClaimableAt).
 		First(ctx)
-	if ent.IsNotFound(err) || (err == nil && s.AvailableAt == nil) {
+	if ent.IsNotFound(err) || (err == nil && s.ClaimableAt == nil) {
 		return time.Time{}, false, nil
 	}
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	return *s.AvailableAt, true, nil
+	return *s.ClaimableAt, true, nil
 }
 
-// claimOnce claims what is due now in one transaction. On PostgreSQL the
-// candidates are locked with FOR UPDATE SKIP LOCKED, so concurrent claimers
-// take different steps without waiting; on SQLite the single writer
-// connection makes the select and the updates one atomic unit.
+// claimOrder is the order steps are claimed in, which the claim index
+// (namespace, handler, priority DESC, claimable_at, id) follows.
+var claimOrder = []step.OrderOption{
+	step.ByPriority(sql.OrderDesc()), step.ByClaimableAt(), step.ByID(),
+}
+
+// candidates selects up to p.Max steps due at now, in claim order. With one
+// handler the claim index is read in order and stops after p.Max rows. With
+// several, each handler's first rows (read the same way) are merged, so no
+// claim sorts a whole queue. On PostgreSQL the rows are locked with FOR
+// UPDATE SKIP LOCKED, so concurrent claimers take different steps without
+// waiting; each handler contributes 4×p.Max rows there, so that rows other
+// claimers hold still leave enough to claim.
+func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now time.Time) ([]*ent.Step, error) {
+	q := tx.Step.Query().Where(step.ClaimableAtLTE(now)).Order(claimOrder...).Limit(p.Max)
+	if len(p.Handlers) == 1 {
+		q.Where(step.Namespace(p.Handlers[0].Namespace), step.Handler(p.Handlers[0].Handler))
+	} else {
+		perHandler := p.Max
+		if e.db.Dialect == dialect.Postgres {
+			perHandler = 4 * p.Max
+		}
+		q.Where(func(s *sql.Selector) { s.Where(firstOfHandlers(s.C(step.FieldID), p.Handlers, now, perHandler)) })
+	}
+	if e.db.Dialect == dialect.Postgres {
+		q.ForUpdate(sql.WithLockAction(sql.SkipLocked))
+	}
+	return q.All(ctx)
+}
+
+// firstOfHandlers is "id IN" the first limit due steps of each handler in
+// claim order: a UNION ALL of one ordered index scan per handler.
+func firstOfHandlers(idColumn string, hs []HandlerRef, now time.Time, limit int) *sql.Predicate {
+	return sql.P(func(b *sql.Builder) {
+		b.WriteString(idColumn).WriteString(" IN (")
+		for i, h := range hs {
+			if i > 0 {
+				b.WriteString(" UNION ALL ")
+			}
+			b.WriteString("SELECT id FROM (SELECT id FROM steps WHERE namespace = ").Arg(h.Namespace).
+				WriteString(" AND handler = ").Arg(h.Handler).
+				WriteString(" AND claimable_at <= ").Arg(now).
+				WriteString(" ORDER BY priority DESC, claimable_at, id LIMIT ").Arg(limit).
+				WriteString(fmt.Sprintf(") AS h%d", i))
+		}
+		b.WriteString(")")
+	})
+}
+
+// claimOnce claims what is due now in one transaction whose statements do
+// not grow with the number of steps claimed: the candidates, their tasks,
+// one guarded UPDATE per (lease, timeout) group, one for the tasks that
+// start, and one insert each for transitions and events.
 func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) {
 	var claimed []*ent.Step
 	tasks := map[uuid.UUID]*ent.Task{}
@@ -160,14 +224,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		claimed = claimed[:0]
 		clear(tasks)
 		now := e.now()
-		q := tx.Step.Query().
-			Where(step.StateIn(claimable...), step.AvailableAtLTE(now), handlerPredicate(p.Handlers)).
-			Order(ent.Desc(step.FieldPriority), ent.Asc(step.FieldAvailableAt), ent.Asc(step.FieldID)).
-			Limit(p.Max)
-		if e.db.Dialect == dialect.Postgres {
-			q = q.ForUpdate(sql.WithLockAction(sql.SkipLocked))
-		}
-		candidates, err := q.All(ctx)
+		candidates, err := e.candidates(ctx, tx, p, now)
 		if err != nil || len(candidates) == 0 {
 			return err
 		}
@@ -179,40 +236,17 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		if err != nil {
 			return err
 		}
-		changes := map[uuid.UUID]*change{}
+		changes := make(map[uuid.UUID]*change, len(ts))
+		batch := make([]*change, 0, len(ts))
 		for _, t := range ts {
 			tasks[t.ID] = t
-			changes[t.ID] = &change{e: e, tx: tx, task: t, now: now}
+			c := &change{e: e, tx: tx, task: t, now: now}
+			changes[t.ID] = c
+			batch = append(batch, c)
 		}
-		// One guarded UPDATE per (lease, timeout) group rather than one per
-		// step: a claim batch usually shares one policy. The candidates are
-		// ours (locked, or behind the single SQLite writer), so every row
-		// must match the guard.
 		token := uuid.NewString()
-		type policyKey struct{ lease, timeout int64 }
-		groups := map[policyKey][]uuid.UUID{}
-		for _, s := range candidates {
-			k := policyKey{s.LeaseDurationMs, s.ExecutionTimeoutMs}
-			groups[k] = append(groups[k], s.ID)
-		}
-		for k, ids := range groups {
-			lease := now.Add(time.Duration(k.lease) * time.Millisecond)
-			u := tx.Step.Update().
-				Where(step.IDIn(ids...), step.StateIn(claimable...)).
-				SetState(step.StateInProgress).AddAttempts(1).SetLeaseToken(token).SetLeaseExpiresAt(lease).
-				SetClaimedBy(p.WorkerID).SetUpdatedAt(now).ClearFinishedAt()
-			if k.timeout > 0 {
-				u.SetExecutionDeadline(now.Add(time.Duration(k.timeout) * time.Millisecond))
-			} else {
-				u.ClearExecutionDeadline()
-			}
-			n, err := u.Save(ctx)
-			if err != nil {
-				return err
-			}
-			if n != len(ids) {
-				return fmt.Errorf("claim: %d of %d locked candidates changed state", len(ids)-n, len(ids))
-			}
+		if err := e.takeSteps(ctx, tx, candidates, token, p.WorkerID, now); err != nil {
+			return err
 		}
 		for _, s := range candidates {
 			c := changes[s.TaskID]
@@ -236,17 +270,13 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			})
 			s.State = step.StateInProgress
 			s.LeaseToken, s.LeaseExpiresAt, s.ExecutionDeadline, s.ClaimedBy = &token, &lease, deadline, &p.WorkerID
+			s.ClaimableAt = nil
 			claimed = append(claimed, s)
 		}
-		for _, c := range changes {
-			if err := c.moveTask(ctx, taskStart, "first step claimed", nil); err != nil {
-				return err
-			}
-			if err := c.flush(ctx); err != nil {
-				return err
-			}
+		if err := startTasks(ctx, tx, batch, now); err != nil {
+			return err
 		}
-		return nil
+		return flush(ctx, tx, e.db.Dialect, batch...)
 	})
 	if err != nil || len(claimed) == 0 {
 		return nil, err
@@ -259,6 +289,71 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		}
 	}
 	return e.withParents(ctx, claimed, tasks)
+}
+
+// takeSteps moves the candidates to in_progress under token with one
+// guarded UPDATE per (lease, timeout) group rather than one per step: a
+// claim batch usually shares one policy. The candidates are ours (locked,
+// or behind the single SQLite writer), so every row must match the guard.
+func (e *Engine) takeSteps(ctx context.Context, tx *ent.Tx, candidates []*ent.Step, token, workerID string, now time.Time) error {
+	type policyKey struct{ lease, timeout int64 }
+	groups := map[policyKey][]uuid.UUID{}
+	for _, s := range candidates {
+		k := policyKey{s.LeaseDurationMs, s.ExecutionTimeoutMs}
+		groups[k] = append(groups[k], s.ID)
+	}
+	for k, ids := range groups {
+		lease := now.Add(time.Duration(k.lease) * time.Millisecond)
+		u := tx.Step.Update().
+			Where(step.IDIn(ids...), step.StateIn(step.StateEnqueued, step.StateWaitingForRetry)).
+			SetState(step.StateInProgress).AddAttempts(1).SetLeaseToken(token).SetLeaseExpiresAt(lease).
+			SetClaimedBy(workerID).SetUpdatedAt(now).ClearFinishedAt().ClearClaimableAt()
+		if k.timeout > 0 {
+			u.SetExecutionDeadline(now.Add(time.Duration(k.timeout) * time.Millisecond))
+		} else {
+			u.ClearExecutionDeadline()
+		}
+		n, err := u.Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n != len(ids) {
+			return fmt.Errorf("claim: %d of %d locked candidates changed state", len(ids)-n, len(ids))
+		}
+	}
+	return nil
+}
+
+// startTasks moves the pending tasks among cs to in_progress with one
+// UPDATE: their first step was just claimed.
+func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) error {
+	var ids []uuid.UUID
+	for _, c := range cs {
+		if taskStart.allows(c.task.State) {
+			ids = append(ids, c.task.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	// A pending task has never started, so started_at is set outright.
+	n, err := tx.Task.Update().
+		Where(task.IDIn(ids...), task.StateIn(taskStart.From...)).
+		SetState(taskStart.To).SetStartedAt(now).SetUpdatedAt(now).ClearFinishedAt().
+		Save(ctx)
+	if err != nil {
+		return err
+	}
+	if n != len(ids) {
+		return fmt.Errorf("claim: %d of %d tasks changed under their lock", len(ids)-n, len(ids))
+	}
+	for _, c := range cs {
+		if taskStart.allows(c.task.State) {
+			c.task.StartedAt = &now
+			c.recordTask(taskStart, "first step claimed", nil)
+		}
+	}
+	return nil
 }
 
 // withParents reads the parents' results of claimed steps.

@@ -187,8 +187,8 @@ func TestIdempotencyWindow(t *testing.T) {
 		second, dup, err := short.CreateTask(b.ctx, p)
 		require.NoError(t, err)
 		require.False(t, dup, "the expired key is free again")
-		require.NotEqual(t, first.ID, second.ID)
-		require.Nil(t, b.task(t, first.ID).IdempotencyKey, "the old task no longer holds the key")
+		require.NotEqual(t, first.Task.ID, second.Task.ID)
+		require.Nil(t, b.task(t, first.Task.ID).IdempotencyKey, "the old task no longer holds the key")
 	})
 }
 
@@ -212,17 +212,17 @@ func TestReviveRespectsStrictIdentity(t *testing.T) {
 		c := b.claim(t, 1)[0]
 		_, err = b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, Message: "no", NonRetryable: true})
 		require.NoError(t, err)
-		require.Equal(t, task.StateError, b.task(t, first.ID).State)
+		require.Equal(t, task.StateError, b.task(t, first.Task.ID).State)
 
 		second, dup, err := b.eng.CreateTask(b.ctx, p)
 		require.NoError(t, err)
 		require.False(t, dup, "a task in error no longer holds its identity")
-		require.NotEqual(t, first.ID, second.ID)
+		require.NotEqual(t, first.Task.ID, second.Task.ID)
 
-		_, err = b.eng.RetryTask(b.ctx, engine.TaskOp{TaskID: first.ID.String()})
+		_, err = b.eng.RetryTask(b.ctx, engine.TaskOp{TaskID: first.Task.ID.String()})
 		fe, ok := fault.As(err)
 		require.True(t, ok, "want a domain error, got %v", err)
 		require.Equal(t, fault.FailedPrecondition, fe.Code)
-		require.Equal(t, task.StateError, b.task(t, first.ID).State, "nothing changed")
+		require.Equal(t, task.StateError, b.task(t, first.Task.ID).State, "nothing changed")
 	})
 }

@@ -146,8 +146,10 @@ func identityHash(tpl *ent.TaskTemplate, namespace string, contextJSON []byte) s
 // moves to enqueued, due at RunAt or now. Each step gets its own copy of the
 // effective retry policy, lease and timeout. The result says whether an
 // existing task was returned instead (deduplication by the template's
-// identity strategy or by the idempotency key).
-func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*ent.Task, bool, error) {
+// identity strategy or by the idempotency key). A new task's view is the
+// one its transaction committed: it is built from the rows written, not
+// read back.
+func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*TaskView, bool, error) {
 	contextJSON, parentID, err := p.validate()
 	if err != nil {
 		return nil, false, err
@@ -172,9 +174,9 @@ func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*ent.Task,
 	// after the failed transaction. A strict duplicate that finished in
 	// between frees its identity, so the create is tried again once.
 	for attempt := 0; ; attempt++ {
-		t, err := e.insertTask(ctx, tpl, &p, contextJSON, parentID, identity, reqHash)
+		v, err := e.insertTask(ctx, tpl, &p, contextJSON, parentID, identity, reqHash)
 		if err == nil {
-			return t, false, nil
+			return v, false, nil
 		}
 		if !errors.Is(err, storage.ErrUniqueViolation) {
 			return nil, false, err
@@ -184,7 +186,11 @@ func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*ent.Task,
 			return nil, false, err
 		}
 		if existing != nil {
-			return existing, true, e.recordDuplicate(ctx, existing, &p)
+			if err := e.recordDuplicate(ctx, existing, &p); err != nil {
+				return nil, false, err
+			}
+			v, err := e.GetTask(ctx, existing.ID.String())
+			return v, true, err
 		}
 		if attempt == 1 {
 			return nil, false, fmt.Errorf("create task: unique violation without a duplicate to return")
@@ -194,13 +200,13 @@ func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*ent.Task,
 
 func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *CreateTaskParams,
 	contextJSON []byte, parentID *uuid.UUID, identity, reqHash string,
-) (*ent.Task, error) {
+) (*TaskView, error) {
 	now := e.now()
 	due := now
 	if p.RunAt != nil && p.RunAt.After(now) {
 		due = p.RunAt.UTC()
 	}
-	var created *ent.Task
+	var created *TaskView
 	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
 		if parentID != nil {
 			ok, err := tx.Task.Query().Where(task.ID(*parentID)).Exist(ctx)
@@ -240,27 +246,27 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 		if err != nil {
 			return err
 		}
-		created = t
-		if err := e.insertSteps(ctx, tx, tpl, t, now, due); err != nil {
-			return err
-		}
-		return e.notifyWork(ctx, tx)
+		created, err = e.insertSteps(ctx, tx, tpl, t, now, due)
+		return err
 	})
 	if err != nil {
 		return nil, e.db.InterpretError(err)
 	}
-	e.work.notify()
+	e.workCommitted()
 	e.appended()
 	return created, nil
 }
 
 // insertSteps writes the steps, their edges, the creation transitions and
-// the events of a new task.
-func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTemplate, t *ent.Task, now, due time.Time) error {
+// the events of a new task, and returns the task's view.
+func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTemplate, t *ent.Task, now, due time.Time) (*TaskView, error) {
 	stepTemplates := tpl.Edges.Steps
+	v := &TaskView{Task: t, Counts: map[step.State]int{}, DependsOn: map[uuid.UUID][]string{}}
+	position := make(map[string]int, len(stepTemplates))
 	ids := make(map[string]uuid.UUID, len(stepTemplates))
 	for _, st := range stepTemplates {
 		ids[st.Name] = uuid.Must(uuid.NewV7())
+		position[st.Name] = st.Position
 	}
 	steps := make([]*ent.StepCreate, 0, len(stepTemplates))
 	var edges []*ent.StepDependencyCreate
@@ -298,8 +304,17 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			SetUpdatedAt(now)
 		stepTransitions = append(stepTransitions, tx.StepTransition.Create().
 			SetStepID(id).SetTaskID(t.ID).SetToState(string(step.StatePending)).SetReason("task created").SetCreatedAt(now))
+		v.Counts[state]++
+		if len(st.DependsOn) > 0 {
+			parents := append([]string(nil), st.DependsOn...)
+			sortByPosition(parents, position)
+			v.DependsOn[id] = parents
+		}
 		if state == step.StateEnqueued {
-			sc.SetAvailableAt(due)
+			if !due.After(now) {
+				v.Due++
+			}
+			sc.SetAvailableAt(due).SetClaimableAt(due)
 			stepTransitions = append(stepTransitions, tx.StepTransition.Create().
 				SetStepID(id).SetTaskID(t.ID).SetFromState(string(step.StatePending)).SetToState(string(step.StateEnqueued)).
 				SetReason("root step").SetCreatedAt(now))
@@ -318,19 +333,23 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			edges = append(edges, tx.StepDependency.Create().SetParentID(ids[parent]).SetChildID(id))
 		}
 	}
-	if err := createInChunks(steps, func(b []*ent.StepCreate) error { return tx.Step.CreateBulk(b...).Exec(ctx) }); err != nil {
+	if err := createInChunks(steps, func(b []*ent.StepCreate) error {
+		rows, err := tx.Step.CreateBulk(b...).Save(ctx)
+		v.Steps = append(v.Steps, rows...)
 		return err
+	}); err != nil {
+		return nil, err
 	}
 	if err := createInChunks(edges, func(b []*ent.StepDependencyCreate) error { return tx.StepDependency.CreateBulk(b...).Exec(ctx) }); err != nil {
-		return err
+		return nil, err
 	}
 	if err := tx.TaskTransition.Create().SetTaskID(t.ID).SetToState(string(task.StatePending)).SetReason("created").SetCreatedAt(now).Exec(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	if err := createInChunks(stepTransitions, func(b []*ent.StepTransitionCreate) error { return tx.StepTransition.CreateBulk(b...).Exec(ctx) }); err != nil {
-		return err
+		return nil, err
 	}
-	return events.Append(ctx, tx, e.db.Dialect, evs...)
+	return v, events.Append(ctx, tx, e.db.Dialect, evs...)
 }
 
 // bulkChunk keeps one INSERT under both databases' bound-parameter limits

@@ -29,6 +29,9 @@ type Engine struct {
 	now       func() time.Time
 	// work wakes long-polling claimers when steps become claimable.
 	work broadcast
+	// workNotifier tells the other replicas (PostgreSQL) that steps
+	// became claimable.
+	workNotifier *storage.Notifier
 	// leases wakes the reaper when a claim sets a lease that may expire
 	// before the one it sleeps until.
 	leases  broadcast
@@ -43,13 +46,16 @@ func New(db *storage.DB, templates *registry.Store, log *slog.Logger, opts Optio
 		opts.IdempotencyWindow = 24 * time.Hour
 	}
 	return &Engine{
-		db:        db,
-		templates: templates,
-		log:       log,
-		opts:      opts,
-		schemas:   newSchemaCache(),
-		workers:   workerCache{seen: map[string]workerSeen{}},
-		now:       func() time.Time { return time.Now().UTC() },
+		db:           db,
+		templates:    templates,
+		log:          log,
+		opts:         opts,
+		schemas:      newSchemaCache(),
+		workNotifier: db.NewNotifier(workChannel, log),
+		workers:      workerCache{seen: map[string]workerSeen{}},
+		// Microseconds: what PostgreSQL keeps, so times the engine answers
+		// with are the ones a later read returns.
+		now: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) },
 	}
 }
 

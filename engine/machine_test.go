@@ -136,9 +136,18 @@ func forceStep(t *testing.T, b *bundle, from step.State) *ent.Step {
 	a, err := b.db.Client.Step.Query().Where(step.TaskID(tk.ID), step.Name("a")).Only(b.ctx)
 	require.NoError(t, err)
 	now := time.Now().UTC()
-	require.NoError(t, b.db.Client.Step.UpdateOne(a).
+	due := now.Add(-time.Second)
+	u := b.db.Client.Step.UpdateOne(a).
 		SetState(from).SetLeaseToken("tok").SetLeaseExpiresAt(now.Add(time.Hour)).
-		SetAvailableAt(now.Add(-time.Second)).SetAttempts(1).Exec(b.ctx))
+		SetAvailableAt(due).SetAttempts(1)
+	// The claim index holds claimable steps only: keep its column true to
+	// the forced state, as every engine move does.
+	if from == step.StateEnqueued || from == step.StateWaitingForRetry {
+		u.SetClaimableAt(due)
+	} else {
+		u.ClearClaimableAt()
+	}
+	require.NoError(t, u.Exec(b.ctx))
 	require.NoError(t, b.db.Client.Task.UpdateOneID(tk.ID).SetState(task.StateInProgress).Exec(b.ctx))
 	return b.step(t, a.ID)
 }

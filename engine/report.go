@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
@@ -74,24 +75,26 @@ func alreadyCompleted(s *ent.Step, why string) error {
 	}
 }
 
-// heldStep locks the step's task and reads the step under that lock.
+// heldStep locks the step's task (PostgreSQL; SQLite's single writer
+// already excludes every other writer) and then reads the step, so the step
+// read is the latest: two statements.
 func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, *ent.Step, error) {
-	s, err := tx.Step.Get(ctx, id)
+	q := tx.Task.Query().Where(task.HasStepsWith(step.ID(id)))
+	if e.db.Dialect == dialect.Postgres {
+		q = q.ForUpdate()
+	}
+	t, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, nil, fault.NotFoundf("step", id.String())
 	}
 	if err != nil {
 		return nil, nil, err
 	}
-	c, err := e.lockTask(ctx, tx, s.TaskID)
+	s, err := tx.Step.Get(ctx, id)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Re-read under the task lock: the first read may predate a commit.
-	if s, err = tx.Step.Get(ctx, id); err != nil {
-		return nil, nil, err
-	}
-	return c, s, nil
+	return &change{e: e, tx: tx, task: t, now: e.now()}, s, nil
 }
 
 // CompleteStep stores a step's result and, in the same transaction,
@@ -342,18 +345,13 @@ func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)
 		if err != nil {
 			return err
 		}
-		if c != nil && c.enqueued {
-			if err := e.notifyWork(ctx, tx); err != nil {
-				return err
-			}
-		}
-		return c.flush(ctx)
+		return flush(ctx, tx, e.db.Dialect, c)
 	})
 	if err != nil {
 		return err
 	}
 	if c != nil && c.enqueued {
-		e.work.notify()
+		e.workCommitted()
 	}
 	e.appended()
 	return nil

@@ -55,10 +55,10 @@ func (b *bundle) register(t *testing.T, name string, maxAttempts int32, names []
 
 func (b *bundle) create(t *testing.T, name string) *ent.Task {
 	t.Helper()
-	task, dup, err := b.eng.CreateTask(b.ctx, engine.CreateTaskParams{Namespace: "ns", Name: name, CorrelationID: "corr-" + name})
+	v, dup, err := b.eng.CreateTask(b.ctx, engine.CreateTaskParams{Namespace: "ns", Name: name, CorrelationID: "corr-" + name})
 	require.NoError(t, err)
 	require.False(t, dup)
-	return task
+	return v.Task
 }
 
 func (b *bundle) claim(t *testing.T, max int) []engine.Claim {

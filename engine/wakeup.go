@@ -8,7 +8,6 @@ import (
 
 	"entgo.io/ent/dialect"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/storage"
 )
 
@@ -17,14 +16,14 @@ import (
 // a step enqueued through replica A.
 const workChannel = "tasker_work"
 
-// notifyWork queues a NOTIFY in tx; PostgreSQL delivers it only if tx
-// commits. On SQLite there is one process, woken in memory after commit.
-func (e *Engine) notifyWork(ctx context.Context, tx *ent.Tx) error {
-	if e.db.Dialect != dialect.Postgres {
-		return nil
-	}
-	_, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", workChannel)
-	return err
+// workCommitted wakes the claimers of this process and, on PostgreSQL, of
+// every replica (NOTIFY after the commit, coalesced), after a commit that
+// made steps claimable. A notification lost to a crash right after the
+// commit delays the other replicas' claimers until their poll ends or a
+// later commit wakes them.
+func (e *Engine) workCommitted() {
+	e.work.notify()
+	e.workNotifier.Notify()
 }
 
 // RunWakeups listens for work committed by other replicas and wakes this

@@ -1542,6 +1542,7 @@ type StepMutation struct {
 	lease_expires_at        *time.Time
 	execution_deadline      *time.Time
 	available_at            *time.Time
+	claimable_at            *time.Time
 	claimed_by              *string
 	result                  *json.RawMessage
 	appendresult            json.RawMessage
@@ -2662,6 +2663,55 @@ func (m *StepMutation) ResetAvailableAt() {
 	delete(m.clearedFields, step.FieldAvailableAt)
 }
 
+// SetClaimableAt sets the "claimable_at" field.
+func (m *StepMutation) SetClaimableAt(t time.Time) {
+	m.claimable_at = &t
+}
+
+// ClaimableAt returns the value of the "claimable_at" field in the mutation.
+func (m *StepMutation) ClaimableAt() (r time.Time, exists bool) {
+	v := m.claimable_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldClaimableAt returns the old "claimable_at" field's value of the Step entity.
+// If the Step object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *StepMutation) OldClaimableAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldClaimableAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldClaimableAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldClaimableAt: %w", err)
+	}
+	return oldValue.ClaimableAt, nil
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (m *StepMutation) ClearClaimableAt() {
+	m.claimable_at = nil
+	m.clearedFields[step.FieldClaimableAt] = struct{}{}
+}
+
+// ClaimableAtCleared returns if the "claimable_at" field was cleared in this mutation.
+func (m *StepMutation) ClaimableAtCleared() bool {
+	_, ok := m.clearedFields[step.FieldClaimableAt]
+	return ok
+}
+
+// ResetClaimableAt resets all changes to the "claimable_at" field.
+func (m *StepMutation) ResetClaimableAt() {
+	m.claimable_at = nil
+	delete(m.clearedFields, step.FieldClaimableAt)
+}
+
 // SetClaimedBy sets the "claimed_by" field.
 func (m *StepMutation) SetClaimedBy(s string) {
 	m.claimed_by = &s
@@ -3304,7 +3354,7 @@ func (m *StepMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *StepMutation) Fields() []string {
-	fields := make([]string, 0, 29)
+	fields := make([]string, 0, 30)
 	if m.task != nil {
 		fields = append(fields, step.FieldTaskID)
 	}
@@ -3364,6 +3414,9 @@ func (m *StepMutation) Fields() []string {
 	}
 	if m.available_at != nil {
 		fields = append(fields, step.FieldAvailableAt)
+	}
+	if m.claimable_at != nil {
+		fields = append(fields, step.FieldClaimableAt)
 	}
 	if m.claimed_by != nil {
 		fields = append(fields, step.FieldClaimedBy)
@@ -3440,6 +3493,8 @@ func (m *StepMutation) Field(name string) (ent.Value, bool) {
 		return m.ExecutionDeadline()
 	case step.FieldAvailableAt:
 		return m.AvailableAt()
+	case step.FieldClaimableAt:
+		return m.ClaimableAt()
 	case step.FieldClaimedBy:
 		return m.ClaimedBy()
 	case step.FieldResult:
@@ -3507,6 +3562,8 @@ func (m *StepMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldExecutionDeadline(ctx)
 	case step.FieldAvailableAt:
 		return m.OldAvailableAt(ctx)
+	case step.FieldClaimableAt:
+		return m.OldClaimableAt(ctx)
 	case step.FieldClaimedBy:
 		return m.OldClaimedBy(ctx)
 	case step.FieldResult:
@@ -3673,6 +3730,13 @@ func (m *StepMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetAvailableAt(v)
+		return nil
+	case step.FieldClaimableAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetClaimableAt(v)
 		return nil
 	case step.FieldClaimedBy:
 		v, ok := value.(string)
@@ -3926,6 +3990,9 @@ func (m *StepMutation) ClearedFields() []string {
 	if m.FieldCleared(step.FieldAvailableAt) {
 		fields = append(fields, step.FieldAvailableAt)
 	}
+	if m.FieldCleared(step.FieldClaimableAt) {
+		fields = append(fields, step.FieldClaimableAt)
+	}
 	if m.FieldCleared(step.FieldClaimedBy) {
 		fields = append(fields, step.FieldClaimedBy)
 	}
@@ -3960,6 +4027,9 @@ func (m *StepMutation) ClearField(name string) error {
 		return nil
 	case step.FieldAvailableAt:
 		m.ClearAvailableAt()
+		return nil
+	case step.FieldClaimableAt:
+		m.ClearClaimableAt()
 		return nil
 	case step.FieldClaimedBy:
 		m.ClearClaimedBy()
@@ -4037,6 +4107,9 @@ func (m *StepMutation) ResetField(name string) error {
 		return nil
 	case step.FieldAvailableAt:
 		m.ResetAvailableAt()
+		return nil
+	case step.FieldClaimableAt:
+		m.ResetClaimableAt()
 		return nil
 	case step.FieldClaimedBy:
 		m.ResetClaimedBy()

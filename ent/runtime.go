@@ -89,23 +89,23 @@ func init() {
 	// step.DefaultAttemptBudget holds the default value on creation for the attempt_budget field.
 	step.DefaultAttemptBudget = stepDescAttemptBudget.Default.(int)
 	// stepDescLastErrorMessage is the schema descriptor for last_error_message field.
-	stepDescLastErrorMessage := stepFields[23].Descriptor()
+	stepDescLastErrorMessage := stepFields[24].Descriptor()
 	// step.DefaultLastErrorMessage holds the default value on creation for the last_error_message field.
 	step.DefaultLastErrorMessage = stepDescLastErrorMessage.Default.(string)
 	// stepDescLastErrorType is the schema descriptor for last_error_type field.
-	stepDescLastErrorType := stepFields[24].Descriptor()
+	stepDescLastErrorType := stepFields[25].Descriptor()
 	// step.DefaultLastErrorType holds the default value on creation for the last_error_type field.
 	step.DefaultLastErrorType = stepDescLastErrorType.Default.(string)
 	// stepDescPendingParents is the schema descriptor for pending_parents field.
-	stepDescPendingParents := stepFields[25].Descriptor()
+	stepDescPendingParents := stepFields[26].Descriptor()
 	// step.DefaultPendingParents holds the default value on creation for the pending_parents field.
 	step.DefaultPendingParents = stepDescPendingParents.Default.(int)
 	// stepDescCreatedAt is the schema descriptor for created_at field.
-	stepDescCreatedAt := stepFields[27].Descriptor()
+	stepDescCreatedAt := stepFields[28].Descriptor()
 	// step.DefaultCreatedAt holds the default value on creation for the created_at field.
 	step.DefaultCreatedAt = stepDescCreatedAt.Default.(func() time.Time)
 	// stepDescUpdatedAt is the schema descriptor for updated_at field.
-	stepDescUpdatedAt := stepFields[28].Descriptor()
+	stepDescUpdatedAt := stepFields[29].Descriptor()
 	// step.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	step.DefaultUpdatedAt = stepDescUpdatedAt.Default.(func() time.Time)
 	// step.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.

@@ -60,6 +60,8 @@ type Step struct {
 	ExecutionDeadline *time.Time `json:"execution_deadline,omitempty"`
 	// when an enqueued or waiting_for_retry step becomes claimable
 	AvailableAt *time.Time `json:"available_at,omitempty"`
+	// available_at while the step is enqueued or waiting_for_retry, NULL in every other state: the claim index holds claimable steps only
+	ClaimableAt *time.Time `json:"claimable_at,omitempty"`
 	// worker id of the current or last claim
 	ClaimedBy *string `json:"claimed_by,omitempty"`
 	// the handler's or operator's result; nil until there is one
@@ -68,7 +70,7 @@ type Step struct {
 	LastErrorMessage string `json:"last_error_message,omitempty"`
 	// LastErrorType holds the value of the "last_error_type" field.
 	LastErrorType string `json:"last_error_type,omitempty"`
-	// parents not yet complete or resolved_manually; decremented with UPDATE ... RETURNING so exactly one parent's transaction enqueues the step
+	// parents not yet complete or resolved_manually; decremented under the task's lock, so exactly one parent's transaction enqueues the step
 	PendingParents int `json:"pending_parents,omitempty"`
 	// declaration order in the template
 	Position int `json:"position,omitempty"`
@@ -172,7 +174,7 @@ func (*Step) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case step.FieldNamespace, step.FieldName, step.FieldHandler, step.FieldState, step.FieldLeaseToken, step.FieldClaimedBy, step.FieldLastErrorMessage, step.FieldLastErrorType:
 			values[i] = new(sql.NullString)
-		case step.FieldLeaseExpiresAt, step.FieldExecutionDeadline, step.FieldAvailableAt, step.FieldCreatedAt, step.FieldUpdatedAt, step.FieldFinishedAt:
+		case step.FieldLeaseExpiresAt, step.FieldExecutionDeadline, step.FieldAvailableAt, step.FieldClaimableAt, step.FieldCreatedAt, step.FieldUpdatedAt, step.FieldFinishedAt:
 			values[i] = new(sql.NullTime)
 		case step.FieldID, step.FieldTaskID:
 			values[i] = new(uuid.UUID)
@@ -322,6 +324,13 @@ func (_m *Step) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.AvailableAt = new(time.Time)
 				*_m.AvailableAt = value.Time
+			}
+		case step.FieldClaimableAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field claimable_at", values[i])
+			} else if value.Valid {
+				_m.ClaimableAt = new(time.Time)
+				*_m.ClaimableAt = value.Time
 			}
 		case step.FieldClaimedBy:
 			if value, ok := values[i].(*sql.NullString); !ok {
@@ -512,6 +521,11 @@ func (_m *Step) String() string {
 	builder.WriteString(", ")
 	if v := _m.AvailableAt; v != nil {
 		builder.WriteString("available_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
+	builder.WriteString(", ")
+	if v := _m.ClaimableAt; v != nil {
+		builder.WriteString("claimable_at=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
 	builder.WriteString(", ")

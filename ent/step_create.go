@@ -211,6 +211,20 @@ func (_c *StepCreate) SetNillableAvailableAt(v *time.Time) *StepCreate {
 	return _c
 }
 
+// SetClaimableAt sets the "claimable_at" field.
+func (_c *StepCreate) SetClaimableAt(v time.Time) *StepCreate {
+	_c.mutation.SetClaimableAt(v)
+	return _c
+}
+
+// SetNillableClaimableAt sets the "claimable_at" field if the given value is not nil.
+func (_c *StepCreate) SetNillableClaimableAt(v *time.Time) *StepCreate {
+	if v != nil {
+		_c.SetClaimableAt(*v)
+	}
+	return _c
+}
+
 // SetClaimedBy sets the "claimed_by" field.
 func (_c *StepCreate) SetClaimedBy(v string) *StepCreate {
 	_c.mutation.SetClaimedBy(v)
@@ -665,6 +679,10 @@ func (_c *StepCreate) createSpec() (*Step, *sqlgraph.CreateSpec) {
 		_spec.SetField(step.FieldAvailableAt, field.TypeTime, value)
 		_node.AvailableAt = &value
 	}
+	if value, ok := _c.mutation.ClaimableAt(); ok {
+		_spec.SetField(step.FieldClaimableAt, field.TypeTime, value)
+		_node.ClaimableAt = &value
+	}
 	if value, ok := _c.mutation.ClaimedBy(); ok {
 		_spec.SetField(step.FieldClaimedBy, field.TypeString, value)
 		_node.ClaimedBy = &value
@@ -1091,6 +1109,24 @@ func (u *StepUpsert) UpdateAvailableAt() *StepUpsert {
 // ClearAvailableAt clears the value of the "available_at" field.
 func (u *StepUpsert) ClearAvailableAt() *StepUpsert {
 	u.SetNull(step.FieldAvailableAt)
+	return u
+}
+
+// SetClaimableAt sets the "claimable_at" field.
+func (u *StepUpsert) SetClaimableAt(v time.Time) *StepUpsert {
+	u.Set(step.FieldClaimableAt, v)
+	return u
+}
+
+// UpdateClaimableAt sets the "claimable_at" field to the value that was provided on create.
+func (u *StepUpsert) UpdateClaimableAt() *StepUpsert {
+	u.SetExcluded(step.FieldClaimableAt)
+	return u
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (u *StepUpsert) ClearClaimableAt() *StepUpsert {
+	u.SetNull(step.FieldClaimableAt)
 	return u
 }
 
@@ -1602,6 +1638,27 @@ func (u *StepUpsertOne) UpdateAvailableAt() *StepUpsertOne {
 func (u *StepUpsertOne) ClearAvailableAt() *StepUpsertOne {
 	return u.Update(func(s *StepUpsert) {
 		s.ClearAvailableAt()
+	})
+}
+
+// SetClaimableAt sets the "claimable_at" field.
+func (u *StepUpsertOne) SetClaimableAt(v time.Time) *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.SetClaimableAt(v)
+	})
+}
+
+// UpdateClaimableAt sets the "claimable_at" field to the value that was provided on create.
+func (u *StepUpsertOne) UpdateClaimableAt() *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.UpdateClaimableAt()
+	})
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (u *StepUpsertOne) ClearClaimableAt() *StepUpsertOne {
+	return u.Update(func(s *StepUpsert) {
+		s.ClearClaimableAt()
 	})
 }
 
@@ -2301,6 +2358,27 @@ func (u *StepUpsertBulk) UpdateAvailableAt() *StepUpsertBulk {
 func (u *StepUpsertBulk) ClearAvailableAt() *StepUpsertBulk {
 	return u.Update(func(s *StepUpsert) {
 		s.ClearAvailableAt()
+	})
+}
+
+// SetClaimableAt sets the "claimable_at" field.
+func (u *StepUpsertBulk) SetClaimableAt(v time.Time) *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.SetClaimableAt(v)
+	})
+}
+
+// UpdateClaimableAt sets the "claimable_at" field to the value that was provided on create.
+func (u *StepUpsertBulk) UpdateClaimableAt() *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.UpdateClaimableAt()
+	})
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (u *StepUpsertBulk) ClearClaimableAt() *StepUpsertBulk {
+	return u.Update(func(s *StepUpsert) {
+		s.ClearClaimableAt()
 	})
 }
 

@@ -349,6 +349,26 @@ func (_u *StepUpdate) ClearAvailableAt() *StepUpdate {
 	return _u
 }
 
+// SetClaimableAt sets the "claimable_at" field.
+func (_u *StepUpdate) SetClaimableAt(v time.Time) *StepUpdate {
+	_u.mutation.SetClaimableAt(v)
+	return _u
+}
+
+// SetNillableClaimableAt sets the "claimable_at" field if the given value is not nil.
+func (_u *StepUpdate) SetNillableClaimableAt(v *time.Time) *StepUpdate {
+	if v != nil {
+		_u.SetClaimableAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (_u *StepUpdate) ClearClaimableAt() *StepUpdate {
+	_u.mutation.ClearClaimableAt()
+	return _u
+}
+
 // SetClaimedBy sets the "claimed_by" field.
 func (_u *StepUpdate) SetClaimedBy(v string) *StepUpdate {
 	_u.mutation.SetClaimedBy(v)
@@ -757,6 +777,12 @@ func (_u *StepUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.AvailableAtCleared() {
 		_spec.ClearField(step.FieldAvailableAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimableAt(); ok {
+		_spec.SetField(step.FieldClaimableAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimableAtCleared() {
+		_spec.ClearField(step.FieldClaimableAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.ClaimedBy(); ok {
 		_spec.SetField(step.FieldClaimedBy, field.TypeString, value)
@@ -1275,6 +1301,26 @@ func (_u *StepUpdateOne) ClearAvailableAt() *StepUpdateOne {
 	return _u
 }
 
+// SetClaimableAt sets the "claimable_at" field.
+func (_u *StepUpdateOne) SetClaimableAt(v time.Time) *StepUpdateOne {
+	_u.mutation.SetClaimableAt(v)
+	return _u
+}
+
+// SetNillableClaimableAt sets the "claimable_at" field if the given value is not nil.
+func (_u *StepUpdateOne) SetNillableClaimableAt(v *time.Time) *StepUpdateOne {
+	if v != nil {
+		_u.SetClaimableAt(*v)
+	}
+	return _u
+}
+
+// ClearClaimableAt clears the value of the "claimable_at" field.
+func (_u *StepUpdateOne) ClearClaimableAt() *StepUpdateOne {
+	_u.mutation.ClearClaimableAt()
+	return _u
+}
+
 // SetClaimedBy sets the "claimed_by" field.
 func (_u *StepUpdateOne) SetClaimedBy(v string) *StepUpdateOne {
 	_u.mutation.SetClaimedBy(v)
@@ -1713,6 +1759,12 @@ func (_u *StepUpdateOne) sqlSave(ctx context.Context) (_node *Step, err error) {
 	}
 	if _u.mutation.AvailableAtCleared() {
 		_spec.ClearField(step.FieldAvailableAt, field.TypeTime)
+	}
+	if value, ok := _u.mutation.ClaimableAt(); ok {
+		_spec.SetField(step.FieldClaimableAt, field.TypeTime, value)
+	}
+	if _u.mutation.ClaimableAtCleared() {
+		_spec.ClearField(step.FieldClaimableAt, field.TypeTime)
 	}
 	if value, ok := _u.mutation.ClaimedBy(); ok {
 		_spec.SetField(step.FieldClaimedBy, field.TypeString, value)

@@ -30,9 +30,10 @@ type Event struct {
 
 // Append writes evs in tx, so they commit or roll back with the change they
 // describe. dialectName is the storage dialect (ent's dialect names). On
-// SQLite the events are numbered in tx; call (*Log).Appended after tx
-// commits to wake readers in this process. On PostgreSQL they are written
-// unnumbered and the Sequencer numbers them once tx has committed.
+// SQLite the events are numbered in tx; on PostgreSQL they are written
+// unnumbered and the Sequencer numbers them once tx has committed. Either
+// way, call (*Log).Appended after tx commits: it wakes the readers of this
+// process (SQLite) or the sequencer (PostgreSQL).
 func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) error {
 	if len(evs) == 0 {
 		return nil
@@ -55,7 +56,7 @@ func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) e
 			return fmt.Errorf("events: append: %w", err)
 		}
 	}
-	return notifySequencer(ctx, tx, dialectName)
+	return nil
 }
 
 // appendOne is Append for one event, returning the stored row (with its
@@ -73,7 +74,7 @@ func appendOne(ctx context.Context, tx *ent.Tx, dialectName string, ev Event) (*
 	if err != nil {
 		return nil, fmt.Errorf("events: append: %w", err)
 	}
-	return row, notifySequencer(ctx, tx, dialectName)
+	return row, nil
 }
 
 // nextSequence returns the sequence the next event appended in tx gets on

@@ -16,8 +16,8 @@ import (
 // PostgreSQL notification channels. They are per database, like the
 // sequencer's lock, so databases on one server never wake each other.
 const (
-	// appendedChannel is notified by Append, in the writer's transaction,
-	// to wake the sequencer.
+	// appendedChannel is notified by Log.Appended, after the writer's
+	// commit, to wake the sequencer.
 	appendedChannel = "tasker_events"
 	// sequencedChannel is notified by the sequencer, in its stamping
 	// transaction, with the new head as payload, to wake every replica's
@@ -49,14 +49,16 @@ func (l *Log) Notify(head int64) {
 	l.changed = make(chan struct{})
 }
 
-// Appended wakes the waiters after a transaction that appended events has
-// committed. On SQLite events are numbered as they are appended, so the
-// engine calls it after such commits; the waiters read the new head
-// themselves. On PostgreSQL it does nothing: the events are not numbered
-// yet, and the sequencer's notification will wake the waiters once they
-// are. Calling it when nothing was appended only costs the waiters a read.
+// Appended is called after a transaction that appended events has
+// committed. On SQLite events are numbered as they are appended, so it wakes
+// the waiters, which read the new head themselves. On PostgreSQL the events
+// are not numbered yet: it wakes the sequencer (NOTIFY, coalesced with
+// concurrent commits; the sequencer's fallback look covers a notification
+// lost to a crash), whose own notification wakes the waiters once they are.
+// Calling it when nothing was appended costs a read or a notification.
 func (l *Log) Appended() {
 	if l.db.Dialect == dialect.Postgres {
+		l.sequencer.Notify()
 		return
 	}
 	l.mu.Lock()

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
@@ -164,18 +163,4 @@ func parseUUID(s string) (*uuid.UUID, bool) {
 		return nil, false
 	}
 	return &id, true
-}
-
-// notifySequencer wakes the PostgreSQL sequencer when tx commits.
-func notifySequencer(ctx context.Context, tx *ent.Tx, dialectName string) error {
-	if dialectName != dialect.Postgres {
-		return nil
-	}
-	// NOTIFY is transactional: it is delivered when tx commits and dropped
-	// when it rolls back, and PostgreSQL folds the identical notifications
-	// of one transaction into one.
-	if _, err := tx.ExecContext(ctx, "SELECT pg_notify($1, '')", appendedChannel); err != nil {
-		return fmt.Errorf("events: notify sequencer: %w", err)
-	}
-	return nil
 }

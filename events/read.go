@@ -28,6 +28,10 @@ type Log struct {
 	db     *storage.DB
 	logger *slog.Logger
 
+	// sequencer wakes the PostgreSQL sequencer after commits that
+	// appended events.
+	sequencer *storage.Notifier
+
 	mu sync.Mutex
 	// head is the highest sequence known to be numbered and committed; it
 	// only grows.
@@ -36,11 +40,14 @@ type Log struct {
 	changed chan struct{}
 }
 
-// NewLog returns the log of db. On PostgreSQL, run (*Log).Run so readers
-// learn of the sequencer's progress; on SQLite, call Appended after every
-// commit that appended events.
+// NewLog returns the log of db. Call Appended after every commit that
+// appended events; on PostgreSQL, also run (*Log).Run so readers learn of
+// the sequencer's progress.
 func NewLog(db *storage.DB, logger *slog.Logger) *Log {
-	return &Log{db: db, logger: logger, changed: make(chan struct{})}
+	return &Log{
+		db: db, logger: logger, changed: make(chan struct{}),
+		sequencer: db.NewNotifier(appendedChannel, logger),
+	}
 }
 
 // Query selects a range of the log.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -38,12 +39,13 @@ const (
 
 // Store keeps the registered template versions in the database.
 type Store struct {
-	db *storage.DB
+	db    *storage.DB
+	cache templateCache
 }
 
 // NewStore returns a Store on db.
 func NewStore(db *storage.DB) *Store {
-	return &Store{db: db}
+	return &Store{db: db, cache: templateCache{rows: map[templateKey]*ent.TaskTemplate{}}}
 }
 
 // Register validates tpl and stores it as RegisterTaskTemplate documents:
@@ -257,8 +259,52 @@ func createSteps(ctx context.Context, tx *ent.Tx, templateID int, steps []*taske
 // or, when version is empty, the latest version (Latest). Errors:
 // InvalidArgument naming namespace, name or version (fields of
 // GetTaskTemplateRequest and CreateTaskRequest alike); NotFound.
+//
+// Every CreateTask resolves its template here, so loaded versions are kept
+// in memory by id and content hash: a call reads only the versions' ids and
+// hashes, and loads a version again only when it is new or was replaced
+// (by this process or another replica). The rows returned are shared and
+// must not be modified.
 func (s *Store) Get(ctx context.Context, namespace, name, version string) (*ent.TaskTemplate, error) {
-	return get(ctx, s.db.Reader, namespace, name, version)
+	ofTemplate, err := templatePredicates(namespace, name, version)
+	if err != nil {
+		return nil, err
+	}
+	q := s.db.Reader.TaskTemplate.Query().Where(ofTemplate...)
+	if version != "" {
+		q.Where(tasktemplate.Version(version))
+	}
+	heads, err := q.Select(tasktemplate.FieldID, tasktemplate.FieldVersion, tasktemplate.FieldContentHash).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	versions := make([]string, len(heads))
+	for i, h := range heads {
+		versions[i] = h.Version
+	}
+	latest, ok := Latest(versions)
+	if !ok {
+		return nil, fault.NotFoundf("task template", templateRef(namespace, name, version))
+	}
+	for _, h := range heads {
+		if h.Version != latest {
+			continue
+		}
+		key := templateKey{h.ID, h.ContentHash}
+		if row := s.cache.get(key); row != nil {
+			return row, nil
+		}
+		row, err := queryTemplates(s.db.Reader).Where(tasktemplate.ID(h.ID)).Only(ctx)
+		if ent.IsNotFound(err) {
+			return nil, fault.NotFoundf("task template", templateRef(namespace, name, latest))
+		}
+		if err != nil {
+			return nil, err
+		}
+		s.cache.put(templateKey{row.ID, row.ContentHash}, row)
+		return row, nil
+	}
+	return nil, fault.NotFoundf("task template", templateRef(namespace, name, latest))
 }
 
 // GetTx is Get inside tx, for the engine to resolve the template of a task
@@ -267,7 +313,9 @@ func (s *Store) GetTx(ctx context.Context, tx *ent.Tx, namespace, name, version 
 	return get(ctx, tx.Client(), namespace, name, version)
 }
 
-func get(ctx context.Context, c *ent.Client, ns, name, version string) (*ent.TaskTemplate, error) {
+// templatePredicates validates a template reference and selects its
+// versions.
+func templatePredicates(ns, name, version string) ([]predicate.TaskTemplate, error) {
 	var vs violations
 	if ns == "" {
 		vs.add("namespace", "is required")
@@ -283,9 +331,16 @@ func get(ctx context.Context, c *ent.Client, ns, name, version string) (*ent.Tas
 	if len(vs) > 0 {
 		return nil, fault.Invalids(vs)
 	}
-	ofTemplate := []predicate.TaskTemplate{
+	return []predicate.TaskTemplate{
 		tasktemplate.HasNamespaceWith(namespace.Name(ns)),
 		tasktemplate.Name(name),
+	}, nil
+}
+
+func get(ctx context.Context, c *ent.Client, ns, name, version string) (*ent.TaskTemplate, error) {
+	ofTemplate, err := templatePredicates(ns, name, version)
+	if err != nil {
+		return nil, err
 	}
 	if version == "" {
 		versions, err := c.TaskTemplate.Query().Where(ofTemplate...).Select(tasktemplate.FieldVersion).Strings(ctx)
@@ -303,6 +358,38 @@ func get(ctx context.Context, c *ent.Client, ns, name, version string) (*ent.Tas
 		return nil, fault.NotFoundf("task template", templateRef(ns, name, version))
 	}
 	return row, err
+}
+
+// templateKey names one content of one template version: a replacement
+// keeps the row's id and changes its hash.
+type templateKey struct {
+	id   int
+	hash string
+}
+
+// templateCache holds loaded template versions. It is bounded by
+// forgetting everything when full: versions in use are loaded again on
+// their next use.
+type templateCache struct {
+	mu   sync.Mutex
+	rows map[templateKey]*ent.TaskTemplate
+}
+
+const maxCachedTemplates = 1024
+
+func (c *templateCache) get(k templateKey) *ent.TaskTemplate {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rows[k]
+}
+
+func (c *templateCache) put(k templateKey, row *ent.TaskTemplate) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.rows) >= maxCachedTemplates {
+		clear(c.rows)
+	}
+	c.rows[k] = row
 }
 
 // queryTemplates selects template rows loaded the way ToProto needs them.

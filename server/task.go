@@ -28,7 +28,7 @@ func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRe
 		t := req.GetRunAt().AsTime()
 		runAt = &t
 	}
-	t, duplicate, err := s.engine.CreateTask(ctx, engine.CreateTaskParams{
+	view, duplicate, err := s.engine.CreateTask(ctx, engine.CreateTaskParams{
 		Namespace:      req.GetNamespace(),
 		Name:           req.GetName(),
 		Version:        req.GetVersion(),
@@ -43,10 +43,6 @@ func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRe
 		ParentTaskID:   req.GetParentTaskId(),
 		CorrelationID:  correlation.FromContext(ctx),
 	})
-	if err != nil {
-		return nil, err
-	}
-	view, err := s.engine.GetTask(ctx, t.ID.String())
 	if err != nil {
 		return nil, err
 	}

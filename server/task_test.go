@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -70,6 +71,12 @@ func TestCreateTaskPersistsStepsAndEnqueuesRoots(t *testing.T) {
 		require.Equal(t, int32(4), byName["b"].GetMaxAttempts(), "template policy copied")
 		require.Equal(t, int32(1), byName["c"].GetMaxAttempts(), "step override copied")
 
+		// The answer is built from the rows the creation wrote; nothing has
+		// run since, so reading the task back gives the same message.
+		got, err := b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
+		require.NoError(t, err)
+		require.True(t, proto.Equal(got.GetTask(), task), "CreateTask answered\n%v\nGetTask reads\n%v", task, got.GetTask())
+
 		// Audit trail: one transition per step from the empty state, plus
 		// pending -> enqueued for the root; one task.created and one
 		// step.enqueued event carrying the correlation id.
@@ -92,7 +99,7 @@ func TestCreateTaskPersistsStepsAndEnqueuesRoots(t *testing.T) {
 			require.Equal(t, int64(3), *evs[1].Sequence)
 		}
 
-		got, err := b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
+		got, err = b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
 		require.NoError(t, err)
 		require.Equal(t, task.GetId(), got.GetTask().GetId())
 		require.Equal(t, "42", got.GetTask().GetContext().GetFields()["order_id"].GetStringValue())

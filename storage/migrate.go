@@ -26,6 +26,14 @@ const migrateLockKey int64 = 0x7461736b6d696772
 // their indexes), so two databases migrating at once, as in tests, race.
 var migrateMu sync.Mutex
 
+// backfills fill columns added to existing tables, after the schema change
+// and under the same lock. Each must be idempotent and cheap when there is
+// nothing left to fill.
+var backfills = []string{
+	// claimable_at (the claim index) for steps stored before it existed.
+	"UPDATE steps SET claimable_at = available_at WHERE claimable_at IS NULL AND available_at IS NOT NULL AND state IN ('enqueued', 'waiting_for_retry')",
+}
+
 // Migrate brings the schema up to date with ent/schema: it creates missing
 // tables, columns and indexes and drops indexes that are no longer declared,
 // but never drops a column or table. On PostgreSQL it holds an advisory lock
@@ -37,6 +45,11 @@ func (db *DB) Migrate(ctx context.Context) error {
 	create := func(ctx context.Context) error {
 		if err := db.Client.Schema.Create(ctx, migrate.WithDropIndex(true)); err != nil {
 			return fmt.Errorf("storage: migrate: %w", err)
+		}
+		for _, stmt := range backfills {
+			if _, err := db.Writer.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("storage: migrate: backfill: %w", err)
+			}
 		}
 		return nil
 	}

@@ -89,6 +89,7 @@ var (
 		{Name: "lease_expires_at", Type: field.TypeTime, Nullable: true},
 		{Name: "execution_deadline", Type: field.TypeTime, Nullable: true},
 		{Name: "available_at", Type: field.TypeTime, Nullable: true},
+		{Name: "claimable_at", Type: field.TypeTime, Nullable: true},
 		{Name: "claimed_by", Type: field.TypeString, Nullable: true},
 		{Name: "result", Type: field.TypeJSON, Nullable: true},
 		{Name: "last_error_message", Type: field.TypeString, Default: ""},
@@ -108,36 +109,40 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "steps_tasks_steps",
-				Columns:    []*schema.Column{StepsColumns[29]},
+				Columns:    []*schema.Column{StepsColumns[30]},
 				RefColumns: []*schema.Column{TasksColumns[0]},
 				OnDelete:   schema.Cascade,
 			},
 		},
 		Indexes: []*schema.Index{
 			{
-				Name:    "step_state_namespace_handler_priority_available_at",
+				Name:    "step_namespace_handler_priority_claimable_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[1], StepsColumns[3], StepsColumns[6], StepsColumns[19]},
+				Columns: []*schema.Column{StepsColumns[1], StepsColumns[3], StepsColumns[6], StepsColumns[20], StepsColumns[0]},
 				Annotation: &entsql.IndexAnnotation{
 					DescColumns: map[string]bool{
 						StepsColumns[6].Name: true,
 					},
+					Where: "claimable_at IS NOT NULL",
+				},
+			},
+			{
+				Name:    "step_claimable_at",
+				Unique:  false,
+				Columns: []*schema.Column{StepsColumns[20]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "claimable_at IS NOT NULL",
 				},
 			},
 			{
 				Name:    "step_task_id_position",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[29], StepsColumns[25]},
+				Columns: []*schema.Column{StepsColumns[30], StepsColumns[26]},
 			},
 			{
 				Name:    "step_state_lease_expires_at",
 				Unique:  false,
 				Columns: []*schema.Column{StepsColumns[5], StepsColumns[17]},
-			},
-			{
-				Name:    "step_state_available_at",
-				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[19]},
 			},
 		},
 	}

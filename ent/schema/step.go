@@ -49,6 +49,8 @@ func (Step) Fields() []ent.Field {
 			Comment("claim time + execution_timeout_ms; nil when there is no timeout"),
 		field.Time("available_at").Optional().Nillable().
 			Comment("when an enqueued or waiting_for_retry step becomes claimable"),
+		field.Time("claimable_at").Optional().Nillable().
+			Comment("available_at while the step is enqueued or waiting_for_retry, NULL in every other state: the claim index holds claimable steps only"),
 		field.String("claimed_by").Optional().Nillable().
 			Comment("worker id of the current or last claim"),
 		field.JSON("result", json.RawMessage{}).Optional().
@@ -56,7 +58,7 @@ func (Step) Fields() []ent.Field {
 		field.String("last_error_message").Default(""),
 		field.String("last_error_type").Default(""),
 		field.Int("pending_parents").Default(0).
-			Comment("parents not yet complete or resolved_manually; decremented with UPDATE ... RETURNING so exactly one parent's transaction enqueues the step"),
+			Comment("parents not yet complete or resolved_manually; decremented under the task's lock, so exactly one parent's transaction enqueues the step"),
 		field.Int("position").
 			Comment("declaration order in the template"),
 		createdAt(),
@@ -88,13 +90,18 @@ func (Step) Edges() []ent.Edge {
 // Indexes of the Step.
 func (Step) Indexes() []ent.Index {
 	return []ent.Index{
-		// Claiming: higher priority first, then the longest due.
-		index.Fields("state", "namespace", "handler", "priority", "available_at").
-			Annotations(entsql.DescColumns("priority")),
+		// Claiming: the claimable steps of one handler in claim order
+		// (higher priority first, then the longest due, then the oldest), so
+		// a claim reads its rows in index order instead of sorting the
+		// queue. Partial, so finished steps cost it nothing; a query's
+		// "claimable_at <= now" implies the predicate on both databases.
+		index.Fields("namespace", "handler", "priority", "claimable_at", "id").
+			Annotations(entsql.DescColumns("priority"), entsql.IndexWhere("claimable_at IS NOT NULL")),
+		// Long-polls: the earliest time a step becomes claimable.
+		index.Fields("claimable_at").
+			Annotations(entsql.IndexWhere("claimable_at IS NOT NULL")),
 		index.Fields("task_id", "position"),
 		// The reaper: expired leases of in_progress steps.
 		index.Fields("state", "lease_expires_at"),
-		// The scheduler: the earliest due enqueued or waiting_for_retry step.
-		index.Fields("state", "available_at"),
 	}
 }

@@ -56,6 +56,8 @@ const (
 	FieldExecutionDeadline = "execution_deadline"
 	// FieldAvailableAt holds the string denoting the available_at field in the database.
 	FieldAvailableAt = "available_at"
+	// FieldClaimableAt holds the string denoting the claimable_at field in the database.
+	FieldClaimableAt = "claimable_at"
 	// FieldClaimedBy holds the string denoting the claimed_by field in the database.
 	FieldClaimedBy = "claimed_by"
 	// FieldResult holds the string denoting the result field in the database.
@@ -145,6 +147,7 @@ var Columns = []string{
 	FieldLeaseExpiresAt,
 	FieldExecutionDeadline,
 	FieldAvailableAt,
+	FieldClaimableAt,
 	FieldClaimedBy,
 	FieldResult,
 	FieldLastErrorMessage,
@@ -337,6 +340,11 @@ func ByExecutionDeadline(opts ...sql.OrderTermOption) OrderOption {
 // ByAvailableAt orders the results by the available_at field.
 func ByAvailableAt(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldAvailableAt, opts...).ToFunc()
+}
+
+// ByClaimableAt orders the results by the claimable_at field.
+func ByClaimableAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldClaimableAt, opts...).ToFunc()
 }
 
 // ByClaimedBy orders the results by the claimed_by field.

@@ -146,6 +146,11 @@ func AvailableAt(v time.Time) predicate.Step {
 	return predicate.Step(sql.FieldEQ(FieldAvailableAt, v))
 }
 
+// ClaimableAt applies equality check predicate on the "claimable_at" field. It's identical to ClaimableAtEQ.
+func ClaimableAt(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldEQ(FieldClaimableAt, v))
+}
+
 // ClaimedBy applies equality check predicate on the "claimed_by" field. It's identical to ClaimedByEQ.
 func ClaimedBy(v string) predicate.Step {
 	return predicate.Step(sql.FieldEQ(FieldClaimedBy, v))
@@ -1044,6 +1049,56 @@ func AvailableAtIsNil() predicate.Step {
 // AvailableAtNotNil applies the NotNil predicate on the "available_at" field.
 func AvailableAtNotNil() predicate.Step {
 	return predicate.Step(sql.FieldNotNull(FieldAvailableAt))
+}
+
+// ClaimableAtEQ applies the EQ predicate on the "claimable_at" field.
+func ClaimableAtEQ(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldEQ(FieldClaimableAt, v))
+}
+
+// ClaimableAtNEQ applies the NEQ predicate on the "claimable_at" field.
+func ClaimableAtNEQ(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldNEQ(FieldClaimableAt, v))
+}
+
+// ClaimableAtIn applies the In predicate on the "claimable_at" field.
+func ClaimableAtIn(vs ...time.Time) predicate.Step {
+	return predicate.Step(sql.FieldIn(FieldClaimableAt, vs...))
+}
+
+// ClaimableAtNotIn applies the NotIn predicate on the "claimable_at" field.
+func ClaimableAtNotIn(vs ...time.Time) predicate.Step {
+	return predicate.Step(sql.FieldNotIn(FieldClaimableAt, vs...))
+}
+
+// ClaimableAtGT applies the GT predicate on the "claimable_at" field.
+func ClaimableAtGT(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldGT(FieldClaimableAt, v))
+}
+
+// ClaimableAtGTE applies the GTE predicate on the "claimable_at" field.
+func ClaimableAtGTE(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldGTE(FieldClaimableAt, v))
+}
+
+// ClaimableAtLT applies the LT predicate on the "claimable_at" field.
+func ClaimableAtLT(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldLT(FieldClaimableAt, v))
+}
+
+// ClaimableAtLTE applies the LTE predicate on the "claimable_at" field.
+func ClaimableAtLTE(v time.Time) predicate.Step {
+	return predicate.Step(sql.FieldLTE(FieldClaimableAt, v))
+}
+
+// ClaimableAtIsNil applies the IsNil predicate on the "claimable_at" field.
+func ClaimableAtIsNil() predicate.Step {
+	return predicate.Step(sql.FieldIsNull(FieldClaimableAt))
+}
+
+// ClaimableAtNotNil applies the NotNil predicate on the "claimable_at" field.
+func ClaimableAtNotNil() predicate.Step {
+	return predicate.Step(sql.FieldNotNull(FieldClaimableAt))
 }
 
 // ClaimedByEQ applies the EQ predicate on the "claimed_by" field.

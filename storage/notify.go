@@ -1,0 +1,74 @@
+package storage
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"entgo.io/ent/dialect"
+)
+
+// notifyTimeout bounds one NOTIFY: a notification is a wake-up whose loss
+// the listeners' fallbacks cover, never worth holding a caller for long.
+const notifyTimeout = 5 * time.Second
+
+// Notifier sends PostgreSQL NOTIFYs on one channel after commits, coalescing
+// those that arrive while one is being sent: under load many commits cost a
+// few notifications. A NOTIFY inside a writing transaction would take the
+// cluster-wide notification lock at commit and hold it through the WAL
+// flush, serialising every such commit; sent after the commit it costs one
+// short statement outside any transaction.
+//
+// A notification sent after commit can be lost when the process dies
+// between the two, so every listener must also look on its own now and then
+// (the sequencer's fallback, the claimers' poll deadline). On SQLite, where
+// there is one process, Notify does nothing.
+type Notifier struct {
+	db      *DB
+	channel string
+	log     *slog.Logger
+
+	mu      sync.Mutex
+	sending bool
+	again   bool
+}
+
+// NewNotifier returns a Notifier for channel.
+func (db *DB) NewNotifier(channel string, log *slog.Logger) *Notifier {
+	return &Notifier{db: db, channel: channel, log: log}
+}
+
+// Notify sends a NOTIFY on the channel unless one is being sent, in which
+// case that sender sends one more once it is done, which covers this call's
+// commit. It never fails: a failure is logged, and the listeners' fallbacks
+// make up for it.
+func (n *Notifier) Notify() {
+	if n.db.Dialect != dialect.Postgres {
+		return
+	}
+	n.mu.Lock()
+	if n.sending {
+		n.again = true
+		n.mu.Unlock()
+		return
+	}
+	n.sending = true
+	n.mu.Unlock()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		if _, err := n.db.Writer.ExecContext(ctx, "SELECT pg_notify($1, '')", n.channel); err != nil {
+			n.log.WarnContext(ctx, "notification not sent; listeners will find the change on their next look",
+				slog.String("channel", n.channel), slog.Any("error", err))
+		}
+		cancel()
+		n.mu.Lock()
+		if !n.again {
+			n.sending = false
+			n.mu.Unlock()
+			return
+		}
+		n.again = false
+		n.mu.Unlock()
+	}
+}
