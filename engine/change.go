@@ -229,6 +229,11 @@ func (c *change) settle(ctx context.Context, done []*ent.Step) error {
 			return err
 		}
 	}
+	if c.enqueued && c.task.State == task.StateInProgress {
+		// A step was just enqueued, so the task can neither complete nor
+		// fail: skip counting its steps.
+		return nil
+	}
 	return c.finalize(ctx)
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
@@ -79,7 +80,13 @@ func alreadyCompleted(s *ent.Step, why string) error {
 // already excludes every other writer) and then reads the step, so the step
 // read is the latest: two statements.
 func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, *ent.Step, error) {
-	q := tx.Task.Query().Where(task.HasStepsWith(step.ID(id)))
+	// "id IN (SELECT task_id …)" reads two rows by key; ent's HasStepsWith
+	// is a correlated EXISTS, which SQLite answers by scanning every task.
+	q := tx.Task.Query().Where(func(s *sql.Selector) {
+		steps := sql.Table(step.Table)
+		s.Where(sql.In(s.C(task.FieldID),
+			sql.Select(steps.C(step.FieldTaskID)).From(steps).Where(sql.EQ(steps.C(step.FieldID), id))))
+	})
 	if e.db.Dialect == dialect.Postgres {
 		q = q.ForUpdate()
 	}

@@ -30,7 +30,9 @@ func (e *Engine) GetStep(ctx context.Context, id string) (*ent.Step, []string, s
 		return nil, nil, "", err
 	}
 	parents, err := r.Step.Query().
-		Where(step.HasChildEdgesWith(stepdependency.ChildID(sid))).
+		// The task's steps first (an index range), then the correlated
+		// EXISTS of HasChildEdgesWith on those rows only.
+		Where(step.TaskID(s.TaskID), step.HasChildEdgesWith(stepdependency.ChildID(sid))).
 		Order(ent.Asc(step.FieldPosition)).
 		Select(step.FieldName).
 		Strings(ctx)

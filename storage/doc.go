@@ -7,6 +7,9 @@
 // through a pool of exactly one connection that begins transactions with
 // BEGIN IMMEDIATE: writers queue in Go instead of failing, and reads, which WAL
 // lets run beside the writer, use a separate pool of query_only connections.
+// Every SQLite connection keeps an LRU cache of up to 256 prepared
+// statements keyed by their SQL text, so that SQLite parses and plans each of
+// ent's queries once per connection rather than on every run (stmtcache.go).
 // PostgreSQL is the scale-out store shared by several replicas; it has one
 // pool that serves both roles, and migrations there are serialised across
 // replicas by an advisory lock.

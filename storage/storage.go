@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/stdlib"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+	"modernc.org/sqlite"
 
 	"github.com/taskerhq/tasker/ent"
 )
@@ -63,6 +63,10 @@ type DB struct {
 	// Location says where the database is, safe to log: the SQLite file path,
 	// or the PostgreSQL URL without password or query parameters.
 	Location string
+
+	// group runs Tx on SQLite (group commit); nil on PostgreSQL, whose
+	// backends commit concurrently by themselves.
+	group *groupCommitter
 }
 
 // Open opens the database at rawURL: postgres:// or postgresql:// URLs select
@@ -73,7 +77,7 @@ func Open(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 	if strings.HasPrefix(rawURL, "postgres://") || strings.HasPrefix(rawURL, "postgresql://") {
 		return openPostgres(ctx, rawURL, opts)
 	}
-	return openSQLite(ctx, rawURL, opts)
+	return openSQLite(ctx, rawURL, opts, stmtCacheSize)
 }
 
 func openPostgres(ctx context.Context, rawURL string, opts Options) (*DB, error) {
@@ -123,7 +127,9 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*DB, error)
 	}, nil
 }
 
-func openSQLite(ctx context.Context, rawURL string, opts Options) (*DB, error) {
+// openSQLite opens the SQLite pools, whose connections each cache up to
+// stmtCache prepared statements; 0 turns the cache off.
+func openSQLite(ctx context.Context, rawURL string, opts Options, stmtCache int) (*DB, error) {
 	path, err := sqlitePath(rawURL)
 	if err != nil {
 		return nil, err
@@ -160,7 +166,20 @@ func openSQLite(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		return q.Encode()
 	}
 
-	writer, err := sql.Open("sqlite", path+"?"+params("journal_mode(wal)", "synchronous("+synchronous+")")+"&_txlock=immediate")
+	// sql.OpenDB with a connector of our own, rather than sql.Open, so the
+	// statement cache needs no global driver registration.
+	openPool := func(dsn string) (*sql.DB, error) {
+		connector, err := sqlite.NewConnector(dsn)
+		if err != nil {
+			return nil, err
+		}
+		if stmtCache > 0 {
+			connector = newStmtCacheConnector(connector, stmtCache)
+		}
+		return sql.OpenDB(connector), nil
+	}
+
+	writer, err := openPool(path + "?" + params("journal_mode(wal)", "synchronous("+synchronous+")") + "&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
@@ -179,7 +198,7 @@ func openSQLite(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 
-	reader, err := sql.Open("sqlite", path+"?"+params("query_only(1)"))
+	reader, err := openPool(path + "?" + params("query_only(1)"))
 	if err != nil {
 		_ = writer.Close()
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
@@ -192,13 +211,15 @@ func openSQLite(ctx context.Context, rawURL string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 
+	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, writer)))
 	return &DB{
 		Dialect:  dialect.SQLite,
-		Client:   ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, writer))),
+		Client:   client,
 		Reader:   ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, reader))),
 		Writer:   writer,
 		ReadDB:   reader,
 		Location: path,
+		group:    newGroupCommitter(client),
 	}, nil
 }
 
@@ -228,6 +249,9 @@ func sqlitePath(rawURL string) (string, error) {
 // Close closes the pools, the readers first so that the writer, as the last
 // connection, checkpoints the SQLite WAL into the database file.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	if db.Reader == db.Client {
 		return db.Client.Close()
 	}
@@ -240,10 +264,13 @@ func (db *DB) Close() error {
 const maxTxAttempts = 5
 
 // Tx runs fn in a transaction on Client, commits if fn returns nil and rolls
-// back otherwise. On a serialization failure or deadlock (PostgreSQL SQLSTATE
-// 40001, 40P01) it runs fn again, up to maxTxAttempts times in all, so fn must
-// have no effects outside the transaction. The error returned has been
-// through InterpretError.
+// back otherwise, and returns once that is done. On a serialization failure
+// or deadlock (PostgreSQL SQLSTATE 40001, 40P01) it runs fn again, up to
+// maxTxAttempts times in all, so fn must have no effects outside the
+// transaction. On SQLite, concurrent calls share one transaction and one
+// commit, each fn in a savepoint of its own (group commit); a fn there may
+// also run again when the shared transaction fails. The error returned has
+// been through InterpretError.
 func (db *DB) Tx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.InterpretError(db.tx(ctx, fn))
@@ -262,6 +289,9 @@ func (db *DB) Tx(ctx context.Context, fn func(tx *ent.Tx) error) error {
 }
 
 func (db *DB) tx(ctx context.Context, fn func(tx *ent.Tx) error) (err error) {
+	if db.group != nil {
+		return db.group.Tx(ctx, fn)
+	}
 	tx, err := db.Client.Tx(ctx)
 	if err != nil {
 		return err
