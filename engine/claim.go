@@ -337,8 +337,15 @@ func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) er
 		return nil
 	}
 	// A pending task has never started, so started_at is set outright.
+	// The state guard as an expression: a plain "state IN" lets SQLite,
+	// which keeps no statistics, read every pending task through the state
+	// index instead of these few by key.
 	n, err := tx.Task.Update().
-		Where(task.IDIn(ids...), task.StateIn(taskStart.From...)).
+		Where(task.IDIn(ids...), func(s *sql.Selector) {
+			s.Where(sql.P(func(b *sql.Builder) {
+				b.WriteString("(" + s.C(task.FieldState) + " || '') = ").Arg(string(task.StatePending))
+			}))
+		}).
 		SetState(taskStart.To).SetStartedAt(now).SetUpdatedAt(now).ClearFinishedAt().
 		Save(ctx)
 	if err != nil {

@@ -98,7 +98,7 @@ func benchCommand() *cobra.Command {
 	fl.IntVar(&f.fanoutTasks, "fanout-tasks", 0, "tasks in the fanout scenario; 0 for the default")
 	fl.IntVar(&f.fanoutWidth, "fanout-width", 100, "middle steps of a fanout task")
 	fl.IntVar(&f.serialTasks, "serial-tasks", 0, "tasks run one at a time in linear4; 0 for the default")
-	fl.IntVar(&f.capacityTasks, "capacity-tasks", 0, "tasks stored in the capacity scenario; 0 for the default (20,000; the issue's size is 100,000)")
+	fl.IntVar(&f.capacityTasks, "capacity-tasks", 0, "tasks stored in the capacity scenario; 0 for the default (100,000)")
 	fl.IntVar(&f.capacityInFlight, "capacity-inflight", 0, "claimed steps held in the capacity scenario; 0 for a tenth of --capacity-tasks")
 	fl.IntVar(&f.capacityClaims, "capacity-claims", 0, "claims timed in the capacity scenario; 0 for the default")
 	fl.IntVar(&f.creators, "creators", 32, "concurrent CreateTask callers when tasks are created up front")

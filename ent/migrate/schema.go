@@ -140,9 +140,20 @@ var (
 				Columns: []*schema.Column{StepsColumns[30], StepsColumns[26]},
 			},
 			{
-				Name:    "step_state_lease_expires_at",
+				Name:    "step_lease_expires_at",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[5], StepsColumns[17]},
+				Columns: []*schema.Column{StepsColumns[17]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "lease_expires_at IS NOT NULL",
+				},
+			},
+			{
+				Name:    "step_execution_deadline",
+				Unique:  false,
+				Columns: []*schema.Column{StepsColumns[18]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "execution_deadline IS NOT NULL",
+				},
 			},
 		},
 	}

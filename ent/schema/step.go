@@ -101,7 +101,14 @@ func (Step) Indexes() []ent.Index {
 		index.Fields("claimable_at").
 			Annotations(entsql.IndexWhere("claimable_at IS NOT NULL")),
 		index.Fields("task_id", "position"),
-		// The reaper: expired leases of in_progress steps.
-		index.Fields("state", "lease_expires_at"),
+		// The reaper: expired leases and passed deadlines, which only
+		// in_progress steps have. Partial and without state, so that no
+		// index leads with state: SQLite, which keeps no statistics, would
+		// otherwise pick it for "id IN (…) AND state …" and scan every step
+		// in that state instead of reading a few by key.
+		index.Fields("lease_expires_at").
+			Annotations(entsql.IndexWhere("lease_expires_at IS NOT NULL")),
+		index.Fields("execution_deadline").
+			Annotations(entsql.IndexWhere("execution_deadline IS NOT NULL")),
 	}
 }
