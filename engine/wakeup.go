@@ -67,9 +67,13 @@ func (e *Engine) listenWork(ctx context.Context, connected func()) error {
 	connected()
 	e.work.notify()
 	for {
-		if _, err := conn.WaitForNotification(ctx); err != nil {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
 			return err
 		}
-		e.work.notify()
+		// This process's own commits woke its claimers in memory already.
+		if !e.workNotifier.FromSelf(n.Payload) {
+			e.work.notify()
+		}
 	}
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,6 +29,9 @@ type Notifier struct {
 	db      *DB
 	channel string
 	log     *slog.Logger
+	// payload names this Notifier, so a listener of the same process can
+	// tell its own notifications (FromSelf).
+	payload string
 
 	mu      sync.Mutex
 	sending bool
@@ -36,8 +40,12 @@ type Notifier struct {
 
 // NewNotifier returns a Notifier for channel.
 func (db *DB) NewNotifier(channel string, log *slog.Logger) *Notifier {
-	return &Notifier{db: db, channel: channel, log: log}
+	return &Notifier{db: db, channel: channel, log: log, payload: rand.Text()}
 }
+
+// FromSelf reports whether a notification's payload is this Notifier's:
+// a listener that already learned of the change in memory can skip it.
+func (n *Notifier) FromSelf(payload string) bool { return payload == n.payload }
 
 // Notify sends a NOTIFY on the channel unless one is being sent, in which
 // case that sender sends one more once it is done, which covers this call's
@@ -57,7 +65,7 @@ func (n *Notifier) Notify() {
 	n.mu.Unlock()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
-		if _, err := n.db.Writer.ExecContext(ctx, "SELECT pg_notify($1, '')", n.channel); err != nil {
+		if _, err := n.db.Writer.ExecContext(ctx, "SELECT pg_notify($1, $2)", n.channel, n.payload); err != nil {
 			n.log.WarnContext(ctx, "notification not sent; listeners will find the change on their next look",
 				slog.String("channel", n.channel), slog.Any("error", err))
 		}
