@@ -6,13 +6,18 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/taskerhq/tasker/ent"
 )
 
-// maxGroup bounds the transactions one SQLite commit carries, so a burst
-// does not make its first caller wait for all the others.
-const maxGroup = 64
+// A group is bounded in size and in time, since every caller in it waits
+// for the group's commit: a burst must not make its first caller wait for
+// all the others. Requests a group has no time left for open the next one.
+const (
+	maxGroup    = 64
+	groupBudget = 5 * time.Millisecond
+)
 
 // groupCommitter runs the write transactions of a SQLite database, which has
 // one writer, in groups: whatever queued while the previous group held the
@@ -93,6 +98,7 @@ func (g *groupCommitter) close() {
 
 func (g *groupCommitter) run() {
 	defer g.done.Done()
+	var pending []*txRequest
 	for {
 		var first *txRequest
 		select {
@@ -100,24 +106,27 @@ func (g *groupCommitter) run() {
 		case <-g.quit:
 			return
 		}
-		group := []*txRequest{first}
+		pending = append(pending, first)
 	collect:
-		for len(group) < maxGroup {
+		for len(pending) < maxGroup {
 			select {
 			case r := <-g.reqs:
-				group = append(group, r)
+				pending = append(pending, r)
 			default:
 				break collect
 			}
 		}
-		g.runGroup(group)
+		for len(pending) > 0 {
+			pending = g.runGroup(pending)
+		}
 	}
 }
 
-// runGroup runs group in one transaction, or each alone when that fails.
-func (g *groupCommitter) runGroup(group []*txRequest) {
+// runGroup runs the requests of group in one transaction, or each alone
+// when that fails, and returns those the group had no time for.
+func (g *groupCommitter) runGroup(group []*txRequest) []*txRequest {
 	// Callers that gave up before their turn are answered without running.
-	live := group[:0]
+	live := make([]*txRequest, 0, len(group))
 	for _, r := range group {
 		if err := r.ctx.Err(); err != nil {
 			r.result <- txResult{err: err}
@@ -125,12 +134,12 @@ func (g *groupCommitter) runGroup(group []*txRequest) {
 		}
 		live = append(live, r)
 	}
-	if len(live) == 0 {
-		return
-	}
-	if len(live) == 1 {
+	switch len(live) {
+	case 0:
+		return nil
+	case 1:
 		live[0].result <- g.alone(live[0])
-		return
+		return nil
 	}
 	results, err := g.together(live)
 	if err != nil {
@@ -139,21 +148,24 @@ func (g *groupCommitter) runGroup(group []*txRequest) {
 		for _, r := range live {
 			r.result <- g.alone(r)
 		}
-		return
+		return nil
 	}
 	g.grouped.Add(1)
-	for i, r := range live {
-		r.result <- results[i]
+	for i, res := range results {
+		live[i].result <- res
 	}
+	return live[len(results):]
 }
 
-// together runs the requests in one transaction, each in a savepoint. It
-// returns each request's outcome, valid only when the error is nil, which
+// together runs requests in one transaction, each in a savepoint, until
+// they are done or the group's time is up, and commits. It returns the
+// outcome of each request it ran, valid only when the error is nil, which
 // means the transaction committed.
 func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 	// The transaction is the group's, not any caller's: one caller's
 	// cancellation must not roll back the others' work.
 	ctx := context.Background()
+	start := time.Now()
 	tx, err := g.client.Tx(ctx)
 	if err != nil {
 		return nil, err
@@ -163,13 +175,16 @@ func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 			_ = tx.Rollback()
 		}
 	}()
-	results := make([]txResult, len(reqs))
-	for i, r := range reqs {
+	results := make([]txResult, 0, len(reqs))
+	for _, r := range reqs {
+		if len(results) > 0 && time.Since(start) > groupBudget {
+			break
+		}
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT tasker_group"); err != nil {
 			return nil, fmt.Errorf("storage: savepoint: %w", err)
 		}
-		results[i] = runFn(r.fn, tx)
-		if results[i].err != nil || results[i].panic != nil {
+		res := runFn(r.fn, tx)
+		if res.err != nil || res.panic != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO tasker_group"); err != nil {
 				return nil, fmt.Errorf("storage: rollback to savepoint: %w", err)
 			}
@@ -177,6 +192,7 @@ func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 		if _, err := tx.ExecContext(ctx, "RELEASE tasker_group"); err != nil {
 			return nil, fmt.Errorf("storage: release savepoint: %w", err)
 		}
+		results = append(results, res)
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, err

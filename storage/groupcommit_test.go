@@ -217,3 +217,28 @@ func waitQueued(t *testing.T, db *DB, n int) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestGroupCommitSplitsLongGroups: a group stops taking functions once its
+// time is up and commits; the rest run in the next group, and every
+// function commits exactly once.
+func TestGroupCommitSplitsLongGroups(t *testing.T) {
+	t.Parallel()
+	db := openGroupDB(t)
+	release := make(chan struct{})
+	held := holdWriter(t, db, release)
+	const n = 12
+	errs, wg := queue(t, db, n, func(i int, tx *ent.Tx) error {
+		time.Sleep(groupBudget / 2)
+		return tx.Namespace.Create().SetName(fmt.Sprintf("ns-%02d", i)).Exec(context.Background())
+	})
+	waitQueued(t, db, n)
+	close(release)
+	wg.Wait()
+	require.NoError(t, <-held)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	require.Len(t, namespaces(t, db), n+1)
+	require.GreaterOrEqual(t, db.group.grouped.Load(), int64(2), "the queue was split into several groups")
+	require.Zero(t, db.group.fallbacks.Load())
+}
