@@ -29,9 +29,10 @@ type change struct {
 	stepTransitions []*ent.StepTransitionCreate
 	taskTransitions []*ent.TaskTransitionCreate
 	evs             []events.Event
-	// enqueued is set when a step became claimable, so claimers are woken
-	// after the commit.
-	enqueued bool
+	// ready counts the steps of each handler that became claimable (or
+	// were scheduled for a retry), to wake that many claimers after the
+	// commit.
+	ready map[HandlerRef]int
 }
 
 // lockTask reads the task and, on PostgreSQL, locks its row. Every
@@ -83,6 +84,14 @@ func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason s
 	return true, nil
 }
 
+// becameReady counts s among the steps to wake claimers for.
+func (c *change) becameReady(s *ent.Step) {
+	if c.ready == nil {
+		c.ready = map[HandlerRef]int{}
+	}
+	c.ready[HandlerRef{Namespace: s.Namespace, Handler: s.Handler}]++
+}
+
 // claimableState reports the states a worker can claim a step from once it
 // is due.
 func claimableState(s step.State) bool {
@@ -132,7 +141,7 @@ func (c *change) recordStep(s *ent.Step, from step.State, m stepMove, reason str
 	ev.StepID = &id
 	c.evs = append(c.evs, ev)
 	if m.To == step.StateEnqueued {
-		c.enqueued = true
+		c.becameReady(s)
 	}
 }
 
@@ -229,7 +238,7 @@ func (c *change) settle(ctx context.Context, done []*ent.Step) error {
 			return err
 		}
 	}
-	if c.enqueued && c.task.State == task.StateInProgress {
+	if len(c.ready) > 0 && c.task.State == task.StateInProgress {
 		// A step was just enqueued, so the task can neither complete nor
 		// fail: skip counting its steps.
 		return nil

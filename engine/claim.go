@@ -93,14 +93,18 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 	e.noteWorker(ctx, p.WorkerID, p.Handlers)
 	deadline := e.now().Add(p.Wait)
 	look := false
+	// woke is the handler whose steps the last wake-up was for.
+	var woke HandlerRef
 	for {
-		// Take the wake-up channel before looking, so work committed
-		// between the look and the wait is not missed.
-		woken := e.work.wait()
+		// Join before looking, so work committed between the look and
+		// the wait wakes this claimer. Every return below leaves with the
+		// wake passed on, in case one arrived while it was busy.
+		w := e.claimers.join(p.Handlers)
 		next, pending, due := time.Time{}, false, true
 		if look {
 			var err error
 			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
+				e.claimers.leave(w, true)
 				return nil, err
 			}
 			due = pending && !next.After(e.now())
@@ -108,16 +112,24 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 		if due {
 			claims, err := e.claimOnce(ctx, p)
 			if err != nil || len(claims) > 0 {
+				e.claimers.leave(w, true)
+				if len(claims) == p.Max && woke != (HandlerRef{}) {
+					// A full batch may have left the step this claimer
+					// was woken for (priority picked others): wake another.
+					e.claimers.notify(map[HandlerRef]int{woke: 1})
+				}
 				return claims, err
 			}
 			// Due steps may be locked by other claimers (PostgreSQL):
 			// then the next due time is now, and the wait below is short.
 			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
+				e.claimers.leave(w, true)
 				return nil, err
 			}
 		}
 		now := e.now()
 		if !now.Before(deadline) {
+			e.claimers.leave(w, true)
 			return nil, nil
 		}
 		sleep := deadline.Sub(now)
@@ -127,16 +139,21 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 		look = true
 		timer := time.NewTimer(sleep)
 		select {
-		case <-woken:
+		case <-w.woken:
 		case <-timer.C:
 		case <-ctx.Done():
 			timer.Stop()
+			e.claimers.leave(w, true)
 			return nil, nil
 		case <-stop:
 			timer.Stop()
+			e.claimers.leave(w, true)
 			return nil, nil
 		}
 		timer.Stop()
+		// Woken or not, the next round looks: nothing to pass on.
+		e.claimers.leave(w, false)
+		woke = w.reason
 	}
 }
 

@@ -252,7 +252,13 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 	if err != nil {
 		return nil, e.db.InterpretError(err)
 	}
-	e.workCommitted()
+	ready := map[HandlerRef]int{}
+	for _, st := range created.Steps {
+		if st.State == step.StateEnqueued {
+			ready[HandlerRef{Namespace: st.Namespace, Handler: st.Handler}]++
+		}
+	}
+	e.workCommitted(ready)
 	e.appended()
 	return created, nil
 }

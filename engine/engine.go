@@ -27,8 +27,8 @@ type Engine struct {
 	opts      Options
 	schemas   *schemaCache
 	now       func() time.Time
-	// work wakes long-polling claimers when steps become claimable.
-	work broadcast
+	// claimers are the long-polls, woken when steps become claimable.
+	claimers claimWaits
 	// workNotifier tells the other replicas (PostgreSQL) that steps
 	// became claimable.
 	workNotifier *storage.Notifier

@@ -226,7 +226,7 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 		if err != nil || !ok {
 			return FailOutcome{}, conflictErr(err, ok, s)
 		}
-		c.enqueued = true // a claimer sleeping past the due time must wake for it
+		c.becameReady(s) // a claimer sleeping past the due time must wake for it
 		return FailOutcome{State: step.StateWaitingForRetry, AvailableAt: &due}, nil
 	}
 	if reason == "" {
@@ -357,8 +357,8 @@ func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)
 	if err != nil {
 		return err
 	}
-	if c != nil && c.enqueued {
-		e.workCommitted()
+	if c != nil && len(c.ready) > 0 {
+		e.workCommitted(c.ready)
 	}
 	e.appended()
 	return nil

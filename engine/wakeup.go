@@ -16,13 +16,13 @@ import (
 // a step enqueued through replica A.
 const workChannel = "tasker_work"
 
-// workCommitted wakes the claimers of this process and, on PostgreSQL, of
-// every replica (NOTIFY after the commit, coalesced), after a commit that
-// made steps claimable. A notification lost to a crash right after the
-// commit delays the other replicas' claimers until their poll ends or a
-// later commit wakes them.
-func (e *Engine) workCommitted() {
-	e.work.notify()
+// workCommitted wakes, after a commit that made steps claimable (ready:
+// how many of each handler), as many claimers of this process and, on
+// PostgreSQL, every replica's claimers (NOTIFY after the commit, coalesced).
+// A notification lost to a crash right after the commit delays the other
+// replicas' claimers until their poll ends or a later commit wakes them.
+func (e *Engine) workCommitted(ready map[HandlerRef]int) {
+	e.claimers.notify(ready)
 	e.workNotifier.Notify()
 }
 
@@ -65,7 +65,7 @@ func (e *Engine) listenWork(ctx context.Context, connected func()) error {
 		return fmt.Errorf("listen %s: %w", workChannel, err)
 	}
 	connected()
-	e.work.notify()
+	e.claimers.notifyAll()
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -73,7 +73,7 @@ func (e *Engine) listenWork(ctx context.Context, connected func()) error {
 		}
 		// This process's own commits woke its claimers in memory already.
 		if !e.workNotifier.FromSelf(n.Payload) {
-			e.work.notify()
+			e.claimers.notifyAll()
 		}
 	}
 }
