@@ -195,7 +195,11 @@ var claimOrder = []step.OrderOption{
 // waiting; each handler contributes 4×p.Max rows there, so that rows other
 // claimers hold still leave enough to claim.
 func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now time.Time) ([]*ent.Step, error) {
-	q := tx.Step.Query().Where(step.ClaimableAtLTE(now)).Order(claimOrder...).Limit(p.Max)
+	// The state filter costs nothing on the index's rows and keeps a
+	// claim working should claimable_at ever disagree with the state.
+	q := tx.Step.Query().
+		Where(step.ClaimableAtLTE(now), step.StateIn(step.StateEnqueued, step.StateWaitingForRetry)).
+		Order(claimOrder...).Limit(p.Max)
 	if len(p.Handlers) == 1 {
 		q.Where(step.Namespace(p.Handlers[0].Namespace), step.Handler(p.Handlers[0].Handler))
 	} else {
@@ -290,7 +294,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			s.ClaimableAt = nil
 			claimed = append(claimed, s)
 		}
-		if err := startTasks(ctx, tx, batch, now); err != nil {
+		if err := startTasks(ctx, tx, e.db.Dialect, batch, now); err != nil {
 			return err
 		}
 		return flush(ctx, tx, e.db.Dialect, batch...)
@@ -342,8 +346,10 @@ func (e *Engine) takeSteps(ctx context.Context, tx *ent.Tx, candidates []*ent.St
 }
 
 // startTasks moves the pending tasks among cs to in_progress with one
-// UPDATE: their first step was just claimed.
-func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) error {
+// UPDATE: their first step was just claimed. On PostgreSQL two claims of
+// different steps of one pending task may run at once; the tasks still
+// pending are locked first, so only the claim that starts a task records it.
+func startTasks(ctx context.Context, tx *ent.Tx, dialectName string, cs []*change, now time.Time) error {
 	var ids []uuid.UUID
 	for _, c := range cs {
 		if taskStart.allows(c.task.State) {
@@ -353,10 +359,19 @@ func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) er
 	if len(ids) == 0 {
 		return nil
 	}
-	// A pending task has never started, so started_at is set outright.
+	if dialectName == dialect.Postgres {
+		var err error
+		ids, err = tx.Task.Query().
+			Where(task.IDIn(ids...), task.StateIn(taskStart.From...)).
+			Order(task.ByID()).ForUpdate().IDs(ctx)
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+	}
 	// The state guard as an expression: a plain "state IN" lets SQLite,
 	// which keeps no statistics, read every pending task through the state
-	// index instead of these few by key.
+	// index instead of these few by key. A pending task has never started,
+	// so started_at is set outright.
 	n, err := tx.Task.Update().
 		Where(task.IDIn(ids...), func(s *sql.Selector) {
 			s.Where(sql.P(func(b *sql.Builder) {
@@ -371,8 +386,12 @@ func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) er
 	if n != len(ids) {
 		return fmt.Errorf("claim: %d of %d tasks changed under their lock", len(ids)-n, len(ids))
 	}
+	started := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		started[id] = true
+	}
 	for _, c := range cs {
-		if taskStart.allows(c.task.State) {
+		if started[c.task.ID] {
 			c.task.StartedAt = &now
 			c.recordTask(taskStart, "first step claimed", nil)
 		}

@@ -226,3 +226,48 @@ func TestReviveRespectsStrictIdentity(t *testing.T) {
 		require.Equal(t, task.StateError, b.task(t, first.Task.ID).State, "nothing changed")
 	})
 }
+
+// TestConcurrentClaimsStartATaskOnce: two claimers taking the two root
+// steps of the same pending task at the same instant both succeed, and the
+// task starts once (one task.started event), on both databases.
+func TestConcurrentClaimsStartATaskOnce(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "twins", 1, []string{"x", "y"}, nil)
+		const n = 30
+		for range n {
+			b.create(t, "twins")
+		}
+		for range n {
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			claimed := make(chan []engine.Claim, 2)
+			for i := range 2 {
+				wg.Go(func() {
+					<-start
+					got, err := b.eng.ClaimSteps(b.ctx, engine.ClaimParams{
+						WorkerID: "w" + string(rune('0'+i)), Handlers: []engine.HandlerRef{{Namespace: "ns", Handler: "h"}}, Max: 1,
+					}, nil)
+					require.NoError(t, err, "a claim racing another one of the same task")
+					claimed <- got
+				})
+			}
+			close(start)
+			wg.Wait()
+			close(claimed)
+			for got := range claimed {
+				require.Len(t, got, 1)
+			}
+		}
+		tasks, err := db.Reader.Task.Query().All(b.ctx)
+		require.NoError(t, err)
+		require.Len(t, tasks, n)
+		for _, tk := range tasks {
+			require.Equal(t, task.StateInProgress, tk.State)
+			started, err := db.Reader.Event.Query().Where(event.TaskID(tk.ID), event.Type("task.started")).Count(b.ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, started, "task %s started once", tk.ID)
+		}
+	})
+}

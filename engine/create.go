@@ -98,6 +98,11 @@ func (p *CreateTaskParams) validate() (contextJSON []byte, parent *uuid.UUID, er
 			add("tags["+k+"]", "is longer than %d bytes", maxTagValueBytes)
 		}
 	}
+	if p.RunAt != nil {
+		// What PostgreSQL keeps, so the answer matches later reads.
+		at := p.RunAt.UTC().Truncate(time.Microsecond)
+		p.RunAt = &at
+	}
 	if p.Priority < -maxPriority || p.Priority > maxPriority {
 		add("priority", "must be between %d and %d", -maxPriority, maxPriority)
 	}

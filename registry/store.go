@@ -39,14 +39,20 @@ const (
 
 // Store keeps the registered template versions in the database.
 type Store struct {
-	db    *storage.DB
-	cache templateCache
+	db       *storage.DB
+	cache    templateCache
+	appended func()
 }
 
 // NewStore returns a Store on db.
 func NewStore(db *storage.DB) *Store {
 	return &Store{db: db, cache: templateCache{rows: map[templateKey]*ent.TaskTemplate{}}}
 }
+
+// OnAppend sets fn to be called after every commit that appended events
+// (registrations): pass (*events.Log).Appended, so readers on SQLite and the
+// sequencer on PostgreSQL learn of them at once. Call it before use.
+func (s *Store) OnAppend(fn func()) { s.appended = fn }
 
 // Register validates tpl and stores it as RegisterTaskTemplate documents:
 // a new version is CREATED; the same content again is UNCHANGED and writes
@@ -81,6 +87,9 @@ func (s *Store) Register(ctx context.Context, tpl *taskerv1.TaskTemplate, replac
 	}
 	if err != nil {
 		return nil, 0, err
+	}
+	if outcome != taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_UNCHANGED && s.appended != nil {
+		s.appended()
 	}
 	return row, outcome, nil
 }
@@ -294,7 +303,7 @@ func (s *Store) Get(ctx context.Context, namespace, name, version string) (*ent.
 		if row := s.cache.get(key); row != nil {
 			return row, nil
 		}
-		row, err := queryTemplates(s.db.Reader).Where(tasktemplate.ID(h.ID)).Only(ctx)
+		row, err := s.load(ctx, h.ID)
 		if ent.IsNotFound(err) {
 			return nil, fault.NotFoundf("task template", templateRef(namespace, name, latest))
 		}
@@ -305,6 +314,24 @@ func (s *Store) Get(ctx context.Context, namespace, name, version string) (*ent.
 		return row, nil
 	}
 	return nil, fault.NotFoundf("task template", templateRef(namespace, name, latest))
+}
+
+// load reads one template version with its namespace and steps from one
+// snapshot, so a replacement committed between the reads cannot pair the
+// old row (and hash) with the new steps in the cache.
+func (s *Store) load(ctx context.Context, id int) (*ent.TaskTemplate, error) {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.db.Dialect == dialect.Postgres {
+		// READ COMMITTED gives each statement its own snapshot. SQLite's
+		// read transactions are snapshots already (WAL).
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.db.Reader.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }()
+	return queryTemplates(tx.Client()).Where(tasktemplate.ID(id)).Only(ctx)
 }
 
 // GetTx is Get inside tx, for the engine to resolve the template of a task

@@ -30,8 +30,10 @@ var migrateMu sync.Mutex
 // and under the same lock. Each must be idempotent and cheap when there is
 // nothing left to fill.
 var backfills = []string{
-	// claimable_at (the claim index) for steps stored before it existed.
+	// claimable_at (the claim index) for steps stored before it existed,
+	// and cleared where a replica that predates it moved a step on.
 	"UPDATE steps SET claimable_at = available_at WHERE claimable_at IS NULL AND available_at IS NOT NULL AND state IN ('enqueued', 'waiting_for_retry')",
+	"UPDATE steps SET claimable_at = NULL WHERE claimable_at IS NOT NULL AND state NOT IN ('enqueued', 'waiting_for_retry')",
 }
 
 // Migrate brings the schema up to date with ent/schema: it creates missing

@@ -47,22 +47,26 @@ func (db *DB) NewNotifier(channel string, log *slog.Logger) *Notifier {
 // a listener that already learned of the change in memory can skip it.
 func (n *Notifier) FromSelf(payload string) bool { return payload == n.payload }
 
-// Notify sends a NOTIFY on the channel unless one is being sent, in which
-// case that sender sends one more once it is done, which covers this call's
-// commit. It never fails: a failure is logged, and the listeners' fallbacks
-// make up for it.
+// Notify has a NOTIFY sent on the channel and returns at once: a goroutine
+// sends it, and while it is sending, further calls only ask it for one more,
+// which covers their commits. It never fails: a failure is logged, and the
+// listeners' fallbacks make up for it.
 func (n *Notifier) Notify() {
 	if n.db.Dialect != dialect.Postgres {
 		return
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	if n.sending {
 		n.again = true
-		n.mu.Unlock()
 		return
 	}
 	n.sending = true
-	n.mu.Unlock()
+	go n.send()
+}
+
+// send sends NOTIFYs until no call asked for another meanwhile.
+func (n *Notifier) send() {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		if _, err := n.db.Writer.ExecContext(ctx, "SELECT pg_notify($1, $2)", n.channel, n.payload); err != nil {

@@ -257,6 +257,7 @@ func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous str
 	}
 	templates := registry.NewStore(db)
 	eventLog := events.NewLog(db, log)
+	templates.OnAppend(eventLog.Appended)
 	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")

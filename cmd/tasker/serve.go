@@ -70,13 +70,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer db.Close()
 	log.InfoContext(ctx, "database ready", slog.String("dialect", db.Dialect), slog.String("location", db.Location))
 
+	eventLog := events.NewLog(db, log)
 	templates := registry.NewStore(db)
+	templates.OnAppend(eventLog.Appended)
 	if f.templates != "" {
 		if err := registerDir(ctx, log, templates, f.templates); err != nil {
 			return err
 		}
 	}
-	eventLog := events.NewLog(db, log)
 	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
 
 	var lc net.ListenConfig

@@ -63,6 +63,7 @@ func Start(t testing.TB, db *storage.DB, opts Options) *Server {
 	}
 	templates := registry.NewStore(db)
 	eventLog := events.NewLog(db, log)
+	templates.OnAppend(eventLog.Appended)
 	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
 	srv := server.New(log, db, templates, eng, eventLog, opts.Config)
 
