@@ -51,9 +51,8 @@ func holdWriter(t *testing.T, db *DB, release <-chan struct{}) <-chan error {
 	return done
 }
 
-// queue submits n transactions, each creating one namespace, where fail
-// decides which return an error after writing, and waits until all are
-// submitted to the committer (the first is taken, the rest queue).
+// queue submits n transactions running body, each from a goroutine of
+// its own, and returns their outcomes, complete once the WaitGroup is done.
 func queue(t *testing.T, db *DB, n int, body func(i int, tx *ent.Tx) error) ([]error, *sync.WaitGroup) {
 	t.Helper()
 	errs := make([]error, n)
@@ -71,16 +70,10 @@ func queue(t *testing.T, db *DB, n int, body func(i int, tx *ent.Tx) error) ([]e
 func TestGroupCommitCommitsConcurrentTransactionsTogether(t *testing.T) {
 	t.Parallel()
 	db := openGroupDB(t)
-	release := make(chan struct{})
-	held := holdWriter(t, db, release)
 	const n = 20
-	errs, wg := queue(t, db, n, func(i int, tx *ent.Tx) error {
+	errs := afterHolder(t, db, n, func(i int, tx *ent.Tx) error {
 		return tx.Namespace.Create().SetName(fmt.Sprintf("ns-%02d", i)).Exec(context.Background())
 	})
-	waitQueued(t, db, n)
-	close(release)
-	wg.Wait()
-	require.NoError(t, <-held)
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
@@ -92,11 +85,9 @@ func TestGroupCommitCommitsConcurrentTransactionsTogether(t *testing.T) {
 func TestGroupCommitIsolatesAFailingTransaction(t *testing.T) {
 	t.Parallel()
 	db := openGroupDB(t)
-	release := make(chan struct{})
-	held := holdWriter(t, db, release)
 	refused := errors.New("refused after writing")
 	const n = 9
-	errs, wg := queue(t, db, n, func(i int, tx *ent.Tx) error {
+	errs := afterHolder(t, db, n, func(i int, tx *ent.Tx) error {
 		ctx := context.Background()
 		if err := tx.Namespace.Create().SetName(fmt.Sprintf("ns-%d", i)).Exec(ctx); err != nil {
 			return err
@@ -112,10 +103,6 @@ func TestGroupCommitIsolatesAFailingTransaction(t *testing.T) {
 		}
 		return nil
 	})
-	waitQueued(t, db, n)
-	close(release)
-	wg.Wait()
-	require.NoError(t, <-held)
 	var want []string
 	for i, err := range errs {
 		if i%3 == 1 {
@@ -168,12 +155,10 @@ func TestGroupCommitReraisesPanics(t *testing.T) {
 func TestGroupCommitFallsBackWhenTheGroupIsLost(t *testing.T) {
 	t.Parallel()
 	db := openGroupDB(t)
-	release := make(chan struct{})
-	held := holdWriter(t, db, release)
 	const n = 6
 	var mu sync.Mutex
 	runs := map[int]int{}
-	errs, wg := queue(t, db, n, func(i int, tx *ent.Tx) error {
+	errs := afterHolder(t, db, n, func(i int, tx *ent.Tx) error {
 		mu.Lock()
 		runs[i]++
 		mu.Unlock()
@@ -188,10 +173,6 @@ func TestGroupCommitFallsBackWhenTheGroupIsLost(t *testing.T) {
 		}
 		return nil
 	})
-	waitQueued(t, db, n)
-	close(release)
-	wg.Wait()
-	require.NoError(t, <-held)
 	got := namespaces(t, db)
 	for i, err := range errs {
 		if i == 3 {
@@ -203,6 +184,21 @@ func TestGroupCommitFallsBackWhenTheGroupIsLost(t *testing.T) {
 	if db.group.fallbacks.Load() == 0 {
 		t.Fatalf("the lost group was not detected (runs %v)", runs)
 	}
+}
+
+// afterHolder queues n transactions running body behind a transaction
+// that holds the writer, so that they run as groups once it commits, and
+// returns their outcomes.
+func afterHolder(t *testing.T, db *DB, n int, body func(i int, tx *ent.Tx) error) []error {
+	t.Helper()
+	release := make(chan struct{})
+	held := holdWriter(t, db, release)
+	errs, wg := queue(t, db, n, body)
+	waitQueued(t, db, n)
+	close(release)
+	wg.Wait()
+	require.NoError(t, <-held)
+	return errs
 }
 
 // waitQueued waits until n callers wait for the committer, which is busy
@@ -224,17 +220,11 @@ func waitQueued(t *testing.T, db *DB, n int) {
 func TestGroupCommitSplitsLongGroups(t *testing.T) {
 	t.Parallel()
 	db := openGroupDB(t)
-	release := make(chan struct{})
-	held := holdWriter(t, db, release)
 	const n = 12
-	errs, wg := queue(t, db, n, func(i int, tx *ent.Tx) error {
+	errs := afterHolder(t, db, n, func(i int, tx *ent.Tx) error {
 		time.Sleep(groupBudget / 2)
 		return tx.Namespace.Create().SetName(fmt.Sprintf("ns-%02d", i)).Exec(context.Background())
 	})
-	waitQueued(t, db, n)
-	close(release)
-	wg.Wait()
-	require.NoError(t, <-held)
 	for _, err := range errs {
 		require.NoError(t, err)
 	}
