@@ -225,7 +225,7 @@ func TestStmtCacheNestedQuery(t *testing.T) {
 		require.NoError(t, outer.Scan(&name))
 		outerNames = append(outerNames, name)
 
-		inner, err := conn.QueryContext(ctx, query, 1)
+		inner, err := conn.QueryContext(ctx, query, 1) //nolint:rowserrcheck,sqlclosecheck // names checks Err and closes
 		require.NoError(t, err)
 		require.Equal(t, []string{"item-1", "item-3", "item-5", "item-7", "item-9"}, names(inner))
 		// The same text through Exec, while the statement is busy.
@@ -233,13 +233,13 @@ func TestStmtCacheNestedQuery(t *testing.T) {
 		require.NoError(t, err)
 	}
 	require.NoError(t, outer.Err())
-	require.NoError(t, outer.Close())
+	require.NoError(t, outer.Close()) //nolint:sqlclosecheck // closed here: the test checks what closing frees
 	require.Equal(t, []string{"item-0", "item-2", "item-4", "item-6", "item-8"}, outerNames)
 	got := stats.snapshot().minus(before)
 	require.Equal(t, snapshot{misses: 1, busy: 10}, got)
 
 	// Closed, the rows freed the statement for the next run.
-	rows, err := conn.QueryContext(ctx, query, 1)
+	rows, err := conn.QueryContext(ctx, query, 1) //nolint:rowserrcheck,sqlclosecheck // names checks Err and closes
 	require.NoError(t, err)
 	require.Len(t, names(rows), 5)
 	require.Equal(t, int64(1), stats.snapshot().minus(before).hits)
@@ -302,7 +302,7 @@ func TestStmtCacheEviction(t *testing.T) {
 		}
 	}
 	require.NoError(t, busy.Err())
-	require.NoError(t, busy.Close())
+	require.NoError(t, busy.Close()) //nolint:sqlclosecheck // closed here: the test checks what closing frees
 	require.Equal(t, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, ns)
 	require.Equal(t, size, cacheLen())
 }
@@ -700,7 +700,7 @@ func BenchmarkSQLiteStatementCache(b *testing.B) {
 					}
 					n++
 				}
-				if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+				if err := errors.Join(rows.Err(), rows.Close()); err != nil { //nolint:sqlclosecheck // closed each iteration of the benchmark loop
 					b.Fatal(err)
 				}
 				if n != 7 {
