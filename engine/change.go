@@ -12,9 +12,12 @@ import (
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/predicate"
 	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/steptransition"
 	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/ent/tasktransition"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // change collects what one transaction does to one task: its guarded
@@ -26,8 +29,8 @@ type change struct {
 	task *ent.Task
 	now  time.Time
 
-	stepTransitions []*ent.StepTransitionCreate
-	taskTransitions []*ent.TaskTransitionCreate
+	stepTransitions [][]any
+	taskTransitions [][]any
 	evs             []events.Event
 	// ready counts the steps of each handler that became claimable (or
 	// were scheduled for a retry), to wake that many claimers after the
@@ -119,16 +122,8 @@ func keepClaimable(m *ent.StepMutation, to step.State) error {
 // already applied.
 func (c *change) recordStep(s *ent.Step, from step.State, m stepMove, reason string, payload map[string]any) {
 	attempt := s.Attempts
-	tr := c.tx.StepTransition.Create().
-		SetStepID(s.ID).SetTaskID(s.TaskID).
-		SetFromState(string(from)).SetToState(string(m.To)).
-		SetReason(reason).SetAttempt(attempt).SetCreatedAt(c.now)
-	if len(payload) > 0 {
-		if raw, err := json.Marshal(payload); err == nil {
-			tr.SetMetadata(raw)
-		}
-	}
-	c.stepTransitions = append(c.stepTransitions, tr)
+	c.stepTransitions = append(c.stepTransitions,
+		stepTransitionRow(s.ID, s.TaskID, string(from), string(m.To), reason, attempt, payload, c.now))
 	p := map[string]any{"step_name": s.Name, "handler": s.Handler, "from_state": string(from), "attempt": attempt}
 	if reason != "" {
 		p["reason"] = reason
@@ -178,9 +173,8 @@ func (c *change) moveTask(ctx context.Context, m taskMove, reason string, payloa
 // recordTask buffers the transition row and event of a task move that was
 // already applied, and moves the in-memory task.
 func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
-	tr := c.tx.TaskTransition.Create().
-		SetTaskID(c.task.ID).SetFromState(string(c.task.State)).SetToState(string(m.To)).
-		SetReason(reason).SetCreatedAt(c.now)
+	c.taskTransitions = append(c.taskTransitions,
+		taskTransitionRow(c.task.ID, string(c.task.State), string(m.To), reason, payload, c.now))
 	p := map[string]any{"from_state": string(c.task.State)}
 	if reason != "" {
 		p["reason"] = reason
@@ -188,12 +182,6 @@ func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
 	for k, v := range payload {
 		p[k] = v
 	}
-	if len(payload) > 0 {
-		if raw, err := json.Marshal(payload); err == nil {
-			tr.SetMetadata(raw)
-		}
-	}
-	c.taskTransitions = append(c.taskTransitions, tr)
 	c.evs = append(c.evs, taskEvent(c.task, m.Event, c.now, p))
 	c.task.State = m.To
 }
@@ -202,9 +190,8 @@ func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
 // insert per table whatever the number of changes.
 func flush(ctx context.Context, tx *ent.Tx, dialectName string, cs ...*change) error {
 	var (
-		steps []*ent.StepTransitionCreate
-		tasks []*ent.TaskTransitionCreate
-		evs   []events.Event
+		steps, tasks [][]any
+		evs          []events.Event
 	)
 	for _, c := range cs {
 		if c == nil {
@@ -215,17 +202,55 @@ func flush(ctx context.Context, tx *ent.Tx, dialectName string, cs ...*change) e
 		evs = append(evs, c.evs...)
 		c.stepTransitions, c.taskTransitions, c.evs = nil, nil, nil
 	}
-	if err := createInChunks(steps, func(b []*ent.StepTransitionCreate) error {
-		return tx.StepTransition.CreateBulk(b...).Exec(ctx)
-	}); err != nil {
-		return fmt.Errorf("write step transitions: %w", err)
-	}
-	if err := createInChunks(tasks, func(b []*ent.TaskTransitionCreate) error {
-		return tx.TaskTransition.CreateBulk(b...).Exec(ctx)
-	}); err != nil {
-		return fmt.Errorf("write task transitions: %w", err)
+	if err := insertTransitions(ctx, tx, dialectName, steps, tasks); err != nil {
+		return err
 	}
 	return events.Append(ctx, tx, dialectName, evs...)
+}
+
+// The columns of transition rows, in the order stepTransitionRow and
+// taskTransitionRow give their values.
+var (
+	stepTransitionColumns = []string{
+		steptransition.FieldStepID, steptransition.FieldTaskID, steptransition.FieldFromState, steptransition.FieldToState,
+		steptransition.FieldReason, steptransition.FieldAttempt, steptransition.FieldMetadata, steptransition.FieldCreatedAt,
+	}
+	taskTransitionColumns = []string{
+		tasktransition.FieldTaskID, tasktransition.FieldFromState, tasktransition.FieldToState,
+		tasktransition.FieldReason, tasktransition.FieldMetadata, tasktransition.FieldCreatedAt,
+	}
+)
+
+func stepTransitionRow(stepID, taskID uuid.UUID, from, to, reason string, attempt int, metadata map[string]any, at time.Time) []any {
+	return []any{stepID, taskID, from, to, reason, attempt, metadataJSON(metadata), at}
+}
+
+func taskTransitionRow(taskID uuid.UUID, from, to, reason string, metadata map[string]any, at time.Time) []any {
+	return []any{taskID, from, to, reason, metadataJSON(metadata), at}
+}
+
+// metadataJSON is a transition's metadata column: NULL when there is none.
+func metadataJSON(m map[string]any) any {
+	if len(m) == 0 {
+		return nil
+	}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// insertTransitions writes transition rows with one INSERT per table (per
+// chunk), without reading their ids back.
+func insertTransitions(ctx context.Context, tx *ent.Tx, dialectName string, steps, tasks [][]any) error {
+	if err := storage.InsertRows(ctx, tx, dialectName, steptransition.Table, stepTransitionColumns, steps); err != nil {
+		return fmt.Errorf("write step transitions: %w", err)
+	}
+	if err := storage.InsertRows(ctx, tx, dialectName, tasktransition.Table, taskTransitionColumns, tasks); err != nil {
+		return fmt.Errorf("write task transitions: %w", err)
+	}
+	return nil
 }
 
 // settle moves children whose parents are now all done to enqueued, and

@@ -281,7 +281,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 	}
 	steps := make([]*ent.StepCreate, 0, len(stepTemplates))
 	var edges []*ent.StepDependencyCreate
-	stepTransitions := make([]*ent.StepTransitionCreate, 0, len(stepTemplates)*2)
+	stepTransitions := make([][]any, 0, len(stepTemplates)*2)
 	evs := []events.Event{taskEvent(t, events.TaskCreated, now, map[string]any{
 		"state": string(task.StatePending), "priority": t.Priority, "step_count": len(stepTemplates),
 	})}
@@ -313,8 +313,8 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			SetPosition(st.Position).
 			SetCreatedAt(now).
 			SetUpdatedAt(now)
-		stepTransitions = append(stepTransitions, tx.StepTransition.Create().
-			SetStepID(id).SetTaskID(t.ID).SetToState(string(step.StatePending)).SetReason("task created").SetCreatedAt(now))
+		stepTransitions = append(stepTransitions,
+			stepTransitionRow(id, t.ID, "", string(step.StatePending), "task created", 0, nil, now))
 		v.Counts[state]++
 		if len(st.DependsOn) > 0 {
 			parents := append([]string(nil), st.DependsOn...)
@@ -326,9 +326,8 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 				v.Due++
 			}
 			sc.SetAvailableAt(due).SetClaimableAt(due)
-			stepTransitions = append(stepTransitions, tx.StepTransition.Create().
-				SetStepID(id).SetTaskID(t.ID).SetFromState(string(step.StatePending)).SetToState(string(step.StateEnqueued)).
-				SetReason("root step").SetCreatedAt(now))
+			stepTransitions = append(stepTransitions,
+				stepTransitionRow(id, t.ID, string(step.StatePending), string(step.StateEnqueued), "root step", 0, nil, now))
 			stepID := id
 			evs = append(evs, events.Event{
 				Type: events.StepEnqueued, CorrelationID: t.CorrelationID, Namespace: t.Namespace,
@@ -354,10 +353,8 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 	if err := createInChunks(edges, func(b []*ent.StepDependencyCreate) error { return tx.StepDependency.CreateBulk(b...).Exec(ctx) }); err != nil {
 		return nil, err
 	}
-	if err := tx.TaskTransition.Create().SetTaskID(t.ID).SetToState(string(task.StatePending)).SetReason("created").SetCreatedAt(now).Exec(ctx); err != nil {
-		return nil, err
-	}
-	if err := createInChunks(stepTransitions, func(b []*ent.StepTransitionCreate) error { return tx.StepTransition.CreateBulk(b...).Exec(ctx) }); err != nil {
+	taskTransitions := [][]any{taskTransitionRow(t.ID, "", string(task.StatePending), "created", nil, now)}
+	if err := insertTransitions(ctx, tx, e.db.Dialect, stepTransitions, taskTransitions); err != nil {
 		return nil, err
 	}
 	return v, events.Append(ctx, tx, e.db.Dialect, evs...)

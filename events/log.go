@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/event"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // Event is one fact to append to the log.
@@ -42,21 +43,56 @@ func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) e
 	if err != nil {
 		return err
 	}
-	builders := make([]*ent.EventCreate, 0, len(evs))
+	rows := make([][]any, len(evs))
 	for i, ev := range evs {
-		b, err := create(tx, dialectName, ev, next+int64(i))
+		var seq any // NULL on PostgreSQL: the sequencer numbers it
+		if dialectName == dialect.SQLite {
+			seq = next + int64(i)
+		}
+		payload, at, err := normalize(ev)
 		if err != nil {
 			return err
 		}
-		builders = append(builders, b)
+		rows[i] = []any{seq, ev.Type, ev.CorrelationID, ev.Namespace, ev.TemplateName, ev.TemplateVersion,
+			nullUUID(ev.TaskID), nullUUID(ev.StepID), payload, at}
 	}
-	for start := 0; start < len(builders); start += bulkChunk {
-		end := min(start+bulkChunk, len(builders))
-		if err := tx.Event.CreateBulk(builders[start:end]...).Exec(ctx); err != nil {
-			return fmt.Errorf("events: append: %w", err)
-		}
+	// Plain inserts: unlike ent's bulk create, they do not read the new
+	// ids back, which no appender needs.
+	if err := storage.InsertRows(ctx, tx, dialectName, event.Table, eventColumns, rows); err != nil {
+		return fmt.Errorf("events: append: %w", err)
 	}
 	return nil
+}
+
+// eventColumns are the columns Append writes, in the order of its rows.
+var eventColumns = []string{
+	event.FieldSequence, event.FieldType, event.FieldCorrelationID, event.FieldNamespace, event.FieldTemplateName,
+	event.FieldTemplateVersion, event.FieldTaskID, event.FieldStepID, event.FieldPayload, event.FieldCreatedAt,
+}
+
+func nullUUID(id *uuid.UUID) any {
+	if id == nil {
+		return nil
+	}
+	return *id
+}
+
+// normalize returns ev's payload as stored ({} for none) and its time in
+// UTC (now for none).
+func normalize(ev Event) ([]byte, time.Time, error) {
+	payload := ev.Payload
+	if payload == nil {
+		payload = map[string]any{}
+	}
+	raw, err := json.Marshal(payload)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("events: marshal %s payload: %w", ev.Type, err)
+	}
+	at := ev.At
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return raw, at.UTC(), nil
 }
 
 // appendOne is Append for one event, returning the stored row (with its
@@ -92,17 +128,9 @@ func nextSequence(ctx context.Context, tx *ent.Tx, dialectName string) (int64, e
 // create builds the insert of ev, numbered seq on SQLite and unnumbered on
 // PostgreSQL.
 func create(tx *ent.Tx, dialectName string, ev Event, seq int64) (*ent.EventCreate, error) {
-	payload := ev.Payload
-	if payload == nil {
-		payload = map[string]any{}
-	}
-	raw, err := json.Marshal(payload)
+	raw, at, err := normalize(ev)
 	if err != nil {
-		return nil, fmt.Errorf("events: marshal %s payload: %w", ev.Type, err)
-	}
-	at := ev.At
-	if at.IsZero() {
-		at = time.Now()
+		return nil, err
 	}
 	b := tx.Event.Create().
 		SetType(ev.Type).
@@ -113,16 +141,12 @@ func create(tx *ent.Tx, dialectName string, ev Event, seq int64) (*ent.EventCrea
 		SetNillableTaskID(ev.TaskID).
 		SetNillableStepID(ev.StepID).
 		SetPayload(raw).
-		SetCreatedAt(at.UTC())
+		SetCreatedAt(at)
 	if dialectName == dialect.SQLite {
 		b.SetSequence(seq)
 	}
 	return b, nil
 }
-
-// bulkChunk keeps one INSERT well under both databases' bound-parameter
-// limits.
-const bulkChunk = 500
 
 func maxSequence(ctx context.Context, tx *ent.Tx) (int64, error) {
 	var rows []struct {

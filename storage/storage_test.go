@@ -469,3 +469,37 @@ func TestOpenURLs(t *testing.T) {
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "secret")
 }
+
+// TestInsertRows writes more rows than one statement may bind (split into
+// several INSERTs), binds times and strings as ent does, and refuses a row
+// of the wrong width without writing anything.
+func TestInsertRows(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		ctx := t.Context()
+		at := time.Date(2026, 11, 26, 12, 0, 0, 123456000, time.UTC)
+		const n = 10_001 // three columns: two statements of at most 10,000 rows
+		rows := make([][]any, n)
+		for i := range rows {
+			rows[i] = []any{fmt.Sprintf("ns-%05d", i), "bulk", at}
+		}
+		columns := []string{namespace.FieldName, namespace.FieldDescription, namespace.FieldCreatedAt}
+		require.NoError(t, db.Tx(ctx, func(tx *ent.Tx) error {
+			return storage.InsertRows(ctx, tx, db.Dialect, namespace.Table, columns, rows)
+		}))
+		got, err := db.Reader.Namespace.Query().Where(namespace.Description("bulk")).Count(ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, got)
+		last, err := db.Reader.Namespace.Query().Where(namespace.Name(fmt.Sprintf("ns-%05d", n-1))).Only(ctx)
+		require.NoError(t, err)
+		require.True(t, at.Equal(last.CreatedAt), "time as bound: %v", last.CreatedAt)
+
+		err = db.Tx(ctx, func(tx *ent.Tx) error {
+			return storage.InsertRows(ctx, tx, db.Dialect, namespace.Table, columns, [][]any{{"short", "row"}})
+		})
+		require.ErrorContains(t, err, "a row of 2 values for 3 columns")
+		exists, err := db.Reader.Namespace.Query().Where(namespace.Name("short")).Exist(ctx)
+		require.NoError(t, err)
+		require.False(t, exists)
+	})
+}
