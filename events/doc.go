@@ -9,8 +9,8 @@
 // transaction: the next sequence is the highest one plus one, and no later
 // commit can slip below it; the engine calls Log.Appended after such a
 // commit to wake readers in the process. On PostgreSQL concurrent writers
-// commit in any order, so Append leaves events unnumbered and NOTIFYs
-// tasker_events on commit; one Sequencer per database (the holder of a
+// commit in any order, so Append leaves events unnumbered and Log.Appended
+// NOTIFYs tasker_events after the commit; one Sequencer per database (the holder of a
 // session advisory lock on a dedicated connection) numbers committed events
 // after the committed maximum, one short transaction per batch, and
 // NOTIFYs tasker_sequenced with the new head, which every process's Log.Run

@@ -10,7 +10,13 @@
 // Every SQLite connection keeps an LRU cache of up to 256 prepared
 // statements keyed by their SQL text, so that SQLite parses and plans each of
 // ent's queries once per connection rather than on every run (stmtcache.go).
+// Concurrent transactions on SQLite commit in groups: what queued while the
+// writer was busy runs as one transaction, each caller in a savepoint of
+// its own, with one commit; each caller still returns after its own work
+// has committed (groupcommit.go).
 // PostgreSQL is the scale-out store shared by several replicas; it has one
 // pool that serves both roles, and migrations there are serialised across
-// replicas by an advisory lock.
+// replicas by an advisory lock. Notifier sends PostgreSQL NOTIFYs after
+// commits, coalesced, and InsertRows appends rows without reading their ids
+// back, for the append-only tables written on every change.
 package storage
