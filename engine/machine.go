@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"strings"
+
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/events"
@@ -87,3 +89,9 @@ func stepFinished(s step.State) bool {
 func operable(s task.State) bool {
 	return s == task.StatePending || s == task.StateInProgress || s == task.StateError
 }
+
+// stepStateName and taskStateName give a state as the API names it (the
+// tasker.v1 enum value name), for error metadata and messages.
+func stepStateName(s step.State) string { return "STEP_STATE_" + strings.ToUpper(string(s)) }
+
+func taskStateName(s task.State) string { return "TASK_STATE_" + strings.ToUpper(string(s)) }

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/taskerhq/tasker/ent/steptransition"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -198,7 +200,7 @@ func TestStepStateMachine(t *testing.T) {
 					require.Equal(t, code, fe.Code, fe.Error())
 					require.Equal(t, reason, fe.Reason, fe.Error())
 					if reason == fault.ReasonInvalidState {
-						require.Equal(t, string(from), fe.Metadata["current_state"])
+						require.Equal(t, apiName(taskerv1.StepState_value, "STEP_STATE_", string(from)), fe.Metadata["current_state"])
 					}
 				})
 			}
@@ -264,9 +266,19 @@ func TestTaskStateMachineOperatorRows(t *testing.T) {
 					require.True(t, ok, "want a domain error, got %v", err)
 					require.Equal(t, fault.FailedPrecondition, fe.Code)
 					require.Equal(t, fault.ReasonInvalidState, fe.Reason)
-					require.Equal(t, string(from), fe.Metadata["current_state"])
+					require.Equal(t, apiName(taskerv1.TaskState_value, "TASK_STATE_", string(from)), fe.Metadata["current_state"])
 				})
 			}
 		}
 	})
+}
+
+// apiName is an engine state's name in the tasker.v1 enum, which error
+// metadata uses; it fails the test if the enum has no such value.
+func apiName(values map[string]int32, prefix, state string) string {
+	name := prefix + strings.ToUpper(state)
+	if _, ok := values[name]; !ok {
+		panic("no tasker.v1 enum value " + name)
+	}
+	return name
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
 	"github.com/taskerhq/tasker/storage"
 )
@@ -33,12 +34,12 @@ func (e *Engine) operatorStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, m s
 		return nil, nil, err
 	}
 	if !operable(c.task.State) {
-		fe := fault.InvalidState("task", c.task.ID.String(), string(c.task.State), "its steps can no longer be changed")
-		fe.Metadata["task_state"] = string(c.task.State)
+		fe := fault.InvalidState("task", c.task.ID.String(), taskStateName(c.task.State), "its steps can no longer be changed")
+		fe.Metadata["task_state"] = taskStateName(c.task.State)
 		return nil, nil, fe
 	}
 	if !m.allows(s.State) {
-		return nil, nil, fault.InvalidState("step", id.String(), string(s.State), "cannot move to %s", m.To)
+		return nil, nil, fault.InvalidState("step", id.String(), stepStateName(s.State), "cannot move to %s", stepStateName(m.To))
 	}
 	return c, s, nil
 }
@@ -160,7 +161,7 @@ func (e *Engine) operatorTask(ctx context.Context, tx *ent.Tx, op TaskOp, m task
 		return nil, err
 	}
 	if !m.allows(c.task.State) {
-		return nil, fault.InvalidState("task", op.TaskID, string(c.task.State), "cannot move to %s", m.To)
+		return nil, fault.InvalidState("task", op.TaskID, taskStateName(c.task.State), "cannot move to %s", taskStateName(m.To))
 	}
 	return c, nil
 }
@@ -206,7 +207,7 @@ func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 			return nil, err
 		}
 		if len(steps) == 0 {
-			return nil, fault.InvalidState("task", op.TaskID, string(c.task.State),
+			return nil, fault.InvalidState("task", op.TaskID, taskStateName(c.task.State),
 				"no step is in error (cancelled steps cannot be retried; resolve them)")
 		}
 		for _, s := range steps {
@@ -268,7 +269,7 @@ func resumeConflict(err error) error {
 			Code: fault.FailedPrecondition, Reason: fault.ReasonInvalidState,
 			Message: "another unfinished task with the same identity (template and context) exists; " +
 				"finish or cancel it before reviving this one",
-			Metadata: map[string]string{"current_state": "error"},
+			Metadata: map[string]string{"current_state": taskStateName(task.StateError)},
 		}
 	}
 	return err

@@ -72,7 +72,7 @@ func alreadyCompleted(s *ent.Step, why string) error {
 	return &fault.Error{
 		Code: fault.FailedPrecondition, Reason: fault.ReasonAlreadyCompleted,
 		Message:  fmt.Sprintf("step %s: %s", s.ID, why),
-		Metadata: map[string]string{"current_state": string(s.State)},
+		Metadata: map[string]string{"current_state": stepStateName(s.State)},
 	}
 }
 

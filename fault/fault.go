@@ -67,7 +67,7 @@ type Error struct {
 	// Reason is the machine-readable cause (one of the Reason constants), or
 	// empty.
 	Reason string
-	// Metadata accompanies Reason, e.g. {"current_state": "COMPLETE"}.
+	// Metadata accompanies Reason, e.g. {"current_state": "STEP_STATE_COMPLETE"}.
 	Metadata map[string]string
 	// Violations lists the bad fields of an InvalidArgument error.
 	Violations []Violation

@@ -388,7 +388,7 @@ type EntryResult struct {
 	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Human readable message.
 	Message string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
-	// ErrorInfo metadata, e.g. {"current_state": "COMPLETE"}.
+	// ErrorInfo metadata, e.g. {"current_state": "STEP_STATE_COMPLETE"}: states by their enum value names.
 	Metadata      map[string]string `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
