@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,14 +27,6 @@ import (
 // Each benchmark prepares b.N units of work untimed (tasks created, steps
 // claimed), then times only the operation. Whole-system numbers through
 // the gRPC API come from `tasker bench`.
-
-// benchDialects are the dialects the benchmarks run on.
-func benchDialects() []string {
-	if on, _ := strconv.ParseBool(os.Getenv("TASKER_BENCH_POSTGRES")); on {
-		return []string{"sqlite", "postgres"}
-	}
-	return []string{"sqlite"}
-}
 
 // benchBundle is an engine on a fresh database with the bench templates.
 type benchBundle struct {
@@ -130,14 +119,14 @@ func (bb *benchBundle) complete(b *testing.B, c engine.Claim) {
 // BenchmarkCreateTask: one task per iteration, in one transaction with its
 // steps, transitions and events.
 func BenchmarkCreateTask(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		for _, tpl := range []string{"single", "diamond"} {
 			b.Run(d+"/"+tpl, func(b *testing.B) {
 				bb := benchSetup(b, d)
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := storagetest.StartCPU(b)
 				bb.create(b, tpl, b.N)
-				cpu.stop(b)
+				cpu.Stop(b)
 			})
 		}
 	}
@@ -146,19 +135,19 @@ func BenchmarkCreateTask(b *testing.B) {
 // BenchmarkClaimSteps: claiming from a queue of due steps, max steps per
 // call; ns/op is per call, steps/s per step.
 func BenchmarkClaimSteps(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		for _, batch := range []int{1, 10, 100} {
 			b.Run(fmt.Sprintf("%s/max%d", d, batch), func(b *testing.B) {
 				bb := benchSetup(b, d)
 				bb.create(b, "single", b.N*batch)
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := storagetest.StartCPU(b)
 				for range b.N {
 					if got := bb.claim(b, batch); len(got) != batch {
 						b.Fatalf("claimed %d, want %d", len(got), batch)
 					}
 				}
-				cpu.stop(b)
+				cpu.Stop(b)
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "steps/s")
 			})
 		}
@@ -174,7 +163,7 @@ func BenchmarkClaimSteps(b *testing.B) {
 //   - join: the second of a diamond's middle steps (the first one completes
 //     untimed), so the join step becomes ready.
 func BenchmarkCompleteStep(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		for _, c := range []struct{ name, template string }{
 			{"finalize", "single"}, {"readiness", "chain"}, {"fanout10", "fanout"},
 		} {
@@ -183,11 +172,11 @@ func BenchmarkCompleteStep(b *testing.B) {
 				bb.create(b, c.template, b.N)
 				claims := bb.claimAll(b, b.N)
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := storagetest.StartCPU(b)
 				for _, cl := range claims {
 					bb.complete(b, cl)
 				}
-				cpu.stop(b)
+				cpu.Stop(b)
 			})
 		}
 		b.Run(d+"/join", func(b *testing.B) {
@@ -208,11 +197,11 @@ func BenchmarkCompleteStep(b *testing.B) {
 				last = append(last, cl)
 			}
 			b.ReportAllocs()
-			cpu := startCPU(b)
+			cpu := storagetest.StartCPU(b)
 			for _, cl := range last {
 				bb.complete(b, cl)
 			}
-			cpu.stop(b)
+			cpu.Stop(b)
 		})
 	}
 }
@@ -220,7 +209,7 @@ func BenchmarkCompleteStep(b *testing.B) {
 // BenchmarkCompleteStepParallel: completions from concurrent callers, as
 // many workers send them; on SQLite they queue for the one writer.
 func BenchmarkCompleteStepParallel(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		b.Run(d+"/readiness", func(b *testing.B) {
 			bb := benchSetup(b, d)
 			bb.create(b, "chain", b.N)
@@ -231,8 +220,8 @@ func BenchmarkCompleteStepParallel(b *testing.B) {
 			close(claims)
 			b.SetParallelism(8)
 			b.ReportAllocs()
-			cpu := startCPU(b)
-			defer cpu.stop(b)
+			cpu := storagetest.StartCPU(b)
+			defer cpu.Stop(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					cl := <-claims
@@ -244,31 +233,4 @@ func BenchmarkCompleteStepParallel(b *testing.B) {
 			})
 		})
 	}
-}
-
-// cpuMeter reports the process's CPU time per operation next to ns/op:
-// on a shared machine wall time per op swings with the load while CPU time
-// per op barely moves. On PostgreSQL it leaves out the server's share.
-type cpuMeter struct{ start time.Duration }
-
-func startCPU(b *testing.B) *cpuMeter {
-	b.Helper()
-	b.ResetTimer()
-	return &cpuMeter{start: processCPU()}
-}
-
-func (m *cpuMeter) stop(b *testing.B) {
-	b.Helper()
-	b.StopTimer()
-	if b.N > 0 {
-		b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
-	}
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -4,10 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,13 +20,6 @@ import (
 // TASKER_BENCH_POSTGRES=1 adds PostgreSQL (TASKER_TEST_POSTGRES_URL):
 //
 //	go test -run '^$' -bench . -benchtime 2s ./events
-
-func benchDialects() []string {
-	if on, _ := strconv.ParseBool(os.Getenv("TASKER_BENCH_POSTGRES")); on {
-		return []string{"sqlite", "postgres"}
-	}
-	return []string{"sqlite"}
-}
 
 // benchEvent is a typical step event: ids, a small payload.
 func benchEvent() events.Event {
@@ -47,7 +37,7 @@ func benchEvent() events.Event {
 // enqueues a child and finalizes the task). On a log that already holds
 // events, so the head lookup is not on an empty index.
 func BenchmarkAppend(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		for _, batch := range []int{1, 4, 32} {
 			b.Run(fmt.Sprintf("%s/events%d", d, batch), func(b *testing.B) {
 				db := storagetest.Open(b, d)
@@ -66,11 +56,11 @@ func BenchmarkAppend(b *testing.B) {
 					appendTx()
 				}
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := storagetest.StartCPU(b)
 				for range b.N {
 					appendTx()
 				}
-				cpu.stop(b)
+				cpu.Stop(b)
 				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "events/s")
 			})
 		}
@@ -80,7 +70,7 @@ func BenchmarkAppend(b *testing.B) {
 // BenchmarkList: reading a page of 1000 from a log of 10,000 events, with
 // no filter and with a type filter that keeps a quarter of them.
 func BenchmarkList(b *testing.B) {
-	for _, d := range benchDialects() {
+	for _, d := range storagetest.BenchDialects() {
 		for _, f := range []struct {
 			name   string
 			filter events.Filter
@@ -113,14 +103,14 @@ func BenchmarkList(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportAllocs()
-				cpu := startCPU(b)
+				cpu := storagetest.StartCPU(b)
 				for i := range b.N {
 					after := int64(i%9) * 1000
 					if _, err := l.List(ctx, events.Query{Filter: f.filter, After: after, Limit: 1000}); err != nil {
 						b.Fatal(err)
 					}
 				}
-				cpu.stop(b)
+				cpu.Stop(b)
 			})
 		}
 	}
@@ -142,31 +132,4 @@ func runBench(b *testing.B, fns ...func(context.Context) error) {
 		cancel()
 		wg.Wait()
 	})
-}
-
-// cpuMeter reports the process's CPU time per operation next to ns/op:
-// on a shared machine wall time per op swings with the load while CPU time
-// per op barely moves. On PostgreSQL it leaves out the server's share.
-type cpuMeter struct{ start time.Duration }
-
-func startCPU(b *testing.B) *cpuMeter {
-	b.Helper()
-	b.ResetTimer()
-	return &cpuMeter{start: processCPU()}
-}
-
-func (m *cpuMeter) stop(b *testing.B) {
-	b.Helper()
-	b.StopTimer()
-	if b.N > 0 {
-		b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
-	}
-}
-
-func processCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
