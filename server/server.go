@@ -57,6 +57,17 @@ type Server struct {
 	stopping chan struct{}
 }
 
+// Components builds the parts a Server runs on db, wired to each other:
+// the template store and the engine report their commits to the event log.
+// serve, the test server and the in-process bench all assemble them here.
+func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log, *engine.Engine) {
+	eventLog := events.NewLog(db, log)
+	templates := registry.NewStore(db)
+	templates.OnAppend(eventLog.Appended)
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	return templates, eventLog, eng
+}
+
 // New wires the services. It registers nothing with the outside world until
 // Serve. eventLog must be the log eng reports its commits to.
 func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, eventLog *events.Log, cfg Config) *Server {

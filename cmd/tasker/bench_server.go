@@ -25,9 +25,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/events"
-	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/storage"
 )
@@ -255,10 +252,7 @@ func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous str
 	if err != nil {
 		return err
 	}
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	templates.OnAppend(eventLog.Appended)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	templates, eventLog, eng := server.Components(log, db)
 	var lc net.ListenConfig
 	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
@@ -70,15 +69,12 @@ func serve(ctx context.Context, f serveFlags) error {
 	defer db.Close()
 	log.InfoContext(ctx, "database ready", slog.String("dialect", db.Dialect), slog.String("location", db.Location))
 
-	eventLog := events.NewLog(db, log)
-	templates := registry.NewStore(db)
-	templates.OnAppend(eventLog.Appended)
+	templates, eventLog, eng := server.Components(log, db)
 	if f.templates != "" {
 		if err := registerDir(ctx, log, templates, f.templates); err != nil {
 			return err
 		}
 	}
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
 
 	var lc net.ListenConfig
 	grpcLis, err := lc.Listen(ctx, "tcp", f.grpcAddr)

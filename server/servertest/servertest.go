@@ -16,8 +16,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/events"
-	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/storage"
 )
@@ -61,10 +59,7 @@ func Start(t testing.TB, db *storage.DB, opts Options) *Server {
 	if opts.Config.ShutdownTimeout == 0 {
 		opts.Config.ShutdownTimeout = 2 * time.Second
 	}
-	templates := registry.NewStore(db)
-	eventLog := events.NewLog(db, log)
-	templates.OnAppend(eventLog.Appended)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	templates, eventLog, eng := server.Components(log, db)
 	srv := server.New(log, db, templates, eng, eventLog, opts.Config)
 
 	var lc net.ListenConfig
