@@ -47,7 +47,8 @@ check-generate: generate ## Regenerate and fail if anything changed
 		echo "generated code is out of date: run 'make generate' and commit" >&2; exit 1; fi
 
 .PHONY: lint
-lint: $(BUF) $(GOLANGCI) ## buf lint, buf format check, go vet, golangci-lint
+lint: $(BUF) $(GOLANGCI) ## go mod tidy check, buf lint, buf format check, go vet, golangci-lint
+	go mod tidy -diff
 	$(BUF) lint
 	$(BUF) format --diff --exit-code
 	go vet ./...
