@@ -40,6 +40,15 @@ generate: $(BUF) ## Regenerate gen/ (buf) and ent/ (ent)
 	$(BUF) generate
 	go generate ./ent
 
+.PHONY: migration
+migration: ## Write the migration files for a change of ent/schema: make migration NAME=add_api_tokens
+	@[ -n "$(NAME)" ] || { echo "usage: make migration NAME=lowercase_with_underscores" >&2; exit 2; }
+	TASKER_DEV_POSTGRES_URL="$${TASKER_DEV_POSTGRES_URL:-$$TASKER_TEST_POSTGRES_URL}" go run ./storage/migrations/diff -name $(NAME)
+
+.PHONY: check-migrations
+check-migrations: ## Fail when ent/schema changed without a migration file (needs PostgreSQL; TestMigrationsMatchSchema checks the same in `make test`)
+	TASKER_DEV_POSTGRES_URL="$${TASKER_DEV_POSTGRES_URL:-$$TASKER_TEST_POSTGRES_URL}" go run ./storage/migrations/diff -check
+
 .PHONY: check-generate
 check-generate: generate ## Regenerate and fail if anything changed
 	@if [ -n "$$(git status --porcelain -- gen ent)" ]; then \

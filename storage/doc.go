@@ -15,8 +15,12 @@
 // its own, with one commit; each caller still returns after its own work
 // has committed (groupcommit.go).
 // PostgreSQL is the scale-out store shared by several replicas; it has one
-// pool that serves both roles, and migrations there are serialised across
-// replicas by an advisory lock. Notifier sends PostgreSQL NOTIFYs after
+// pool that serves both roles.
+// The schema is versioned: migrations/<dialect> holds SQL files generated
+// from ent/schema by migrations/diff, hashed in atlas.sum and embedded;
+// Migrate applies those the database lacks in order, each in a transaction
+// with its record in tasker_schema_migrations, under an advisory lock on
+// PostgreSQL, and refuses a database that a newer binary migrated. Notifier sends PostgreSQL NOTIFYs after
 // commits, coalesced, and InsertRows appends rows without reading their ids
 // back, for the append-only tables written on every change.
 package storage

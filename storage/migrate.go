@@ -4,13 +4,16 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"embed"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
+	"io/fs"
+	"sort"
+	"strings"
 
 	atlasmigrate "ariga.io/atlas/sql/migrate"
 	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/schema"
 
 	"github.com/taskerhq/tasker/ent/migrate"
@@ -21,54 +24,366 @@ import (
 // Tasker must use other keys.
 const migrateLockKey int64 = 0x7461736b6d696772
 
-// migrateMu serialises migrations within the process: ent's migration
-// writes to the package-level tables of ent/migrate (it links columns to
-// their indexes), so two databases migrating at once, as in tests, race.
-var migrateMu sync.Mutex
+// revisionTable records the migrations applied to a database, one row each.
+// It belongs to the migration mechanism rather than to ent/schema: it must
+// exist before the first migration runs.
+const revisionTable = "tasker_schema_migrations"
 
-// backfills fill columns added to existing tables, after the schema change
-// and under the same lock. Each must be idempotent and cheap when there is
-// nothing left to fill.
-var backfills = []string{
-	// claimable_at (the claim index) for steps stored before it existed,
-	// and cleared where a replica that predates it moved a step on.
-	"UPDATE steps SET claimable_at = available_at WHERE claimable_at IS NULL AND available_at IS NOT NULL AND state IN ('enqueued', 'waiting_for_retry')",
-	"UPDATE steps SET claimable_at = NULL WHERE claimable_at IS NOT NULL AND state NOT IN ('enqueued', 'waiting_for_retry')",
+//go:embed migrations/sqlite migrations/postgres
+var embedded embed.FS
+
+// Sentinels of the migration checks; the errors returned wrap them with the
+// versions involved and what to do.
+var (
+	// ErrNotMigrated: the database lacks migrations this binary has.
+	ErrNotMigrated = errors.New("storage: database not migrated")
+	// ErrSchemaNewer: the database holds migrations this binary does not
+	// know, written by a newer Tasker.
+	ErrSchemaNewer = errors.New("storage: database schema is newer than this binary")
+	// ErrMigrationEdited: a migration file differs from the one that was
+	// applied, or the embedded files do not match their atlas.sum.
+	ErrMigrationEdited = errors.New("storage: migration changed after it was applied")
+)
+
+// Migration is one versioned migration file of a dialect.
+type Migration struct {
+	// Version orders migrations: a UTC timestamp, yyyymmddhhmmss.
+	Version string
+	// Name says what the migration changes.
+	Name string
+	// Checksum is the file's hash in atlas.sum, recorded when applied.
+	Checksum string
+	// Stmts are the file's statements, in order.
+	Stmts []string
 }
 
-// Migrate brings the schema up to date with ent/schema: it creates missing
-// tables, columns and indexes and drops indexes that are no longer declared,
-// but never drops a column or table. On PostgreSQL it holds an advisory lock
-// meanwhile, so replicas that start together migrate one after the other and
-// the later ones find nothing to do.
-func (db *DB) Migrate(ctx context.Context) error {
-	migrateMu.Lock()
-	defer migrateMu.Unlock()
-	create := func(ctx context.Context) error {
-		if err := db.Client.Schema.Create(ctx, migrate.WithDropIndex(true)); err != nil {
-			return fmt.Errorf("storage: migrate: %w", err)
+// Migrations is the ordered list of a dialect's migrations.
+type Migrations []Migration
+
+// Head is the newest migration's version, "" when there is none.
+func (ms Migrations) Head() string {
+	if len(ms) == 0 {
+		return ""
+	}
+	return ms[len(ms)-1].Version
+}
+
+// MigrationFolder is the folder of a dialect's migration files under
+// storage/migrations.
+func MigrationFolder(d string) string {
+	if d == dialect.Postgres {
+		return "postgres"
+	}
+	return "sqlite"
+}
+
+// EmbeddedMigrations returns the migrations built into this binary for
+// the dialect.
+func EmbeddedMigrations(d string) (Migrations, error) {
+	sub, err := fs.Sub(embedded, "migrations/"+MigrationFolder(d))
+	if err != nil {
+		return nil, err
+	}
+	return LoadMigrations(sub)
+}
+
+// LoadMigrations reads a directory of migration files in Atlas's format
+// (version_name.sql, with an atlas.sum that hashes them) and checks the
+// files against the sum, so a migration edited after it was generated is
+// refused instead of applied.
+func LoadMigrations(fsys fs.FS) (Migrations, error) {
+	names, err := fs.Glob(fsys, "*.sql")
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(names)
+	var files []atlasmigrate.File
+	for _, n := range names {
+		b, err := fs.ReadFile(fsys, n)
+		if err != nil {
+			return nil, fmt.Errorf("storage: migration %s: %w", n, err)
 		}
-		for _, stmt := range backfills {
-			if _, err := db.Writer.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("storage: migrate: backfill: %w", err)
+		files = append(files, atlasmigrate.NewLocalFile(n, b))
+	}
+	sumText, err := fs.ReadFile(fsys, atlasmigrate.HashFileName)
+	if err != nil && (!errors.Is(err, fs.ErrNotExist) || len(files) > 0) {
+		return nil, fmt.Errorf("storage: migrations: %w", err)
+	}
+	var want atlasmigrate.HashFile
+	if len(sumText) > 0 {
+		if err := want.UnmarshalText(sumText); err != nil {
+			return nil, fmt.Errorf("%w: atlas.sum: %w", ErrMigrationEdited, err)
+		}
+	}
+	have, err := atlasmigrate.NewHashFile(files)
+	if err != nil {
+		return nil, err
+	}
+	if want.Sum() != have.Sum() {
+		return nil, fmt.Errorf("%w: the migration files do not match atlas.sum; regenerate with `make migration`, never edit an applied migration", ErrMigrationEdited)
+	}
+	ms := make(Migrations, 0, len(files))
+	for _, f := range files {
+		if err := atlasmigrate.CheckVersion(f.Version()); err != nil {
+			return nil, fmt.Errorf("storage: migration %s: %w", f.Name(), err)
+		}
+		stmts, err := f.Stmts()
+		if err != nil {
+			return nil, fmt.Errorf("storage: migration %s: %w", f.Name(), err)
+		}
+		sum, err := have.SumByName(f.Name())
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, Migration{Version: f.Version(), Name: f.Desc(), Checksum: sum, Stmts: stmts})
+	}
+	return ms, nil
+}
+
+// MigrationStatus compares a database with a list of migrations.
+type MigrationStatus struct {
+	// Applied are the versions recorded in the database, in order.
+	Applied []string
+	// Pending are the migrations of the list the database lacks, in order.
+	Pending Migrations
+	// Err is non-nil when the database cannot be served by this list: it
+	// wraps ErrSchemaNewer or ErrMigrationEdited.
+	Err error
+}
+
+// Migrate applies the migrations built into this binary that the database
+// lacks; see MigrateTo.
+func (db *DB) Migrate(ctx context.Context) error {
+	ms, err := EmbeddedMigrations(db.Dialect)
+	if err != nil {
+		return err
+	}
+	_, err = db.MigrateTo(ctx, ms)
+	return err
+}
+
+// MigrateTo applies, in order, the migrations of ms that the database lacks,
+// each in a transaction of its own together with its row in
+// tasker_schema_migrations, and returns those it applied. It refuses a
+// database that holds a migration ms does not have (one written by a newer
+// binary) or whose recorded checksum differs from the file's, and changes
+// nothing then. On PostgreSQL it holds an advisory lock meanwhile, so
+// replicas that start together migrate one after the other and the later
+// ones find nothing to do; on SQLite the writer's BEGIN IMMEDIATE does the
+// same across processes.
+func (db *DB) MigrateTo(ctx context.Context, ms Migrations) (applied []string, err error) {
+	run := func(ctx context.Context) error {
+		if err := db.ensureRevisionTable(ctx); err != nil {
+			return err
+		}
+		st, err := db.migrationStatus(ctx, ms)
+		if err != nil {
+			return err
+		}
+		if st.Err != nil {
+			return st.Err
+		}
+		for _, m := range st.Pending {
+			if err := db.apply(ctx, m); err != nil {
+				return fmt.Errorf("storage: migration %s_%s: %w", m.Version, m.Name, err)
 			}
+			applied = append(applied, m.Version)
 		}
 		return nil
 	}
 	if db.Dialect != dialect.Postgres {
-		// The single writer connection serialises this process, and the
-		// migration's BEGIN IMMEDIATE any other.
-		return create(ctx)
+		return applied, run(ctx)
 	}
-	return withSessionLock(ctx, db.Writer, migrateLockKey, create)
+	return applied, withSessionLock(ctx, db.Writer, migrateLockKey, run)
 }
 
-// MigrationPlan returns the statements Migrate would run now, without
-// running them; none when the schema is up to date. It serves dry runs and
-// the test that migrating twice changes nothing.
-func (db *DB) MigrationPlan(ctx context.Context) ([]string, error) {
-	migrateMu.Lock()
-	defer migrateMu.Unlock()
+// MigrationStatus reports which of ms the database has and lacks, without
+// changing anything.
+func (db *DB) MigrationStatus(ctx context.Context, ms Migrations) (MigrationStatus, error) {
+	return db.migrationStatus(ctx, ms)
+}
+
+func (db *DB) migrationStatus(ctx context.Context, ms Migrations) (MigrationStatus, error) {
+	var st MigrationStatus
+	recorded, err := db.readRevisions(ctx)
+	if err != nil {
+		return st, err
+	}
+	known := make(map[string]Migration, len(ms))
+	for _, m := range ms {
+		known[m.Version] = m
+	}
+	var unknown []string
+	for _, r := range recorded {
+		st.Applied = append(st.Applied, r.version)
+		m, ok := known[r.version]
+		switch {
+		case !ok:
+			unknown = append(unknown, r.version)
+		case m.Checksum != r.checksum:
+			st.Err = fmt.Errorf("%w: migration %s_%s was applied with checksum %s, this binary's file has %s", ErrMigrationEdited, m.Version, m.Name, r.checksum, m.Checksum)
+		}
+	}
+	if len(unknown) > 0 {
+		st.Err = fmt.Errorf("%w: the database has migration %s, which this binary (newest migration %s) does not know; run the Tasker that migrated it, or a newer one",
+			ErrSchemaNewer, strings.Join(unknown, ", "), orNone(ms.Head()))
+	}
+	done := make(map[string]bool, len(recorded))
+	for _, r := range recorded {
+		done[r.version] = true
+	}
+	for _, m := range ms {
+		if !done[m.Version] {
+			st.Pending = append(st.Pending, m)
+		}
+	}
+	return st, nil
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
+}
+
+type revision struct{ version, checksum string }
+
+// readRevisions returns the recorded migrations in version order; none when
+// the table does not exist yet.
+func (db *DB) readRevisions(ctx context.Context) ([]revision, error) {
+	exists, err := db.tableExists(ctx, revisionTable)
+	if err != nil || !exists {
+		return nil, err
+	}
+	rows, err := db.Writer.QueryContext(ctx, "SELECT version, checksum FROM "+revisionTable+" ORDER BY version")
+	if err != nil {
+		return nil, fmt.Errorf("storage: read migrations: %w", err)
+	}
+	defer rows.Close()
+	var out []revision
+	for rows.Next() {
+		var r revision
+		if err := rows.Scan(&r.version, &r.checksum); err != nil {
+			return nil, fmt.Errorf("storage: read migrations: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage: read migrations: %w", err)
+	}
+	return out, nil
+}
+
+func (db *DB) tableExists(ctx context.Context, name string) (bool, error) {
+	query := "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+	if db.Dialect == dialect.Postgres {
+		query = "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1"
+	}
+	var n int
+	if err := db.Writer.QueryRowContext(ctx, query, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("storage: look up table %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// ensureRevisionTable creates tasker_schema_migrations. A database that has
+// Tasker's tables but no record of migrations was made by a release that
+// predates versioned migrations; it is refused rather than guessed at.
+func (db *DB) ensureRevisionTable(ctx context.Context) error {
+	exists, err := db.tableExists(ctx, revisionTable)
+	if err != nil || exists {
+		return err
+	}
+	legacy, err := db.tableExists(ctx, "tasks")
+	if err != nil {
+		return err
+	}
+	if legacy {
+		return fmt.Errorf("%w: the database has Tasker tables but no %s: it was created by a release without versioned migrations; export its events and tasks and start on a new database",
+			ErrNotMigrated, revisionTable)
+	}
+	at := "TEXT NOT NULL"
+	if db.Dialect == dialect.Postgres {
+		at = "timestamptz NOT NULL DEFAULT now()"
+	}
+	_, err = db.Writer.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+revisionTable+
+		" (version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at "+at+")")
+	if err != nil {
+		return fmt.Errorf("storage: create %s: %w", revisionTable, err)
+	}
+	return nil
+}
+
+// apply runs one migration and records it, in one transaction, so a crash
+// leaves it either wholly applied and recorded or not at all. SQLite cannot
+// switch foreign keys inside a transaction, and a table rebuild (SQLite's
+// way to alter a column) would trip them, so they are off around the
+// transaction and checked by foreign_key_check before the commit, the
+// procedure SQLite documents for schema changes.
+func (db *DB) apply(ctx context.Context, m Migration) error {
+	conn, err := db.Writer.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	sqlite := db.Dialect != dialect.Postgres
+	if sqlite {
+		if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+			return err
+		}
+		defer func() { _, _ = conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON") }()
+	}
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	for _, stmt := range m.Stmts {
+		if sqlite && isForeignKeysPragma(stmt) {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", firstLine(stmt), err)
+		}
+	}
+	if sqlite {
+		var violations int
+		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM pragma_foreign_key_check").Scan(&violations); err != nil {
+			return err
+		}
+		if violations > 0 {
+			return fmt.Errorf("%w: %d rows violate foreign keys after the migration", ErrForeignKeyViolation, violations)
+		}
+	}
+	insert := "INSERT INTO " + revisionTable + " (version, name, checksum, applied_at) VALUES (?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+	if !sqlite {
+		insert = "INSERT INTO " + revisionTable + " (version, name, checksum) VALUES ($1, $2, $3)"
+	}
+	if _, err := tx.ExecContext(ctx, insert, m.Version, m.Name, m.Checksum); err != nil {
+		return fmt.Errorf("record: %w", err)
+	}
+	return tx.Commit()
+}
+
+func isForeignKeysPragma(stmt string) bool {
+	s := strings.ToLower(strings.Join(strings.Fields(stmt), " "))
+	return strings.HasPrefix(s, "pragma foreign_keys")
+}
+
+func firstLine(stmt string) string {
+	line, _, _ := strings.Cut(strings.TrimSpace(stmt), "\n")
+	if len(line) > 80 {
+		line = line[:80] + "…"
+	}
+	return line
+}
+
+// SchemaDrift returns the statements that would bring the database to what
+// ent/schema declares, index drops included; none when they match. After
+// Migrate it must return none: a test runs it on both dialects, so a change
+// of ent/schema without its migration file fails CI.
+func (db *DB) SchemaDrift(ctx context.Context) ([]string, error) {
 	var stmts []string
 	dryRun := func(schema.Applier) schema.Applier {
 		return schema.ApplyFunc(func(_ context.Context, _ dialect.ExecQuerier, plan *atlasmigrate.Plan) error {
@@ -78,8 +393,12 @@ func (db *DB) MigrationPlan(ctx context.Context) ([]string, error) {
 			return nil
 		})
 	}
-	if err := db.Client.Schema.Create(ctx, migrate.WithDropIndex(true), schema.WithApplyHook(dryRun)); err != nil {
-		return nil, fmt.Errorf("storage: migration plan: %w", err)
+	m, err := schema.NewMigrate(entsql.OpenDB(db.Dialect, db.Writer), schema.WithDropIndex(true), schema.WithApplyHook(dryRun))
+	if err != nil {
+		return nil, err
+	}
+	if err := m.Create(ctx, migrate.Tables...); err != nil {
+		return nil, fmt.Errorf("storage: schema drift: %w", err)
 	}
 	return stmts, nil
 }
@@ -107,40 +426,25 @@ func withSessionLock(ctx context.Context, pool *sql.DB, key int64, fn func(conte
 	return fn(ctx)
 }
 
-// Ready reports whether the database answers and is migrated: every table of
-// the schema exists. It wraps ErrNotMigrated when tables are missing.
+// Ready reports whether the database answers and has every migration of
+// this binary: it wraps ErrNotMigrated when some are missing, and
+// ErrSchemaNewer or ErrMigrationEdited when the database cannot be served.
 func (db *DB) Ready(ctx context.Context) error {
 	if err := db.Writer.PingContext(ctx); err != nil {
 		return fmt.Errorf("storage: ping: %w", err)
 	}
-	query := "SELECT name FROM sqlite_master WHERE type = 'table'"
-	if db.Dialect == dialect.Postgres {
-		query = "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-	}
-	rows, err := db.ReadDB.QueryContext(ctx, query)
+	ms, err := EmbeddedMigrations(db.Dialect)
 	if err != nil {
-		return fmt.Errorf("storage: list tables: %w", err)
+		return err
 	}
-	defer rows.Close()
-	var have []string
-	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return fmt.Errorf("storage: list tables: %w", err)
-		}
-		have = append(have, name)
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("storage: list tables: %w", err)
-	}
-	var missing []string
-	for _, t := range migrate.Tables {
-		if !slices.Contains(have, t.Name) {
-			missing = append(missing, t.Name)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%w: missing tables %v", ErrNotMigrated, missing)
+	st, err := db.migrationStatus(ctx, ms)
+	switch {
+	case err != nil:
+		return err
+	case st.Err != nil:
+		return st.Err
+	case len(st.Pending) > 0:
+		return fmt.Errorf("%w: %d migrations pending, the newest %s", ErrNotMigrated, len(st.Pending), ms.Head())
 	}
 	return nil
 }
@@ -177,6 +481,3 @@ func (db *DB) DurabilityInfo(ctx context.Context) (string, error) {
 	}
 	return fmt.Sprintf("sqlite journal_mode=%s synchronous=%s", journal, modes[sync]), nil
 }
-
-// ErrNotMigrated is wrapped by Ready when the schema's tables are missing.
-var ErrNotMigrated = errors.New("storage: database not migrated")

@@ -106,7 +106,7 @@ func TestOpenAndMigrate(t *testing.T) {
 		// Migrating again changes nothing: the partial and descending
 		// indexes read back from the database as they were declared.
 		require.NoError(t, db.Migrate(ctx))
-		plan, err := db.MigrationPlan(ctx)
+		plan, err := db.SchemaDrift(ctx)
 		require.NoError(t, err)
 		require.Empty(t, plan, "migrating again would change the schema")
 

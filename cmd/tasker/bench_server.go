@@ -248,7 +248,7 @@ func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string)
 // process, on a loopback port.
 func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous string) error {
 	log := slog.New(slog.DiscardHandler)
-	db, err := openAndMigrate(ctx, dbURL, synchronous)
+	db, _, err := openAndMigrate(ctx, dbURL, synchronous, true)
 	if err != nil {
 		return err
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -27,6 +29,7 @@ type serveFlags struct {
 	shutdownTimeout   time.Duration
 	retentionAge      string
 	retentionCount    string
+	migrate           bool
 }
 
 func serveCommand() *cobra.Command {
@@ -37,7 +40,16 @@ func serveCommand() *cobra.Command {
 		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz and /readyz.\n" +
 			"With no flags it stores everything in ./tasker.db (SQLite).",
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v, ok := os.LookupEnv("TASKER_MIGRATE"); ok && !cmd.Flags().Changed("migrate") {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("TASKER_MIGRATE: want true or false, got %q", v)
+				}
+				f.migrate = b
+			}
+			return serve(cmd.Context(), f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.database, "database", env("TASKER_DATABASE_URL", "./tasker.db"), "database URL: a SQLite file path, or postgres://… [TASKER_DATABASE_URL]")
@@ -50,6 +62,7 @@ func serveCommand() *cobra.Command {
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may drain on SIGTERM")
 	fl.StringVar(&f.retentionAge, "event-retention-age", env("TASKER_EVENT_RETENTION_AGE", "0"), "remove events older than this (e.g. 720h); 0 keeps them [TASKER_EVENT_RETENTION_AGE]")
 	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
+	fl.BoolVar(&f.migrate, "migrate", true, "apply pending schema migrations at start; when false, refuse to start on a database that lacks some [TASKER_MIGRATE]")
 	return cmd
 }
 
@@ -62,11 +75,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	db, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous)
+	db, applied, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous, f.migrate)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if len(applied) > 0 {
+		log.InfoContext(ctx, "migrations applied", slog.Any("versions", applied))
+	}
 	log.InfoContext(ctx, "database ready", slog.String("dialect", db.Dialect), slog.String("location", db.Location))
 
 	templates, eventLog, eng := server.Components(log, db)
@@ -91,16 +107,34 @@ func serve(ctx context.Context, f serveFlags) error {
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 
-func openAndMigrate(ctx context.Context, url, synchronous string) (*storage.DB, error) {
+// openAndMigrate opens the database and applies the migrations of this
+// binary it lacks, returning their versions; with apply false it only
+// checks that none is missing. Either way a database migrated by a newer
+// binary is refused.
+func openAndMigrate(ctx context.Context, url, synchronous string, apply bool) (*storage.DB, []string, error) {
 	db, err := storage.Open(ctx, url, storage.Options{Synchronous: synchronous})
 	if err != nil {
-		return nil, fmt.Errorf("--database: %w", err)
+		return nil, nil, fmt.Errorf("--database: %w", err)
 	}
-	if err := db.Migrate(ctx); err != nil {
+	var applied []string
+	if apply {
+		applied, err = migrateEmbedded(ctx, db)
+	} else {
+		err = db.Ready(ctx)
+	}
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("migrate: %w", err)
+		return nil, nil, fmt.Errorf("migrate: %w", err)
 	}
-	return db, nil
+	return db, applied, nil
+}
+
+func migrateEmbedded(ctx context.Context, db *storage.DB) ([]string, error) {
+	ms, err := storage.EmbeddedMigrations(db.Dialect)
+	if err != nil {
+		return nil, err
+	}
+	return db.MigrateTo(ctx, ms)
 }
 
 // registerDir registers every template file of dir; the first bad file
@@ -123,23 +157,65 @@ func registerDir(ctx context.Context, log *slog.Logger, templates *registry.Stor
 
 func migrateCommand() *cobra.Command {
 	var database, synchronous string
+	var status bool
 	cmd := &cobra.Command{
 		Use:   "migrate",
-		Short: "Create or upgrade the database schema, then exit (serve also does this at start)",
-		Args:  cobra.NoArgs,
+		Short: "Apply the schema migrations the database lacks, then exit (serve also does this at start)",
+		Long: "Apply, in order, the versioned schema migrations built into this binary that the database lacks,\n" +
+			"each in its own transaction, recorded in tasker_schema_migrations. A database migrated by a newer\n" +
+			"Tasker is refused. With --status, list every migration as applied or pending and change nothing.",
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			db, err := openAndMigrate(cmd.Context(), database, synchronous)
+			ctx := cmd.Context()
+			db, err := storage.Open(ctx, database, storage.Options{Synchronous: synchronous})
 			if err != nil {
-				return err
+				return fmt.Errorf("--database: %w", err)
 			}
 			defer db.Close()
-			fmt.Fprintf(cmd.OutOrStdout(), "migrated %s database at %s\n", db.Dialect, db.Location)
+			out := cmd.OutOrStdout()
+			if status {
+				return migrationStatus(ctx, db, out)
+			}
+			applied, err := migrateEmbedded(ctx, db)
+			if err != nil {
+				return fmt.Errorf("migrate: %w", err)
+			}
+			for _, v := range applied {
+				fmt.Fprintf(out, "applied %s\n", v)
+			}
+			fmt.Fprintf(out, "%s database at %s is up to date (%d migrations applied now)\n", db.Dialect, db.Location, len(applied))
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&database, "database", env("TASKER_DATABASE_URL", "./tasker.db"), "database URL [TASKER_DATABASE_URL]")
 	cmd.Flags().StringVar(&synchronous, "sqlite-synchronous", env("TASKER_SQLITE_SYNCHRONOUS", "normal"), "SQLite durability: normal or full")
+	cmd.Flags().BoolVar(&status, "status", false, "list the migrations as applied or pending; change nothing")
 	return cmd
+}
+
+// migrationStatus prints one line per migration of this binary, then fails
+// if the database cannot be served by it.
+func migrationStatus(ctx context.Context, db *storage.DB, out io.Writer) error {
+	ms, err := storage.EmbeddedMigrations(db.Dialect)
+	if err != nil {
+		return err
+	}
+	st, err := db.MigrationStatus(ctx, ms)
+	if err != nil {
+		return err
+	}
+	pending := make(map[string]bool, len(st.Pending))
+	for _, m := range st.Pending {
+		pending[m.Version] = true
+	}
+	for _, m := range ms {
+		state := "applied"
+		if pending[m.Version] {
+			state = "pending"
+		}
+		fmt.Fprintf(out, "%s  %-8s %s\n", m.Version, state, m.Name)
+	}
+	return st.Err
 }
 
 // retentionOf parses the event retention flags.

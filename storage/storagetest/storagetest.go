@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,11 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"entgo.io/ent/dialect/entsql"
-	"entgo.io/ent/dialect/sql/schema"
+	"entgo.io/ent/dialect"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/taskerhq/tasker/ent/migrate"
 	"github.com/taskerhq/tasker/storage"
 )
 
@@ -206,82 +203,20 @@ func buildTemplate(t testing.TB, conn *pgx.Conn, name string) {
 	}
 }
 
-// schemaHash is a short hash of the generated schema, computed when the
-// package is initialised: ent's migration later writes to migrate.Tables
-// (index links, key markers), and reading them meanwhile would race and
-// could hash differently.
-var schemaHash = hashSchema()
+// schemaHash is a short hash of the PostgreSQL migrations built into the
+// binary, so a new migration gets a new template instead of a stale one.
+var schemaHash = hashMigrations()
 
-// hashSchema hashes what the schema declares. migrate.Tables cannot be
-// marshalled as is (foreign keys point back at tables, and tasks reference
-// themselves), so everything is reduced to names and declared attributes.
-func hashSchema() string {
-	type column struct {
-		Name       string
-		Type       string
-		SchemaType map[string]string
-		Size       int64
-		Unique     bool
-		Increment  bool
-		Nullable   bool
-		Default    any
-		Enums      []string
-	}
-	type index struct {
-		Name       string
-		Unique     bool
-		Columns    []string
-		Annotation *entsql.IndexAnnotation
-	}
-	type foreignKey struct {
-		Symbol     string
-		Columns    []string
-		RefTable   string
-		RefColumns []string
-		OnUpdate   schema.ReferenceOption
-		OnDelete   schema.ReferenceOption
-	}
-	type table struct {
-		Name        string
-		Columns     []column
-		PrimaryKey  []string
-		Indexes     []index
-		ForeignKeys []foreignKey
-		Annotation  *entsql.Annotation
-	}
-	names := func(cols []*schema.Column) []string {
-		var s []string
-		for _, c := range cols {
-			s = append(s, c.Name)
-		}
-		return s
-	}
-	var tables []table
-	for _, t := range migrate.Tables {
-		x := table{Name: t.Name, PrimaryKey: names(t.PrimaryKey), Annotation: t.Annotation}
-		for _, c := range t.Columns {
-			x.Columns = append(x.Columns, column{
-				Name: c.Name, Type: c.Type.String(), SchemaType: c.SchemaType, Size: c.Size,
-				Unique: c.Unique, Increment: c.Increment, Nullable: c.Nullable, Default: c.Default, Enums: c.Enums,
-			})
-		}
-		for _, i := range t.Indexes {
-			x.Indexes = append(x.Indexes, index{Name: i.Name, Unique: i.Unique, Columns: names(i.Columns), Annotation: i.Annotation})
-		}
-		for _, fk := range t.ForeignKeys {
-			x.ForeignKeys = append(x.ForeignKeys, foreignKey{
-				Symbol: fk.Symbol, Columns: names(fk.Columns), RefTable: fk.RefTable.Name,
-				RefColumns: names(fk.RefColumns), OnUpdate: fk.OnUpdate, OnDelete: fk.OnDelete,
-			})
-		}
-		tables = append(tables, x)
-	}
-	b, err := json.Marshal(tables)
+func hashMigrations() string {
+	ms, err := storage.EmbeddedMigrations(dialect.Postgres)
 	if err != nil {
-		panic("storagetest: hash schema: " + err.Error())
+		panic("storagetest: " + err.Error())
 	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:6])
+	h := sha256.New()
+	for _, m := range ms {
+		h.Write([]byte(m.Version + " " + m.Checksum + "\n"))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:6])
 }
 
 // databaseURL is the base URL pointed at database name.
