@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
+	"sync"
 
 	atlasmigrate "ariga.io/atlas/sql/migrate"
 	"entgo.io/ent/dialect"
@@ -173,7 +174,7 @@ func (db *DB) Migrate(ctx context.Context) error {
 // same across processes.
 func (db *DB) MigrateTo(ctx context.Context, ms Migrations) (applied []string, err error) {
 	run := func(ctx context.Context) error {
-		if err := db.ensureRevisionTable(ctx); err != nil {
+		if err := db.ensureRevisionTable(ctx, ms); err != nil {
 			return err
 		}
 		st, err := db.migrationStatus(ctx, ms)
@@ -287,10 +288,9 @@ func (db *DB) tableExists(ctx context.Context, name string) (bool, error) {
 	return n > 0, nil
 }
 
-// ensureRevisionTable creates tasker_schema_migrations. A database that has
-// Tasker's tables but no record of migrations was made by a release that
-// predates versioned migrations; it is refused rather than guessed at.
-func (db *DB) ensureRevisionTable(ctx context.Context) error {
+// ensureRevisionTable creates tasker_schema_migrations, adopting first a
+// database made by a release that predates versioned migrations.
+func (db *DB) ensureRevisionTable(ctx context.Context, ms Migrations) error {
 	exists, err := db.tableExists(ctx, revisionTable)
 	if err != nil || exists {
 		return err
@@ -300,17 +300,88 @@ func (db *DB) ensureRevisionTable(ctx context.Context) error {
 		return err
 	}
 	if legacy {
-		return fmt.Errorf("%w: the database has Tasker tables but no %s: it was created by a release without versioned migrations; export its events and tasks and start on a new database",
-			ErrNotMigrated, revisionTable)
+		if err := db.upgradeLegacy(ctx); err != nil {
+			return err
+		}
 	}
-	at := "TEXT NOT NULL"
-	if db.Dialect == dialect.Postgres {
-		at = "timestamptz NOT NULL DEFAULT now()"
-	}
-	_, err = db.Writer.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+revisionTable+
-		" (version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at "+at+")")
+	return db.inTx(ctx, func(tx *sql.Tx) error {
+		at := "TEXT NOT NULL"
+		if db.Dialect == dialect.Postgres {
+			at = "timestamptz NOT NULL DEFAULT now()"
+		}
+		if _, err := tx.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS "+revisionTable+
+			" (version TEXT PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at "+at+")"); err != nil {
+			return fmt.Errorf("storage: create %s: %w", revisionTable, err)
+		}
+		if !legacy {
+			return nil
+		}
+		for _, m := range ms {
+			if err := db.record(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// legacyBackfills completed the schema changes of releases that migrated by
+// ent's auto-migration; they run once more when such a database is adopted.
+var legacyBackfills = []string{
+	"UPDATE steps SET claimable_at = available_at WHERE claimable_at IS NULL AND available_at IS NOT NULL AND state IN ('enqueued', 'waiting_for_retry')",
+	"UPDATE steps SET claimable_at = NULL WHERE claimable_at IS NOT NULL AND state NOT IN ('enqueued', 'waiting_for_retry')",
+}
+
+// upgradeLegacy brings a database made before versioned migrations to
+// ent/schema the way those releases did, with ent's auto-migration and
+// their backfills. ent/schema is what the embedded migrations produce
+// (TestMigrationsMatchSchema), so the caller then records every migration
+// as applied, in the same transaction that creates the record table: a
+// crash before that commit leaves a database this function adopts again.
+func (db *DB) upgradeLegacy(ctx context.Context) error {
+	entSchemaMu.Lock()
+	defer entSchemaMu.Unlock()
+	m, err := schema.NewMigrate(entsql.OpenDB(db.Dialect, db.Writer), schema.WithDropIndex(true))
 	if err != nil {
-		return fmt.Errorf("storage: create %s: %w", revisionTable, err)
+		return err
+	}
+	if err := m.Create(ctx, migrate.Tables...); err != nil {
+		return fmt.Errorf("storage: adopt a database made before versioned migrations: %w", err)
+	}
+	for _, stmt := range legacyBackfills {
+		if _, err := db.Writer.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("storage: adopt a database made before versioned migrations: %w", err)
+		}
+	}
+	return nil
+}
+
+// entSchemaMu serialises uses of ent's schema migration within the process:
+// it writes to the package-level tables of ent/migrate (it links columns to
+// their indexes), so two databases diffing at once, as in tests, race.
+var entSchemaMu sync.Mutex
+
+// inTx runs fn in a transaction on the writer.
+func (db *DB) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := db.Writer.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// record notes in tx that migration m is applied.
+func (db *DB) record(ctx context.Context, tx *sql.Tx, m Migration) error {
+	insert := "INSERT INTO " + revisionTable + " (version, name, checksum, applied_at) VALUES (?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+	if db.Dialect == dialect.Postgres {
+		insert = "INSERT INTO " + revisionTable + " (version, name, checksum) VALUES ($1, $2, $3)"
+	}
+	if _, err := tx.ExecContext(ctx, insert, m.Version, m.Name, m.Checksum); err != nil {
+		return fmt.Errorf("storage: record migration %s: %w", m.Version, err)
 	}
 	return nil
 }
@@ -356,12 +427,8 @@ func (db *DB) apply(ctx context.Context, m Migration) error {
 			return fmt.Errorf("%w: %d rows violate foreign keys after the migration", ErrForeignKeyViolation, violations)
 		}
 	}
-	insert := "INSERT INTO " + revisionTable + " (version, name, checksum, applied_at) VALUES (?, ?, ?, strftime('%Y-%m-%d %H:%M:%f', 'now'))"
-	if !sqlite {
-		insert = "INSERT INTO " + revisionTable + " (version, name, checksum) VALUES ($1, $2, $3)"
-	}
-	if _, err := tx.ExecContext(ctx, insert, m.Version, m.Name, m.Checksum); err != nil {
-		return fmt.Errorf("record: %w", err)
+	if err := db.record(ctx, tx, m); err != nil {
+		return err
 	}
 	return tx.Commit()
 }
@@ -384,6 +451,8 @@ func firstLine(stmt string) string {
 // Migrate it must return none: a test runs it on both dialects, so a change
 // of ent/schema without its migration file fails CI.
 func (db *DB) SchemaDrift(ctx context.Context) ([]string, error) {
+	entSchemaMu.Lock()
+	defer entSchemaMu.Unlock()
 	var stmts []string
 	dryRun := func(schema.Applier) schema.Applier {
 		return schema.ApplyFunc(func(_ context.Context, _ dialect.ExecQuerier, plan *atlasmigrate.Plan) error {

@@ -10,8 +10,11 @@ import (
 	"testing/fstest"
 
 	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"entgo.io/ent/dialect/sql/schema"
 	"github.com/stretchr/testify/require"
 
+	entmigrate "github.com/taskerhq/tasker/ent/migrate"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -285,19 +288,38 @@ func hasIndex(t *testing.T, db *storage.DB, name string) bool {
 	return n > 0
 }
 
-// TestLegacyDatabaseRefused: a database with Tasker's tables but no record
-// of migrations is refused with a message, not migrated over.
-func TestLegacyDatabaseRefused(t *testing.T) {
+// TestLegacyDatabaseAdopted: a database made by a release that migrated with
+// ent's auto-migration, rows included, is brought to ent/schema and every
+// migration recorded, once.
+func TestLegacyDatabaseAdopted(t *testing.T) {
 	t.Parallel()
 	for _, d := range storagetest.Dialects {
 		t.Run(d, func(t *testing.T) {
 			t.Parallel()
+			ctx := t.Context()
 			db := openEmpty(t, d)
-			_, err := db.Writer.ExecContext(t.Context(), "CREATE TABLE tasks (id integer)")
+			// What those releases ran at start, minus the newest index.
+			m, err := schema.NewMigrate(entsql.OpenDB(db.Dialect, db.Writer))
 			require.NoError(t, err)
-			err = db.Migrate(t.Context())
-			require.ErrorIs(t, err, storage.ErrNotMigrated)
-			require.ErrorContains(t, err, "without versioned migrations")
+			require.NoError(t, m.Create(ctx, entmigrate.Tables...))
+			_, err = db.Writer.ExecContext(ctx, "DROP INDEX step_claimable_at")
+			require.NoError(t, err)
+			ns, err := db.Client.Namespace.Create().SetName("billing").Save(ctx)
+			require.NoError(t, err)
+
+			require.NoError(t, db.Migrate(ctx))
+			require.NoError(t, db.Ready(ctx))
+			require.True(t, hasIndex(t, db, "step_claimable_at"))
+			drift, err := db.SchemaDrift(ctx)
+			require.NoError(t, err)
+			require.Empty(t, drift)
+			got, err := db.Client.Namespace.Get(ctx, ns.ID)
+			require.NoError(t, err)
+			require.Equal(t, "billing", got.Name)
+			st, err := db.MigrationStatus(ctx, embedded(t, db))
+			require.NoError(t, err)
+			require.Len(t, st.Applied, len(embedded(t, db)))
+			require.NoError(t, db.Migrate(ctx))
 		})
 	}
 }
