@@ -10,6 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/taskerhq/tasker/bench"
 )
 
 func main() {
@@ -34,7 +36,7 @@ func rootCommand() *cobra.Command {
 	}
 	root.AddCommand(serveCommand(), migrateCommand(), templateCommand())
 	root.AddCommand(eventsCommand())
-	root.AddCommand(benchCommand())
+	root.AddCommand(bench.Command())
 	return root
 }
 

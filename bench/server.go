@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -248,8 +248,12 @@ func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string)
 // process, on a loopback port.
 func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous string) error {
 	log := slog.New(slog.DiscardHandler)
-	db, _, err := openAndMigrate(ctx, dbURL, synchronous, true)
+	db, err := storage.Open(ctx, dbURL, storage.Options{Synchronous: synchronous})
 	if err != nil {
+		return err
+	}
+	if err := db.Migrate(ctx); err != nil {
+		db.Close()
 		return err
 	}
 	templates, eventLog, eng := server.Components(log, db)

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 )
 
@@ -59,7 +60,10 @@ var benchScenarios = []benchScenario{
 	{"capacity", "many tasks stored, a tenth of them in flight: server RSS and claim latency", runCapacity},
 }
 
-func benchCommand() *cobra.Command {
+// Command is `tasker bench`: the scenarios, their flags and the report. A
+// child server is started from the running executable, which must be the
+// tasker binary.
+func Command() *cobra.Command {
 	var f benchFlags
 	names := make([]string, len(benchScenarios))
 	var about strings.Builder
@@ -260,4 +264,11 @@ func runScenario(ctx context.Context, f benchFlags, name string, showProgress bo
 		r.Date = time.Now().UTC().Format(time.RFC3339)
 	}
 	return results, nil
+}
+
+// isTerminal reports whether w is a terminal, where a progress line may
+// redraw itself.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
 }

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -26,11 +27,11 @@ func TestBenchInProcess(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := rootCommand()
+	cmd := Command()
 	var stdout, stderr bytes.Buffer
 	cmd.SetOut(&stdout)
 	cmd.SetErr(&stderr)
-	cmd.SetArgs(append([]string{"bench", "--in-process", "--json"}, tinyBench...))
+	cmd.SetArgs(append([]string{"--in-process", "--json"}, tinyBench...))
 	require.NoError(t, cmd.ExecuteContext(ctx), stderr.String())
 
 	seen := map[string]int{}
@@ -73,12 +74,21 @@ func TestBenchInProcess(t *testing.T) {
 	require.Contains(t, stderr.String(), "steps/s", "the table goes to stderr with --json")
 }
 
+// buildBinary builds the tasker binary, which runs the bench and, as its
+// child, the server.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "tasker")
+	out, err := exec.CommandContext(t.Context(), "go", "build", "-o", bin, "../cmd/tasker").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
 // TestBenchChildServer runs the built binary, which starts `tasker serve`
 // as a child process, and reports the child's peak RSS.
 func TestBenchChildServer(t *testing.T) {
 	t.Parallel()
-	bin, err := buildBinary()
-	require.NoError(t, err)
+	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, append([]string{"bench", "burndown", "diamond", "--json"}, tinyBench...)...)
@@ -103,13 +113,13 @@ func TestBenchFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"bench", "nope"}, `unknown scenario "nope"`},
-		{[]string{"bench", "--database", "x.db"}, "want a postgres:// URL"},
-		{[]string{"bench", "--target", "127.0.0.1:1", "--in-process"}, "exclude each other"},
-		{[]string{"bench", "--workers", "0"}, "--workers must be at least 1"},
-		{[]string{"bench", "--capacity-tasks", "10", "--capacity-inflight", "20"}, "must not exceed"},
+		{[]string{"nope"}, `unknown scenario "nope"`},
+		{[]string{"--database", "x.db"}, "want a postgres:// URL"},
+		{[]string{"--target", "127.0.0.1:1", "--in-process"}, "exclude each other"},
+		{[]string{"--workers", "0"}, "--workers must be at least 1"},
+		{[]string{"--capacity-tasks", "10", "--capacity-inflight", "20"}, "must not exceed"},
 	} {
-		cmd := rootCommand()
+		cmd := Command()
 		cmd.SetOut(&bytes.Buffer{})
 		cmd.SetErr(&bytes.Buffer{})
 		cmd.SetArgs(tc.args)
