@@ -38,4 +38,7 @@
 //	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 //	defer stop()
 //	return w.Run(ctx) // returns after a graceful shutdown
+//
+// Example (example_test.go) is the same program, compiled and run by go
+// test against a real server.
 package worker
