@@ -173,7 +173,9 @@ func exampleServer() (addr string, stop func()) {
 	go func() { done <- srv.Serve(serveCtx, lis, nil) }()
 	return lis.Addr().String(), func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			panic(err)
+		}
 		_ = db.Close()
 		_ = os.RemoveAll(dir)
 	}
