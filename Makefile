@@ -110,6 +110,10 @@ bench: ## Every bench scenario on SQLite; BENCH_FLAGS="--database 'postgres://â€
 bench-go: ## Go benchmarks of the engine and event-log hot paths; TASKER_BENCH_POSTGRES=1 adds PostgreSQL
 	go test -run '^$$' -bench . -benchtime 2s ./engine ./events
 
+.PHONY: chaos
+chaos: ## The fault-injection suite at full size (kill -9, replica loss, database outage, vanished workers); RELIABILITY.md
+	TASKER_CHAOS=full go test -race -count=1 -timeout 30m -v -run . ./chaos
+
 .PHONY: fuzz
 fuzz: ## Fuzz the parsers of untrusted input for 30s each
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./page
