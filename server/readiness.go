@@ -31,7 +31,7 @@ const minProbeGap = 100 * time.Millisecond
 // database periodically, and at once when a call finds it unavailable, and
 // sets both the gRPC health statuses and the admin /readyz from the same
 // result, so the two never disagree. While not ready it probes more often,
-// so recovery is noticed within a fraction of the interval.
+// so recovery is noticed within a second at most.
 type readiness struct {
 	log      *slog.Logger
 	probe    func(context.Context) error
@@ -96,13 +96,13 @@ func (r *readiness) unavailable() {
 }
 
 // run probes until ctx ends: every interval while ready, five times as often
-// while not, and on every kick no sooner than minProbeGap after the last
-// probe.
+// (and at least every second) while not, and on every kick no sooner than
+// minProbeGap after the last probe.
 func (r *readiness) run(ctx context.Context) {
 	for {
 		wait := r.interval
 		if r.ready() != nil {
-			wait = r.interval / 5
+			wait = min(r.interval/5, time.Second)
 		}
 		timer := time.NewTimer(wait)
 		select {

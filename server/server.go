@@ -38,8 +38,9 @@ type Config struct {
 	// the server serves.
 	Subscribers *events.Registry
 	// ReadinessInterval is how often the database is probed for the gRPC
-	// health service and /readyz while it is reachable; a fifth of it while
-	// it is not, and at once when a call finds it unavailable. Default 5s.
+	// health service and /readyz while it is reachable; a fifth of it (at
+	// most 1s) while it is not, and at once when a call finds it
+	// unavailable. Default 5s.
 	ReadinessInterval time.Duration
 }
 
