@@ -62,7 +62,7 @@ func (e *storageError) Error() string { return e.kind.Error() + ": " + e.err.Err
 // the domain error the server answers with, so the driver's detail stays in
 // the logs and out of the client's message.
 func (e *storageError) Unwrap() []error {
-	if e.kind == ErrUnavailable {
+	if errors.Is(e.kind, ErrUnavailable) {
 		return []error{e.kind, unavailableFault, e.err}
 	}
 	return []error{e.kind, e.err}

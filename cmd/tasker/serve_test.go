@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -44,7 +43,7 @@ func TestServePortTakenLeavesNoDatabase(t *testing.T) {
 			require.Contains(t, string(out), "tasker: "+flag+": listen tcp "+taken.Addr().String())
 			require.Contains(t, string(out), "address already in use")
 			_, err = os.Stat(path)
-			require.True(t, errors.Is(err, os.ErrNotExist), "the database file was created: %v", err)
+			require.ErrorIs(t, err, os.ErrNotExist, "the database file was created")
 		})
 	}
 }
