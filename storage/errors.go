@@ -51,24 +51,33 @@ const unavailableRetryAfter = time.Second
 
 // storageError carries a sentinel alongside the driver error it was made
 // from, so callers match the sentinel and logs keep the driver's detail.
+// For ErrUnavailable it also carries the domain error the server answers
+// with, so the driver's detail stays in the logs and out of the client's
+// message.
 type storageError struct {
-	kind error
-	err  error
+	kind  error
+	err   error
+	fault *fault.Error // nil but for ErrUnavailable
+}
+
+func newStorageError(kind, err error) *storageError {
+	e := &storageError{kind: kind, err: err}
+	if errors.Is(kind, ErrUnavailable) {
+		// One per error rather than a shared value: a caller may add to
+		// what it finds.
+		e.fault = fault.Unavailablef(unavailableRetryAfter, "the database is unavailable; try again")
+	}
+	return e
 }
 
 func (e *storageError) Error() string { return e.kind.Error() + ": " + e.err.Error() }
 
-// Unwrap exposes the sentinel and the driver error, and for ErrUnavailable
-// the domain error the server answers with, so the driver's detail stays in
-// the logs and out of the client's message.
 func (e *storageError) Unwrap() []error {
-	if errors.Is(e.kind, ErrUnavailable) {
-		return []error{e.kind, unavailableFault, e.err}
+	if e.fault != nil {
+		return []error{e.kind, e.fault, e.err}
 	}
 	return []error{e.kind, e.err}
 }
-
-var unavailableFault = fault.Unavailablef(unavailableRetryAfter, "the database is unavailable; try again")
 
 // InterpretError maps a driver or ent error to the sentinel it stands for,
 // returning an error that wraps both. Errors that stand for none of them,
@@ -82,7 +91,7 @@ func (db *DB) InterpretError(err error) error {
 		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return err
 	case ent.IsNotFound(err), errors.Is(err, sql.ErrNoRows):
-		return &storageError{kind: ErrNotFound, err: err}
+		return newStorageError(ErrNotFound, err)
 	}
 	var kind error
 	if db.Dialect == dialect.Postgres {
@@ -96,7 +105,7 @@ func (db *DB) InterpretError(err error) error {
 	if kind == nil {
 		return err
 	}
-	return &storageError{kind: kind, err: err}
+	return newStorageError(kind, err)
 }
 
 // connectionLost reports errors that say the connection to the database
