@@ -80,9 +80,9 @@ func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took 
 }
 
 // release gives a claimed step back unrun; the attempt is not counted.
-func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token, reason string) {
+// leaseEnd reports when the lease ends, as last renewed.
+func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token string, leaseEnd func() time.Time, reason string) {
 	ctx = withCorrelation(ctx, s.CorrelationID)
-	leaseEnd := func() time.Time { return s.LeaseExpiresAt }
 	err := w.report(ctx, log, leaseEnd, "ReleaseStep", func(ctx context.Context) error {
 		_, err := w.steps.ReleaseStep(ctx, &taskerv1.ReleaseStepRequest{StepId: s.ID, LeaseToken: token, Reason: reason})
 		return err

@@ -397,7 +397,7 @@ func (w *Worker) launch(ctx, handlerCtx, base context.Context, c *taskerv1.Claim
 		if !ok {
 			reason = "worker does not serve this handler"
 		}
-		w.release(base, log, s, c.GetLeaseToken(), reason)
+		w.release(base, log, s, c.GetLeaseToken(), func() time.Time { return s.LeaseExpiresAt }, reason)
 		return
 	}
 	hctx, cancel := context.WithCancelCause(handlerCtx)
@@ -495,7 +495,7 @@ wait:
 	var wg sync.WaitGroup
 	for _, e := range abandoned {
 		wg.Go(func() {
-			w.release(base, e.log, e.step, e.token, "worker shut down before the step finished")
+			w.release(base, e.log, e.step, e.token, w.leaseEnd(e), "worker shut down before the step finished")
 			w.done(e)
 		})
 	}
