@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Code classifies an error the way the contract's error table does.
@@ -75,6 +76,10 @@ type Error struct {
 	// exists.
 	ResourceType string
 	ResourceName string
+	// RetryAfter, when positive, is how long a client should wait before
+	// trying again: the server sends it as RetryInfo with an Unavailable
+	// error.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -151,4 +156,13 @@ func InvalidState(resourceType, name, currentState, format string, args ...any) 
 // ReasonLeaseLost, ReasonTimedOut, ReasonCancelled.
 func Abortedf(reason, format string, args ...any) *Error {
 	return &Error{Code: Aborted, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unavailablef reports a call that could not be served now but may succeed
+// if tried again after retryAfter, e.g. because the database is
+// unreachable. A call cut off while it committed may have taken effect;
+// repeating it is safe where the contract makes it so (idempotency keys,
+// reports under the same lease).
+func Unavailablef(retryAfter time.Duration, format string, args ...any) *Error {
+	return &Error{Code: Unavailable, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
 }

@@ -6,7 +6,11 @@
 // responses; it holds no business rules. Its interceptor chain gives every
 // call a correlation id, a structured log line, recovery from panics and one
 // mapping from domain errors (package fault) to gRPC status codes with typed
-// details, masking anything unexpected. Shutdown stops new work, ends
+// details, masking anything unexpected; driver errors that reach it are
+// first interpreted by storage, so an unreachable database answers
+// Unavailable with RetryInfo on every path. One readiness probe of the
+// database, run periodically and at once when a call finds the database
+// unavailable, sets both the gRPC health statuses and /readyz. Shutdown stops new work, ends
 // long-polls and streams, drains in-flight calls for a bounded time and then
 // stops hard, because grpc.Server.GracefulStop alone waits forever on open
 // streams.

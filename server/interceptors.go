@@ -77,18 +77,18 @@ func recoveryOption(log *slog.Logger) recovery.Option {
 // interceptors returns the chains, outermost first: correlation (so every
 // later step sees the id), logging (so it records the final code), error
 // mapping, then recovery closest to the handler.
-func interceptors(log *slog.Logger) (grpc.ServerOption, grpc.ServerOption) {
+func interceptors(log *slog.Logger, errs *errorMapper) (grpc.ServerOption, grpc.ServerOption) {
 	mwLog := slogLogger(log)
 	unary := grpc.ChainUnaryInterceptor(
 		correlationUnaryInterceptor,
 		logging.UnaryServerInterceptor(mwLog, loggingOptions()...),
-		errorsUnaryInterceptor(log),
+		errs.unaryInterceptor,
 		recovery.UnaryServerInterceptor(recoveryOption(log)),
 	)
 	stream := grpc.ChainStreamInterceptor(
 		correlationStreamInterceptor,
 		logging.StreamServerInterceptor(mwLog, loggingOptions()...),
-		errorsStreamInterceptor(log),
+		errs.streamInterceptor,
 		recovery.StreamServerInterceptor(recoveryOption(log)),
 	)
 	return unary, stream

@@ -37,6 +37,11 @@ type Config struct {
 	// Subscribers, when set, runs its in-process event subscribers while
 	// the server serves.
 	Subscribers *events.Registry
+	// ReadinessInterval is how often the database is probed for the gRPC
+	// health service and /readyz while it is reachable; a fifth of it (at
+	// most 1s) while it is not, and at once when a call finds it
+	// unavailable. Default 5s.
+	ReadinessInterval time.Duration
 }
 
 // Server serves the tasker.v1 services over gRPC and the admin endpoints
@@ -50,6 +55,7 @@ type Server struct {
 	sequencer *events.Sequencer
 	grpc      *grpc.Server
 	health    *health.Server
+	readiness *readiness
 	admin     *http.Server
 	draining  atomic.Bool
 	// stopping is closed when shutdown starts, so long-polls and streams end
@@ -77,12 +83,17 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	if cfg.MaxRecvMsgSize <= 0 {
 		cfg.MaxRecvMsgSize = 8 << 20
 	}
+	if cfg.ReadinessInterval <= 0 {
+		cfg.ReadinessInterval = 5 * time.Second
+	}
 	s := &Server{
 		log: log, db: db, cfg: cfg, engine: eng, eventLog: eventLog,
 		sequencer: events.NewSequencer(db, log, events.SequencerOptions{Stamped: eventLog.Notify}),
 		health:    health.NewServer(), stopping: make(chan struct{}),
 	}
-	unary, stream := interceptors(log)
+	s.readiness = newReadiness(log, db.Ready, s.health, cfg.ReadinessInterval)
+	errs := &errorMapper{log: log, interpret: db.InterpretError, unavailable: s.readiness.unavailable}
+	unary, stream := interceptors(log, errs)
 	s.grpc = grpc.NewServer(
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		unary, stream,
@@ -90,7 +101,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	)
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
-	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, stopping: s.stopping})
+	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping})
 	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -104,16 +115,16 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	return s
 }
 
-// readyz answers 200 when the database is reachable and migrated and the
-// server is not shutting down, 503 otherwise, with the reason in the body.
-func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+// readyz answers 200 when the last readiness probe found the database
+// reachable and migrated and the server is not shutting down, 503
+// otherwise, with the reason in the body: the same state the gRPC health
+// service reports.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if s.draining.Load() {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := s.db.Ready(ctx); err != nil {
+	if err := s.readiness.ready(); err != nil {
 		http.Error(w, "database not ready: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
@@ -124,20 +135,14 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // skip) until ctx is done, then shuts down gracefully. It returns nil after a
 // clean shutdown.
 func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) error {
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	for _, name := range []string{
-		taskerv1.RegistryService_ServiceDesc.ServiceName,
-		taskerv1.TaskService_ServiceDesc.ServiceName,
-		taskerv1.StepService_ServiceDesc.ServiceName,
-		taskerv1.EventService_ServiceDesc.ServiceName,
-	} {
-		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
-	}
+	// The first probe before serving, so health answers from the start.
+	s.readiness.check(ctx)
 
 	// The per-process background work: the event log's reader (LISTEN on
 	// PostgreSQL), the sequencer (one leader per database), the reaper, the
 	// listener that wakes claimers for work other replicas committed, the
-	// event log's retention and the in-process event subscribers.
+	// event log's retention, the readiness probe and the in-process event
+	// subscribers.
 	// They outlive ctx until the drain is over, so in-flight calls finish
 	// against a working engine.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
@@ -150,6 +155,7 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	background.Go(func() {
 		s.logStopped(bgCtx, "event retention", events.NewRetainer(s.db, s.log, s.cfg.Retention).Run(bgCtx))
 	})
+	background.Go(func() { s.readiness.run(bgCtx) })
 	if s.cfg.Subscribers != nil {
 		background.Go(func() { s.logStopped(bgCtx, "event subscribers", s.cfg.Subscribers.Run(bgCtx, s.eventLog)) })
 	}

@@ -34,6 +34,7 @@ type stepService struct {
 	taskerv1.UnimplementedStepServiceServer
 	engine   *engine.Engine
 	log      *slog.Logger
+	errs     *errorMapper
 	stopping <-chan struct{}
 }
 
@@ -146,7 +147,7 @@ func (s *stepService) ExtendLease(ctx context.Context, req *taskerv1.ExtendLease
 	eachEntry(len(req.GetLeases()), func(i int) {
 		l := req.GetLeases()[i]
 		expires, err := s.engine.ExtendLease(ctx, lease(l.GetStepId(), l.GetLeaseToken()), extendBy)
-		ext := &taskerv1.LeaseExtension{Result: entryResult(ctx, s.log, "ExtendLease", err)}
+		ext := &taskerv1.LeaseExtension{Result: s.errs.entryResult(ctx, "ExtendLease", err)}
 		if err == nil {
 			ext.LeaseExpiresAt = timestamppb.New(expires)
 		}
@@ -192,7 +193,7 @@ func (s *stepService) BatchCompleteSteps(ctx context.Context, req *taskerv1.Batc
 	eachEntry(len(req.GetCompletions()), func(i int) {
 		c := req.GetCompletions()[i]
 		err := s.engine.CompleteStep(ctx, lease(c.GetStepId(), c.GetLeaseToken()), c.GetResult().AsMap())
-		resp.Results[i] = entryResult(ctx, s.log, "BatchCompleteSteps", err)
+		resp.Results[i] = s.errs.entryResult(ctx, "BatchCompleteSteps", err)
 	})
 	return resp, nil
 }
@@ -227,7 +228,7 @@ func (s *stepService) BatchFailSteps(ctx context.Context, req *taskerv1.BatchFai
 	eachEntry(len(req.GetFailures()), func(i int) {
 		f := req.GetFailures()[i]
 		out, err := s.engine.FailStep(ctx, failParams(f.GetStepId(), f.GetLeaseToken(), f.GetError(), f.GetNonRetryable(), f.GetRetryAfter()))
-		fo := &taskerv1.FailureOutcome{Result: entryResult(ctx, s.log, "BatchFailSteps", err)}
+		fo := &taskerv1.FailureOutcome{Result: s.errs.entryResult(ctx, "BatchFailSteps", err)}
 		if err == nil {
 			fo.State = stepStatesToProto[out.State]
 			fo.AvailableAt = timestamp(out.AvailableAt)

@@ -4,17 +4,22 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -23,6 +28,7 @@ import (
 	"github.com/taskerhq/tasker/ent/namespace"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/task"
+	"github.com/taskerhq/tasker/fault"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -502,4 +508,103 @@ func TestInsertRows(t *testing.T) {
 		require.NoError(t, err)
 		require.False(t, exists)
 	})
+}
+
+// TestInterpretUnavailable: errors that say the database is out of reach
+// become ErrUnavailable with a fault.Unavailable and a retry delay; the
+// caller's own cancellation and errors that waiting will not fix stay what
+// they are.
+func TestInterpretUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pg := storagetest.Open(t, "postgres")
+	lite := storagetest.Open(t, "sqlite")
+
+	// Real connection failures: nothing listens on the port, and a server
+	// that refuses the database named.
+	var lc net.ListenConfig
+	lis, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	closedAddr := lis.Addr().String()
+	require.NoError(t, lis.Close())
+	_, refused := pgx.Connect(ctx, "postgres://postgres@"+closedAddr+"/x?sslmode=disable&connect_timeout=5")
+	require.Error(t, refused)
+	var noDB error
+	var conn *pgx.Conn
+	conn, noDB = pgx.Connect(ctx, strings.Replace(storagetest.MigratedPostgresURL(t), "tasker_test_", "missing_", 1))
+	require.Nil(t, conn)
+	require.Error(t, noDB)
+
+	unavailable := map[string]error{
+		"refused connect":      refused,
+		"connection refused":   &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED},
+		"connection reset":     fmt.Errorf("read: %w", syscall.ECONNRESET),
+		"broken pipe":          fmt.Errorf("write: %w", syscall.EPIPE),
+		"cut mid-message":      fmt.Errorf("receive message: %w", io.ErrUnexpectedEOF),
+		"bad connection":       driver.ErrBadConn,
+		"pgx conn closed":      fmt.Errorf("query: %w", pgconn.ErrConnClosed),
+		"08006":                &pgconn.PgError{Code: "08006", Message: "connection failure"},
+		"57P01 admin shutdown": &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"},
+		"57P02 crash shutdown": &pgconn.PgError{Code: "57P02"},
+		"57P03 starting up":    &pgconn.PgError{Code: "57P03", Message: "the database system is starting up"},
+		"53300 too many":       &pgconn.PgError{Code: "53300", Message: "sorry, too many clients already"},
+	}
+	for name, err := range unavailable {
+		got := pg.InterpretError(err)
+		require.ErrorIs(t, got, storage.ErrUnavailable, name)
+		require.ErrorIs(t, got, err, "%s: the driver's error stays reachable", name)
+		fe, ok := fault.As(got)
+		require.True(t, ok, name)
+		require.Equal(t, fault.Unavailable, fe.Code, name)
+		require.Positive(t, fe.RetryAfter, name)
+		require.NotContains(t, fe.Message, err.Error(), "%s: the driver's detail is not for clients", name)
+	}
+
+	stays := map[string]error{
+		"missing database": noDB,
+		"syntax error":     &pgconn.PgError{Code: "42601"},
+		"cancelled":        fmt.Errorf("query: %w (%w)", context.Canceled, syscall.ECONNRESET),
+		"deadline":         &net.OpError{Op: "read", Err: fmt.Errorf("timeout: %w", context.DeadlineExceeded)},
+	}
+	for name, err := range stays {
+		got := pg.InterpretError(err)
+		require.NotErrorIs(t, got, storage.ErrUnavailable, name)
+		_, ok := fault.As(got)
+		require.False(t, ok, name)
+	}
+	require.ErrorIs(t, lite.InterpretError(driver.ErrBadConn), storage.ErrUnavailable, "connection errors on either dialect")
+}
+
+// TestSQLiteBusyIsUnavailable: a write that waited busy_timeout for another
+// process's lock on the file answers ErrUnavailable, and Tx does not retry
+// it at once.
+func TestSQLiteBusyIsUnavailable(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "busy.db")
+	db, err := storage.Open(ctx, path, storage.Options{BusyTimeout: 50 * time.Millisecond})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, db.Close()) }()
+	require.NoError(t, db.Migrate(ctx))
+
+	// Another process's writer, as far as SQLite can tell: a connection
+	// outside db's pools that holds the write lock.
+	other, err := storage.Open(ctx, path, storage.Options{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, other.Close()) }()
+	lock, err := other.Writer.Conn(ctx)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, lock.Close()) }()
+	_, err = lock.ExecContext(ctx, "BEGIN IMMEDIATE")
+	require.NoError(t, err)
+	defer func() { _, _ = lock.ExecContext(context.WithoutCancel(ctx), "ROLLBACK") }()
+
+	attempts := 0
+	err = db.Tx(ctx, func(tx *ent.Tx) error {
+		attempts++
+		return tx.Namespace.Create().SetName("blocked").Exec(ctx)
+	})
+	require.ErrorIs(t, err, storage.ErrUnavailable)
+	require.Equal(t, fault.Unavailable, fault.CodeOf(err))
+	require.LessOrEqual(t, attempts, 1)
 }

@@ -80,9 +80,9 @@ func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took 
 }
 
 // release gives a claimed step back unrun; the attempt is not counted.
-func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token, reason string) {
+// leaseEnd reports when the lease ends, as last renewed.
+func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token string, leaseEnd func() time.Time, reason string) {
 	ctx = withCorrelation(ctx, s.CorrelationID)
-	leaseEnd := func() time.Time { return s.LeaseExpiresAt }
 	err := w.report(ctx, log, leaseEnd, "ReleaseStep", func(ctx context.Context) error {
 		_, err := w.steps.ReleaseStep(ctx, &taskerv1.ReleaseStepRequest{StepId: s.ID, LeaseToken: token, Reason: reason})
 		return err
@@ -94,39 +94,47 @@ func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token, 
 	log.InfoContext(ctx, "step released", slog.String("reason", reason))
 }
 
-// report makes one report call, retrying transient failures with backoff
-// while the lease still runs: after it expires the server refuses the
-// report anyway and the reaper has the step retried. ctx is never the
-// worker's cancelled context: reports outlive shutdown.
+// report makes one report call, retrying transient failures with capped,
+// jittered exponential backoff for as long as the lease runs, as last
+// renewed by the heartbeat: a server restart or a database outage of a few
+// seconds must not make a finished step run again. After the lease expires
+// the server refuses the report anyway and the reaper has the step retried.
+// ctx is never the worker's cancelled context: reports outlive shutdown.
 func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() time.Time, method string, call func(context.Context) error) error {
-	delay := reportBackoffInitial
 	for attempt := 1; ; attempt++ {
 		callCtx, cancel := context.WithTimeout(ctx, reportTimeout)
 		err := call(callCtx)
 		cancel()
-		if err == nil || !transient(err) || attempt == reportAttempts {
+		if err == nil || !transient(err) {
 			return err
 		}
-		wait := jittered(delay)
+		wait := w.reportBackoff(attempt)
 		if time.Now().Add(wait).After(leaseEnd()) {
 			return err
 		}
-		log.WarnContext(ctx, "report failed; retrying", slog.String("method", method), slog.Int("attempt", attempt),
+		log.WarnContext(ctx, "report failed; retrying", slog.String("method", method), slog.Int("report_attempt", attempt),
 			slog.Duration("retry_in", wait), slog.Any("error", err))
 		if !sleep(ctx, wait) {
 			return err
 		}
-		delay *= 2
 	}
 }
 
-// transient reports errors worth repeating a report for. Repeating is safe:
-// a report that already took effect succeeds again with the same lease and
-// content. Internal is included because the server masks passing database
-// failures (a serialization conflict, a dropped connection) as Internal.
+// reportBackoff is the pause after the n-th failed attempt of a report:
+// exponential from reportBackoffInitial, capped at reportBackoffMax so a
+// server that comes back is noticed within that, jittered.
+func reportBackoff(n int) time.Duration {
+	return jittered(min(reportBackoffInitial<<min(n-1, 10), reportBackoffMax))
+}
+
+// transient reports errors worth repeating a report for: the server or its
+// database could not serve the call now. Repeating is safe: a report that
+// already took effect succeeds again with the same lease and content.
+// Internal is not among them: the server answers an unreachable database
+// with Unavailable, so Internal is a fault that repeating will not cure.
 func transient(err error) bool {
 	switch status.Code(err) {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Internal:
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted:
 		return true
 	}
 	return false

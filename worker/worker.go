@@ -76,8 +76,8 @@ const (
 	claimBackoffMax     = 5 * time.Second
 	// reportTimeout bounds one report call (complete, fail, release).
 	reportTimeout        = 10 * time.Second
-	reportAttempts       = 5
 	reportBackoffInitial = 100 * time.Millisecond
+	reportBackoffMax     = 2 * time.Second
 )
 
 // handlerKey names a handler within a namespace.
@@ -108,6 +108,9 @@ type Worker struct {
 	freed chan struct{}
 	// added wakes the heartbeat when a step enters running.
 	added chan struct{}
+	// reportBackoff is the pause after a report's n-th failed attempt:
+	// the package's reportBackoff, shortened by tests.
+	reportBackoff func(n int) time.Duration
 }
 
 // New returns a worker that talks to a Tasker server over conn and claims
@@ -136,6 +139,8 @@ func New(conn grpc.ClientConnInterface, id string, opts Options) *Worker {
 		running:  map[*execution]struct{}{},
 		freed:    make(chan struct{}, 1),
 		added:    make(chan struct{}, 1),
+
+		reportBackoff: reportBackoff,
 	}
 }
 
@@ -192,7 +197,10 @@ func (w *Worker) start() error {
 // it stops claiming at once, lets running handlers finish for up to
 // ShutdownTimeout while their leases are still renewed, then cancels the
 // rest and gives their steps back unrun (ReleaseStep; the attempt is not
-// counted). It returns nil after a clean shutdown, or an error when the
+// counted). A step whose handler has returned keeps its slot until its
+// outcome is reported: a report the server cannot take for now is retried
+// until the step's lease ends, so Run may return that much later when the
+// server is down at shutdown. It returns nil after a clean shutdown, or an error when the
 // worker cannot run at all (no handler, bad id, a request the server
 // refuses as invalid).
 //
@@ -389,7 +397,7 @@ func (w *Worker) launch(ctx, handlerCtx, base context.Context, c *taskerv1.Claim
 		if !ok {
 			reason = "worker does not serve this handler"
 		}
-		w.release(base, log, s, c.GetLeaseToken(), reason)
+		w.release(base, log, s, c.GetLeaseToken(), func() time.Time { return s.LeaseExpiresAt }, reason)
 		return
 	}
 	hctx, cancel := context.WithCancelCause(handlerCtx)
@@ -487,12 +495,12 @@ wait:
 	var wg sync.WaitGroup
 	for _, e := range abandoned {
 		wg.Go(func() {
-			w.release(base, e.log, e.step, e.token, "worker shut down before the step finished")
+			w.release(base, e.log, e.step, e.token, w.leaseEnd(e), "worker shut down before the step finished")
 			w.done(e)
 		})
 	}
 	wg.Wait()
-	// Reports in progress end within their own bounded retries. Handlers
+	// Reports in progress end within their retries, bounded by the lease. Handlers
 	// whose lease was lost are not waited for: nothing more is sent for
 	// them.
 	for w.reporting() > 0 {

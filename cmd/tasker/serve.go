@@ -75,6 +75,23 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// Listen first: a port already taken must stop start-up before it
+	// creates or migrates a database. Serve closes the listeners; the
+	// deferred closes are for the returns before it.
+	var lc net.ListenConfig
+	grpcLis, err := lc.Listen(ctx, "tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-addr: %w", err)
+	}
+	defer grpcLis.Close()
+	var adminLis net.Listener
+	if f.adminAddr != "" {
+		if adminLis, err = lc.Listen(ctx, "tcp", f.adminAddr); err != nil {
+			return fmt.Errorf("--admin-addr: %w", err)
+		}
+		defer adminLis.Close()
+	}
+
 	db, applied, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous, f.migrate)
 	if err != nil {
 		return err
@@ -92,17 +109,6 @@ func serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 
-	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(ctx, "tcp", f.grpcAddr)
-	if err != nil {
-		return fmt.Errorf("--grpc-addr: %w", err)
-	}
-	var adminLis net.Listener
-	if f.adminAddr != "" {
-		if adminLis, err = lc.Listen(ctx, "tcp", f.adminAddr); err != nil {
-			return fmt.Errorf("--admin-addr: %w", err)
-		}
-	}
 	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention})
 	return srv.Serve(ctx, grpcLis, adminLis)
 }

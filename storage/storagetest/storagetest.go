@@ -66,6 +66,14 @@ func PostgresURL(t testing.TB) string {
 	return createDatabase(t, "")
 }
 
+// MigratedPostgresURL returns the URL of a fresh, migrated PostgreSQL
+// database that is dropped when the test ends, for tests that reach it by
+// another way than Open, such as through a proxy.
+func MigratedPostgresURL(t testing.TB) string {
+	t.Helper()
+	return createDatabase(t, templateName(t))
+}
+
 func open(t testing.TB, url string, needsMigration bool) *storage.DB {
 	t.Helper()
 	ctx := context.Background()
