@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"entgo.io/ent/dialect"
+	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
@@ -38,14 +39,22 @@ type change struct {
 	ready map[HandlerRef]int
 }
 
+// noKeyUpdate makes a locking read take FOR NO KEY UPDATE rather than FOR
+// UPDATE: the lock an UPDATE of the task takes anyway, which excludes every
+// other writer of the task but not the KEY SHARE locks that inserting rows
+// referencing it (transitions, child tasks) take.
+func noKeyUpdate(o *sql.LockOptions) { o.Strength = sql.LockNoKeyUpdate }
+
 // lockTask reads the task and, on PostgreSQL, locks its row. Every
-// transaction that changes a task's steps starts here, which serialises
-// them per task: two parents completing at once cannot both miss the other
-// (DESIGN §5), and finalization sees every committed step.
+// transaction that changes a task's steps starts here (or takes the same
+// lock in claims, see doc.go), which serialises them per task: two parents
+// completing at once cannot both miss the other (DESIGN §5), finalization
+// sees every committed step, and a step read after the lock is the state
+// the next guarded update leaves.
 func (e *Engine) lockTask(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, error) {
 	q := tx.Task.Query().Where(task.ID(id))
 	if e.db.Dialect == dialect.Postgres {
-		q = q.ForUpdate()
+		q = q.ForUpdate(noKeyUpdate)
 	}
 	t, err := q.Only(ctx)
 	if ent.IsNotFound(err) {

@@ -190,10 +190,17 @@ var claimOrder = []step.OrderOption{
 // candidates selects up to p.Max steps due at now, in claim order. With one
 // handler the claim index is read in order and stops after p.Max rows. With
 // several, each handler's first rows (read the same way) are merged, so no
-// claim sorts a whole queue. On PostgreSQL the rows are locked with FOR
-// UPDATE SKIP LOCKED, so concurrent claimers take different steps without
-// waiting; each handler contributes 4×p.Max rows there, so that rows other
-// claimers hold still leave enough to claim.
+// claim sorts a whole queue.
+//
+// On PostgreSQL the claim follows the lock order of doc.go, task before
+// step: the steps are joined to their tasks and only the task rows are
+// locked, FOR NO KEY UPDATE OF tasks SKIP LOCKED. A step whose task another
+// transaction holds (a claim, a report, an operator) is skipped and the
+// LIMIT reaches past it, so a claim never waits for a lock and concurrent
+// claimers take different tasks. The step rows returned are the
+// statement's snapshot, read before the locks were granted: claimOnce reads
+// them again under the locks. Each handler contributes 4×p.Max rows there,
+// so that tasks other transactions hold still leave enough to claim.
 func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now time.Time) ([]*ent.Step, error) {
 	// The state filter costs nothing on the index's rows and keeps a
 	// claim working should claimable_at ever disagree with the state.
@@ -210,7 +217,14 @@ func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now 
 		q.Where(func(s *sql.Selector) { s.Where(firstOfHandlers(s.C(step.FieldID), p.Handlers, now, perHandler)) })
 	}
 	if e.db.Dialect == dialect.Postgres {
-		q.ForUpdate(sql.WithLockAction(sql.SkipLocked))
+		// An alias of our own: the join would otherwise name the table
+		// t1, and FOR ... OF must use the name the query gives it.
+		const lockedTasks = "claimed_tasks"
+		q.Where(func(s *sql.Selector) {
+			t := sql.Table(task.Table).As(lockedTasks)
+			s.Join(t).On(s.C(step.FieldTaskID), t.C(task.FieldID))
+		})
+		q.ForUpdate(noKeyUpdate, sql.WithLockTables(lockedTasks), sql.WithLockAction(sql.SkipLocked))
 	}
 	return q.All(ctx)
 }
@@ -235,9 +249,11 @@ func firstOfHandlers(idColumn string, hs []HandlerRef, now time.Time, limit int)
 }
 
 // claimOnce claims what is due now in one transaction whose statements do
-// not grow with the number of steps claimed: the candidates, their tasks,
-// one guarded UPDATE per (lease, timeout) group, one for the tasks that
-// start, and one insert each for transitions and events.
+// not grow with the number of steps claimed: the candidates (locking their
+// tasks on PostgreSQL), the candidates again under those locks
+// (PostgreSQL), their tasks, one guarded UPDATE per (lease, timeout) group,
+// one for the tasks that start, and one insert each for transitions and
+// events.
 func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) {
 	var claimed []*ent.Step
 	tasks := map[uuid.UUID]*ent.Task{}
@@ -248,6 +264,24 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		candidates, err := e.candidates(ctx, tx, p, now)
 		if err != nil || len(candidates) == 0 {
 			return err
+		}
+		if e.db.Dialect == dialect.Postgres {
+			// The tasks are ours now, and with them their steps: read the
+			// candidates again, as committed. One may have been claimed
+			// (or moved by any writer) between the snapshot the locking
+			// read used and its lock; what is read now stays true until
+			// the commit, so the transitions leave the states the steps
+			// are really in.
+			ids := make([]uuid.UUID, len(candidates))
+			for i, s := range candidates {
+				ids[i] = s.ID
+			}
+			candidates, err = tx.Step.Query().
+				Where(step.IDIn(ids...), step.ClaimableAtLTE(now), step.StateIn(step.StateEnqueued, step.StateWaitingForRetry)).
+				Order(claimOrder...).All(ctx)
+			if err != nil || len(candidates) == 0 {
+				return err
+			}
 		}
 		taskIDs := make([]uuid.UUID, 0, len(candidates))
 		for _, s := range candidates {
@@ -294,7 +328,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			s.ClaimableAt = nil
 			claimed = append(claimed, s)
 		}
-		if err := startTasks(ctx, tx, e.db.Dialect, batch, now); err != nil {
+		if err := startTasks(ctx, tx, batch, now); err != nil {
 			return err
 		}
 		return flush(ctx, tx, e.db.Dialect, batch...)
@@ -314,8 +348,9 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 
 // takeSteps moves the candidates to in_progress under token with one
 // guarded UPDATE per (lease, timeout) group rather than one per step: a
-// claim batch usually shares one policy. The candidates are ours (locked,
-// or behind the single SQLite writer), so every row must match the guard.
+// claim batch usually shares one policy. The candidates are ours (read
+// under their tasks' locks, or behind the single SQLite writer), so every
+// row must match the guard.
 func (e *Engine) takeSteps(ctx context.Context, tx *ent.Tx, candidates []*ent.Step, token, workerID string, now time.Time) error {
 	type policyKey struct{ lease, timeout int64 }
 	groups := map[policyKey][]uuid.UUID{}
@@ -346,10 +381,10 @@ func (e *Engine) takeSteps(ctx context.Context, tx *ent.Tx, candidates []*ent.St
 }
 
 // startTasks moves the pending tasks among cs to in_progress with one
-// UPDATE: their first step was just claimed. On PostgreSQL two claims of
-// different steps of one pending task may run at once; the tasks still
-// pending are locked first, so only the claim that starts a task records it.
-func startTasks(ctx context.Context, tx *ent.Tx, dialectName string, cs []*change, now time.Time) error {
+// UPDATE: their first step was just claimed. The tasks are locked (or
+// behind the single SQLite writer) and were read after the lock, so every
+// task read as pending still is.
+func startTasks(ctx context.Context, tx *ent.Tx, cs []*change, now time.Time) error {
 	var ids []uuid.UUID
 	for _, c := range cs {
 		if taskStart.allows(c.task.State) {
@@ -358,15 +393,6 @@ func startTasks(ctx context.Context, tx *ent.Tx, dialectName string, cs []*chang
 	}
 	if len(ids) == 0 {
 		return nil
-	}
-	if dialectName == dialect.Postgres {
-		var err error
-		ids, err = tx.Task.Query().
-			Where(task.IDIn(ids...), task.StateIn(taskStart.From...)).
-			Order(task.ByID()).ForUpdate().IDs(ctx)
-		if err != nil || len(ids) == 0 {
-			return err
-		}
 	}
 	// The state guard as an expression: a plain "state IN" lets SQLite,
 	// which keeps no statistics, read every pending task through the state

@@ -229,7 +229,9 @@ func TestReviveRespectsStrictIdentity(t *testing.T) {
 
 // TestConcurrentClaimsStartATaskOnce: two claimers taking the two root
 // steps of the same pending task at the same instant both succeed, and the
-// task starts once (one task.started event), on both databases.
+// task starts once (one task.started event), on both databases. A claim
+// skips a task another claim holds (doc.go), so each may wait a moment for
+// the other to commit.
 func TestConcurrentClaimsStartATaskOnce(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
@@ -248,6 +250,7 @@ func TestConcurrentClaimsStartATaskOnce(t *testing.T) {
 					<-start
 					got, err := b.eng.ClaimSteps(b.ctx, engine.ClaimParams{
 						WorkerID: "w" + string(rune('0'+i)), Handlers: []engine.HandlerRef{{Namespace: "ns", Handler: "h"}}, Max: 1,
+						Wait: 10 * time.Second,
 					}, nil)
 					require.NoError(t, err, "a claim racing another one of the same task")
 					claimed <- got

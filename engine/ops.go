@@ -72,7 +72,7 @@ func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*ent.Step, error) {
 			return nil, err
 		}
 		ok, err := c.moveStep(ctx, s, stepCancel, reasonOr(op.Reason, "cancelled by operator"), nil, clearLease)
-		if err := conflictErr(err, ok, s); err != nil {
+		if err := changedUnderLock(err, ok, s); err != nil {
 			return nil, err
 		}
 		out = s
@@ -109,7 +109,7 @@ func (c *change) retry(ctx context.Context, s *ent.Step, reason string) error {
 		map[string]any{"attempt_budget": budget}, func(u *ent.StepUpdate) {
 			u.SetAttemptBudget(budget).SetAvailableAt(c.now).ClearLeaseToken().ClearLeaseExpiresAt().ClearExecutionDeadline()
 		})
-	return conflictErr(err, ok, s)
+	return changedUnderLock(err, ok, s)
 }
 
 // ResolveStep gives a step a result by hand; its children are enqueued as
@@ -133,7 +133,7 @@ func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]a
 		ok, err := c.moveStep(ctx, s, stepResolve, reasonOr(op.Reason, "resolved by operator"), nil, func(u *ent.StepUpdate) {
 			u.SetResult(raw)
 		})
-		if err := conflictErr(err, ok, s); err != nil {
+		if err := changedUnderLock(err, ok, s); err != nil {
 			return nil, err
 		}
 		out = s
@@ -181,7 +181,7 @@ func (e *Engine) CancelTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 		reason := reasonOr(op.Reason, "task cancelled")
 		for _, s := range steps {
 			ok, err := c.moveStep(ctx, s, stepCancel, reason, nil, clearLease)
-			if err := conflictErr(err, ok, s); err != nil {
+			if err := changedUnderLock(err, ok, s); err != nil {
 				return nil, err
 			}
 		}
@@ -236,6 +236,18 @@ func (e *Engine) ResolveTask(ctx context.Context, op TaskOp) (*TaskView, error) 
 		return nil, err
 	}
 	return e.GetTask(ctx, op.TaskID)
+}
+
+// changedUnderLock is the outcome of an operator's guarded step update:
+// the step was read under its task's lock, which every writer of a step
+// takes first (doc.go), so the guard matches the state read. Should it not,
+// that is a broken invariant to report as such (Internal), never a worker's
+// Aborted LEASE_LOST: an operator holds no lease.
+func changedUnderLock(err error, ok bool, s *ent.Step) error {
+	if err != nil || ok {
+		return err
+	}
+	return fmt.Errorf("step %s changed from %s under its task's lock", s.ID, s.State)
 }
 
 func clearLease(u *ent.StepUpdate) {

@@ -78,7 +78,8 @@ func alreadyCompleted(s *ent.Step, why string) error {
 
 // heldStep locks the step's task (PostgreSQL; SQLite's single writer
 // already excludes every other writer) and then reads the step, so the step
-// read is the latest: two statements.
+// read is the latest and stays so until the commit: every writer of a step
+// holds its task's lock (doc.go). Two statements.
 func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, *ent.Step, error) {
 	// "id IN (SELECT task_id …)" reads two rows by key; ent's HasStepsWith
 	// is a correlated EXISTS, which SQLite answers by scanning every task.
@@ -88,7 +89,7 @@ func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*chang
 			sql.Select(steps.C(step.FieldTaskID)).From(steps).Where(sql.EQ(steps.C(step.FieldID), id))))
 	})
 	if e.db.Dialect == dialect.Postgres {
-		q = q.ForUpdate()
+		q = q.ForUpdate(noKeyUpdate)
 	}
 	t, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
