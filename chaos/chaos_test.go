@@ -2,6 +2,7 @@ package chaos_test
 
 import (
 	"context"
+	"net/url"
 	"path/filepath"
 	"testing"
 	"time"
@@ -9,9 +10,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/storage/storagetest"
+	"github.com/taskerhq/tasker/tcpproxy"
 )
 
 func scenarioContext(t *testing.T) context.Context {
@@ -116,4 +119,50 @@ func claimAndVanish(t *testing.T, ctx context.Context, addr string) []string {
 	}
 	t.Logf("a worker vanished holding %d leases", len(ids))
 	return ids
+}
+
+// TestPostgresOutage runs the server against PostgreSQL through a TCP proxy
+// and cuts every connection for a few seconds at random points: calls fail
+// Unavailable and health says NOT_SERVING meanwhile, and once the
+// connections are back everything resumes where it stopped.
+func TestPostgresOutage(t *testing.T) {
+	t.Parallel()
+	sz, rng := sizes(), seed(t)
+	ctx := scenarioContext(t)
+	direct := storagetest.PostgresURL(t)
+	u, err := url.Parse(direct)
+	require.NoError(t, err)
+	proxy := tcpproxy.Start(t, u.Host)
+	u.Host = proxy.Addr()
+	addr := freeAddr(t)
+	startServer(t, u.String(), addr)
+	conn := dial(t, addr)
+	r := start(t, ctx, sz.tasks, conn)
+	db := openDB(t, direct)
+	health := healthpb.NewHealthClient(conn)
+	serving := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool {
+			resp, err := health.Check(ctx, &healthpb.HealthCheckRequest{})
+			return err == nil && resp.GetStatus() == want
+		}
+	}
+	for _, point := range killPoints(rng, sz.tasks, sz.kills) {
+		waitCompleted(t, db, point)
+		proxy.Cut()
+		cut := time.Now()
+		require.Eventually(t, serving(healthpb.HealthCheckResponse_NOT_SERVING), time.Minute, 20*time.Millisecond,
+			"health says NOT_SERVING while the database is out of reach")
+		// The outage lasts a few seconds, longer than a lease, so reports
+		// and heartbeats fail for longer than the steps' leases.
+		select {
+		case <-time.After(3*time.Second - time.Since(cut)):
+		case <-ctx.Done():
+			t.Fatal(ctx.Err())
+		}
+		proxy.Restore()
+		require.Eventually(t, serving(healthpb.HealthCheckResponse_SERVING), time.Minute, 20*time.Millisecond,
+			"health says SERVING once the database is back")
+		t.Logf("cut PostgreSQL for %v at %d complete tasks", time.Since(cut).Round(100*time.Millisecond), point)
+	}
+	r.verify(db)
 }
