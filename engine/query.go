@@ -63,11 +63,18 @@ func (v *TaskView) CompletionPercentage() float64 {
 
 // ExecutionStatus derives the status from the task state and step counts.
 // A failure blocks the task as soon as it happens, even while independent
-// branches still run to the end.
+// branches still run to the end. A task that ended with steps never done
+// (cancelled, or resolved manually from error) stays blocked rather than
+// complete, so the status agrees with its step counts.
 func (v *TaskView) ExecutionStatus() ExecutionStatus {
 	switch v.Task.State {
-	case task.StateComplete, task.StateCancelled, task.StateResolvedManually:
+	case task.StateComplete:
 		return StatusComplete
+	case task.StateCancelled, task.StateResolvedManually:
+		if v.Counts[step.StateComplete]+v.Counts[step.StateResolvedManually] == v.Total() {
+			return StatusComplete
+		}
+		return StatusBlockedByFailures
 	case task.StateError:
 		return StatusBlockedByFailures
 	}

@@ -35,9 +35,11 @@ const (
 	ExecutionStatus_EXECUTION_STATUS_PROCESSING ExecutionStatus = 2
 	// Nothing runs now; steps are due later (retry backoff or run_at).
 	ExecutionStatus_EXECUTION_STATUS_WAITING_FOR_RETRY ExecutionStatus = 3
-	// A step in error or cancelled blocks progress.
+	// A step in error or cancelled blocks progress. A task cancelled, or
+	// resolved manually, with steps that never completed keeps this status
+	// after it ends: its step counts still show those steps.
 	ExecutionStatus_EXECUTION_STATUS_BLOCKED_BY_FAILURES ExecutionStatus = 4
-	// Nothing is left to run: the task is complete, cancelled or resolved.
+	// Every step is complete or resolved manually: the task is complete.
 	ExecutionStatus_EXECUTION_STATUS_COMPLETE ExecutionStatus = 5
 )
 

@@ -65,7 +65,9 @@ type TaskServiceClient interface {
 	// Errors: InvalidArgument (filter values, page_size, page_token).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
-	// leases learn it on their next call (Aborted, reason CANCELLED).
+	// leases learn it on their next call (Aborted, reason CANCELLED). The
+	// execution status is then EXECUTION_STATUS_BLOCKED_BY_FAILURES: the step
+	// counts show the cancelled steps.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
@@ -77,7 +79,9 @@ type TaskServiceClient interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error, or no step of it is in error.
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*RetryTaskResponse, error)
-	// ResolveTask closes a task in error by hand.
+	// ResolveTask closes a task in error by hand. Its steps are left as they
+	// are: the step counts still show the steps in error, cancelled or never
+	// run, and the execution status stays EXECUTION_STATUS_BLOCKED_BY_FAILURES.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
@@ -204,7 +208,9 @@ type TaskServiceServer interface {
 	// Errors: InvalidArgument (filter values, page_size, page_token).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
-	// leases learn it on their next call (Aborted, reason CANCELLED).
+	// leases learn it on their next call (Aborted, reason CANCELLED). The
+	// execution status is then EXECUTION_STATUS_BLOCKED_BY_FAILURES: the step
+	// counts show the cancelled steps.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
@@ -216,7 +222,9 @@ type TaskServiceServer interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error, or no step of it is in error.
 	RetryTask(context.Context, *RetryTaskRequest) (*RetryTaskResponse, error)
-	// ResolveTask closes a task in error by hand.
+	// ResolveTask closes a task in error by hand. Its steps are left as they
+	// are: the step counts still show the steps in error, cancelled or never
+	// run, and the execution status stays EXECUTION_STATUS_BLOCKED_BY_FAILURES.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
