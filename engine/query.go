@@ -27,6 +27,7 @@ const (
 	StatusWaitingForRetry
 	StatusBlockedByFailures
 	StatusComplete
+	StatusScheduled
 )
 
 // TaskView is a task with what an operator needs to read it: step counts by
@@ -85,8 +86,13 @@ func (v *TaskView) ExecutionStatus() ExecutionStatus {
 		return StatusHasReadySteps
 	case v.Counts[step.StateInProgress] > 0:
 		return StatusProcessing
-	case v.Counts[step.StateWaitingForRetry]+v.Counts[step.StateEnqueued] > 0:
+	case v.Counts[step.StateWaitingForRetry] > 0:
 		return StatusWaitingForRetry
+	case v.Counts[step.StateEnqueued] > 0:
+		// Enqueued but not due: only root steps are ever enqueued for
+		// later, at the task's run_at (every other move into enqueued
+		// makes a step due at once).
+		return StatusScheduled
 	default:
 		return StatusProcessing
 	}

@@ -2,8 +2,11 @@ package server_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/storage"
@@ -81,5 +84,57 @@ func TestExecutionStatusOfEndedTasks(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, workSteps(ctx, b, "st", "w1", 2))
 		requireEverywhere(done.GetId(), want{taskerv1.TaskState_TASK_STATE_COMPLETE, taskerv1.ExecutionStatus_EXECUTION_STATUS_COMPLETE, 2, 0, 0, 0})
+	})
+}
+
+// TestExecutionStatusScheduled: a task whose run_at is still ahead is
+// EXECUTION_STATUS_SCHEDULED, not waiting for a retry; a step waiting out
+// its backoff is EXECUTION_STATUS_WAITING_FOR_RETRY.
+func TestExecutionStatusScheduled(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		ctx := testContext(t)
+		tpl := chain("sched")
+		tpl.RetryPolicy.InitialBackoff, tpl.RetryPolicy.MaxBackoff = durationpb.New(time.Hour), durationpb.New(time.Hour)
+		_, err := b.registry.RegisterTaskTemplate(ctx, &taskerv1.RegisterTaskTemplateRequest{Template: tpl})
+		require.NoError(t, err)
+
+		requireStatus := func(id string, want taskerv1.ExecutionStatus, enqueued, waiting int32) {
+			t.Helper()
+			got, err := b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: id})
+			require.NoError(t, err)
+			require.Equal(t, want, got.GetTask().GetExecutionStatus())
+			require.Equal(t, enqueued, got.GetTask().GetStepCounts().GetEnqueued())
+			require.Equal(t, waiting, got.GetTask().GetStepCounts().GetWaitingForRetry())
+			list, err := b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{Namespace: "sched"})
+			require.NoError(t, err)
+			found := false
+			for _, lt := range list.GetTasks() {
+				if lt.GetId() == id {
+					found = true
+					require.Equal(t, want, lt.GetExecutionStatus())
+				}
+			}
+			require.True(t, found)
+		}
+
+		later, err := b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{
+			Namespace: "sched", Name: "chain", RunAt: timestamppb.New(time.Now().Add(time.Hour)),
+		})
+		require.NoError(t, err)
+		require.Equal(t, taskerv1.ExecutionStatus_EXECUTION_STATUS_SCHEDULED, later.GetTask().GetExecutionStatus())
+		requireStatus(later.GetTask().GetId(), taskerv1.ExecutionStatus_EXECUTION_STATUS_SCHEDULED, 1, 0)
+
+		now, err := b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "sched", Name: "chain"})
+		require.NoError(t, err)
+		requireStatus(now.GetTask().GetId(), taskerv1.ExecutionStatus_EXECUTION_STATUS_HAS_READY_STEPS, 1, 0)
+		a := claimAs(ctx, t, b, "sched", "w1")
+		require.Equal(t, now.GetTask().GetId(), a.GetTaskId(), "the scheduled task is not due")
+		_, err = b.steps.FailStep(ctx, &taskerv1.FailStepRequest{
+			StepId: a.GetStepId(), LeaseToken: a.GetLeaseToken(), Error: &taskerv1.StepError{Message: "flaky"},
+		})
+		require.NoError(t, err)
+		requireStatus(now.GetTask().GetId(), taskerv1.ExecutionStatus_EXECUTION_STATUS_WAITING_FOR_RETRY, 0, 1)
 	})
 }
