@@ -7,7 +7,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -97,5 +99,58 @@ func TestClaimedByNamesTheLeaseHolder(t *testing.T) {
 			}
 		}
 		require.Equal(t, []string{"w1", "w2", "w1", "w3"}, workers)
+	})
+}
+
+// TestCancelledStepsAreResolvedNotRetried: the one rule for cancelled
+// steps. RetryTask and RetryStep never run a cancelled step again, and
+// both say to resolve it; ResolveStep accepts it, and the task in error
+// resumes and completes.
+func TestCancelledStepsAreResolvedNotRetried(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		ctx := testContext(t)
+		registerChain(ctx, t, b, "cx")
+		task, err := createChain(ctx, b, "cx", 1)
+		require.NoError(t, err)
+		a := claimAs(ctx, t, b, "cx", "w1")
+		_, err = b.steps.CancelStep(ctx, &taskerv1.CancelStepRequest{Id: a.GetStepId()})
+		require.NoError(t, err)
+		got, err := b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
+		require.NoError(t, err)
+		require.Equal(t, taskerv1.TaskState_TASK_STATE_ERROR, got.GetTask().GetState(), "b cannot run behind a cancelled a")
+
+		_, err = b.tasks.RetryTask(ctx, &taskerv1.RetryTaskRequest{Id: task.GetId()})
+		st := requireCode(t, err, codes.FailedPrecondition)
+		require.Equal(t, "INVALID_STATE", errorInfo(st).GetReason())
+		require.Contains(t, st.Message(), "ResolveStep")
+		_, err = b.steps.RetryStep(ctx, &taskerv1.RetryStepRequest{Id: a.GetStepId()})
+		st = requireCode(t, err, codes.FailedPrecondition)
+		require.Equal(t, "STEP_STATE_CANCELLED", errorInfo(st).GetMetadata()["current_state"])
+		require.Contains(t, st.Message(), "ResolveStep")
+		require.Equal(t, taskerv1.StepState_STEP_STATE_CANCELLED, getStep(ctx, t, b, a.GetStepId()).GetState(), "refusals change nothing")
+
+		result, err := structpb.NewStruct(map[string]any{"by": "hand"})
+		require.NoError(t, err)
+		resolved, err := b.steps.ResolveStep(ctx, &taskerv1.ResolveStepRequest{Id: a.GetStepId(), Result: result})
+		require.NoError(t, err)
+		require.Equal(t, taskerv1.StepState_STEP_STATE_RESOLVED_MANUALLY, resolved.GetStep().GetState())
+		got, err = b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
+		require.NoError(t, err)
+		require.Equal(t, taskerv1.TaskState_TASK_STATE_IN_PROGRESS, got.GetTask().GetState(), "the task resumed")
+
+		next := claimAs(ctx, t, b, "cx", "w1")
+		require.Equal(t, "b", next.GetStepName())
+		require.Equal(t, "hand", next.GetParentResults()[0].GetResult().GetFields()["by"].GetStringValue())
+		_, err = b.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{StepId: next.GetStepId(), LeaseToken: next.GetLeaseToken()})
+		require.NoError(t, err)
+		got, err = b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: task.GetId()})
+		require.NoError(t, err)
+		require.Equal(t, taskerv1.TaskState_TASK_STATE_COMPLETE, got.GetTask().GetState())
+
+		// A resolved step is not resolved again.
+		_, err = b.steps.ResolveStep(ctx, &taskerv1.ResolveStepRequest{Id: a.GetStepId()})
+		requireCode(t, err, codes.FailedPrecondition)
 	})
 }

@@ -65,18 +65,25 @@ type StepServiceClient interface {
 	ListSteps(ctx context.Context, in *ListStepsRequest, opts ...grpc.CallOption) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
-	// plus max_attempts); a task in error resumes.
+	// plus max_attempts); a task in error resumes. A cancelled step is never
+	// run again by a retry: an operator cancelled it on purpose. Revive its
+	// descendants with ResolveStep instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
-	// in error or its task is not pending, in progress or in error (metadata
-	// current_state, and task_state for the task).
+	// in error (for a cancelled step the message points to ResolveStep) or its
+	// task is not pending, in progress or in error (metadata current_state,
+	// and task_state for the task).
 	RetryStep(ctx context.Context, in *RetryStepRequest, opts ...grpc.CallOption) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
-	// step had completed.
+	// step had completed, and a task in error resumes when that makes
+	// progress possible. It accepts a step that is pending, enqueued, waiting
+	// for a retry, in error or cancelled: resolving is how an operator lets
+	// the descendants of a cancelled step run, since no retry runs a
+	// cancelled step again.
 	//
 	// Errors: InvalidArgument (result over the size limit); NotFound;
-	// FailedPrecondition INVALID_STATE when the step is in progress, complete,
-	// cancelled or resolved, or its task is finished.
+	// FailedPrecondition INVALID_STATE when the step is in progress, complete
+	// or resolved, or its task is not pending, in progress or in error.
 	ResolveStep(ctx context.Context, in *ResolveStepRequest, opts ...grpc.CallOption) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.
@@ -294,18 +301,25 @@ type StepServiceServer interface {
 	ListSteps(context.Context, *ListStepsRequest) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
-	// plus max_attempts); a task in error resumes.
+	// plus max_attempts); a task in error resumes. A cancelled step is never
+	// run again by a retry: an operator cancelled it on purpose. Revive its
+	// descendants with ResolveStep instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
-	// in error or its task is not pending, in progress or in error (metadata
-	// current_state, and task_state for the task).
+	// in error (for a cancelled step the message points to ResolveStep) or its
+	// task is not pending, in progress or in error (metadata current_state,
+	// and task_state for the task).
 	RetryStep(context.Context, *RetryStepRequest) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
-	// step had completed.
+	// step had completed, and a task in error resumes when that makes
+	// progress possible. It accepts a step that is pending, enqueued, waiting
+	// for a retry, in error or cancelled: resolving is how an operator lets
+	// the descendants of a cancelled step run, since no retry runs a
+	// cancelled step again.
 	//
 	// Errors: InvalidArgument (result over the size limit); NotFound;
-	// FailedPrecondition INVALID_STATE when the step is in progress, complete,
-	// cancelled or resolved, or its task is finished.
+	// FailedPrecondition INVALID_STATE when the step is in progress, complete
+	// or resolved, or its task is not pending, in progress or in error.
 	ResolveStep(context.Context, *ResolveStepRequest) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.

@@ -74,10 +74,13 @@ type TaskServiceClient interface {
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
-	// Cancelled steps are not retried: resolve them instead.
+	// Cancelled steps are not retried (an operator cancelled them on purpose):
+	// give them a result with StepService.ResolveStep, which accepts cancelled
+	// steps, to let their descendants run.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error, or no step of it is in error.
+	// in error, or no step of it is in error (the message points to
+	// ResolveStep for its cancelled steps).
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand. Its steps are left as they
 	// are: the step counts still show the steps in error, cancelled or never
@@ -217,10 +220,13 @@ type TaskServiceServer interface {
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
-	// Cancelled steps are not retried: resolve them instead.
+	// Cancelled steps are not retried (an operator cancelled them on purpose):
+	// give them a result with StepService.ResolveStep, which accepts cancelled
+	// steps, to let their descendants run.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error, or no step of it is in error.
+	// in error, or no step of it is in error (the message points to
+	// ResolveStep for its cancelled steps).
 	RetryTask(context.Context, *RetryTaskRequest) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand. Its steps are left as they
 	// are: the step counts still show the steps in error, cancelled or never
