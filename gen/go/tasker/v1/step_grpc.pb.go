@@ -112,6 +112,9 @@ type StepServiceClient interface {
 	// parents are now all done, and finalizes the task when it can, in one
 	// transaction.
 	//
+	// Repeating a completion that took effect, with the same lease and result,
+	// succeeds again.
+	//
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
@@ -121,8 +124,13 @@ type StepServiceClient interface {
 	// backoff) and runs again; otherwise the step is in error and the task
 	// fails once nothing else can progress.
 	//
+	// Repeating a failure that took effect, with the same lease and error
+	// message, succeeds again with the same outcome.
+	//
 	// Errors: InvalidArgument (error message missing or too long, retry_after
-	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
+	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
+	// it with a different error message.
 	FailStep(ctx context.Context, in *FailStepRequest, opts ...grpc.CallOption) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.
@@ -348,6 +356,9 @@ type StepServiceServer interface {
 	// parents are now all done, and finalizes the task when it can, in one
 	// transaction.
 	//
+	// Repeating a completion that took effect, with the same lease and result,
+	// succeeds again.
+	//
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
@@ -357,8 +368,13 @@ type StepServiceServer interface {
 	// backoff) and runs again; otherwise the step is in error and the task
 	// fails once nothing else can progress.
 	//
+	// Repeating a failure that took effect, with the same lease and error
+	// message, succeeds again with the same outcome.
+	//
 	// Errors: InvalidArgument (error message missing or too long, retry_after
-	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
+	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
+	// it with a different error message.
 	FailStep(context.Context, *FailStepRequest) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.
