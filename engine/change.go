@@ -69,13 +69,19 @@ func (e *Engine) lockTask(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*chang
 // moveStep applies m to s with a guarded update (state in m.From, plus
 // guards), then buffers the transition and the event. It returns false when
 // the guard did not match: the step changed since it was read.
+//
+// It clears claimed_by, which names the worker holding the current lease:
+// a claim (takeSteps) is the one move into in_progress and does not come
+// through here, so every move here ends the lease, if any. Who ran each
+// attempt stays in its step.claimed transition and event.
 func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason string, payload map[string]any,
 	set func(*ent.StepUpdate), guards ...predicate.Step,
 ) (bool, error) {
 	u := c.tx.Step.Update().
 		Where(append([]predicate.Step{step.ID(s.ID), step.StateIn(m.From...)}, guards...)...).
 		SetState(m.To).
-		SetUpdatedAt(c.now)
+		SetUpdatedAt(c.now).
+		ClearClaimedBy()
 	if stepFinished(m.To) {
 		u.SetFinishedAt(c.now)
 	} else {
@@ -92,7 +98,7 @@ func (c *change) moveStep(ctx context.Context, s *ent.Step, m stepMove, reason s
 		return false, err
 	}
 	c.recordStep(s, s.State, m, reason, payload)
-	s.State = m.To
+	s.State, s.ClaimedBy = m.To, nil
 	return true, nil
 }
 

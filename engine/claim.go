@@ -137,6 +137,7 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 			sleep = max(next.Sub(now), time.Millisecond)
 		}
 		look = true
+		e.claimers.sleep(w)
 		timer := time.NewTimer(sleep)
 		select {
 		case <-w.woken:

@@ -59,6 +59,13 @@ func New(db *storage.DB, templates *registry.Store, log *slog.Logger, opts Optio
 	}
 }
 
+// SleepingClaimers is how many ClaimSteps long-polls of this process have
+// found nothing to claim and are waiting for work to be committed (here or,
+// on PostgreSQL, by another replica). Tests wait on it instead of sleeping.
+func (e *Engine) SleepingClaimers() int {
+	return e.claimers.sleeping()
+}
+
 func (e *Engine) appended() {
 	if e.opts.OnAppend != nil {
 		e.opts.OnAppend()

@@ -27,8 +27,10 @@ var (
 	stepRelease        = stepMove{[]step.State{step.StateInProgress}, step.StateEnqueued, events.StepReleased}
 	stepDue            = stepMove{[]step.State{step.StateWaitingForRetry}, step.StateEnqueued, events.StepEnqueued}
 	stepRetryRequested = stepMove{[]step.State{step.StateError}, step.StateEnqueued, events.StepRetryRequested}
-	stepResolve        = stepMove{
-		[]step.State{step.StatePending, step.StateEnqueued, step.StateWaitingForRetry, step.StateError},
+	// A cancelled step is resolved, never retried: resolving is how an
+	// operator lets its descendants run without running it again.
+	stepResolve = stepMove{
+		[]step.State{step.StatePending, step.StateEnqueued, step.StateWaitingForRetry, step.StateError, step.StateCancelled},
 		step.StateResolvedManually, events.StepResolvedManually,
 	}
 	stepCancel = stepMove{

@@ -109,6 +109,7 @@ var stepOps = []stepOp{
 		legal: map[step.State]step.State{
 			step.StatePending: step.StateResolvedManually, step.StateEnqueued: step.StateResolvedManually,
 			step.StateWaitingForRetry: step.StateResolvedManually, step.StateError: step.StateResolvedManually,
+			step.StateCancelled: step.StateResolvedManually,
 		},
 		event: "step.resolved_manually", refused: operatorRefusal,
 		run: func(b *bundle, s *ent.Step) error {

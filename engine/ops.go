@@ -38,11 +38,19 @@ func (e *Engine) operatorStep(ctx context.Context, tx *ent.Tx, id uuid.UUID, m s
 		fe.Metadata["task_state"] = taskStateName(c.task.State)
 		return nil, nil, fe
 	}
+	if m.Event == stepRetryRequested.Event && s.State == step.StateCancelled {
+		return nil, nil, fault.InvalidState("step", id.String(), stepStateName(s.State), noRetryOfCancelled)
+	}
 	if !m.allows(s.State) {
 		return nil, nil, fault.InvalidState("step", id.String(), stepStateName(s.State), "cannot move to %s", stepStateName(m.To))
 	}
 	return c, s, nil
 }
+
+// noRetryOfCancelled is what RetryStep and RetryTask say of cancelled steps:
+// an operator cancelled them on purpose, so no retry runs them again;
+// ResolveStep accepts them and lets their descendants run.
+const noRetryOfCancelled = "cancelled steps are not retried; give them a result with ResolveStep to let their descendants run"
 
 // StepOp names a step and why an operator acts on it.
 type StepOp struct {
@@ -114,7 +122,8 @@ func (c *change) retry(ctx context.Context, s *ent.Step, reason string) error {
 
 // ResolveStep gives a step a result by hand; its children are enqueued as
 // if it had completed, and a task in error resumes when that makes
-// progress possible.
+// progress possible. Cancelled steps are accepted: it is the one way to let
+// a cancelled step's descendants run.
 func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]any) (*ent.Step, error) {
 	id, err := op.parse()
 	if err != nil {
@@ -208,7 +217,7 @@ func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 		}
 		if len(steps) == 0 {
 			return nil, fault.InvalidState("task", op.TaskID, taskStateName(c.task.State),
-				"no step is in error (cancelled steps cannot be retried; resolve them)")
+				"no step is in error (%s)", noRetryOfCancelled)
 		}
 		for _, s := range steps {
 			if err := c.retry(ctx, s, op.Reason); err != nil {

@@ -27,6 +27,7 @@ const (
 	StatusWaitingForRetry
 	StatusBlockedByFailures
 	StatusComplete
+	StatusScheduled
 )
 
 // TaskView is a task with what an operator needs to read it: step counts by
@@ -63,11 +64,18 @@ func (v *TaskView) CompletionPercentage() float64 {
 
 // ExecutionStatus derives the status from the task state and step counts.
 // A failure blocks the task as soon as it happens, even while independent
-// branches still run to the end.
+// branches still run to the end. A task that ended with steps never done
+// (cancelled, or resolved manually from error) stays blocked rather than
+// complete, so the status agrees with its step counts.
 func (v *TaskView) ExecutionStatus() ExecutionStatus {
 	switch v.Task.State {
-	case task.StateComplete, task.StateCancelled, task.StateResolvedManually:
+	case task.StateComplete:
 		return StatusComplete
+	case task.StateCancelled, task.StateResolvedManually:
+		if v.Counts[step.StateComplete]+v.Counts[step.StateResolvedManually] == v.Total() {
+			return StatusComplete
+		}
+		return StatusBlockedByFailures
 	case task.StateError:
 		return StatusBlockedByFailures
 	}
@@ -78,8 +86,13 @@ func (v *TaskView) ExecutionStatus() ExecutionStatus {
 		return StatusHasReadySteps
 	case v.Counts[step.StateInProgress] > 0:
 		return StatusProcessing
-	case v.Counts[step.StateWaitingForRetry]+v.Counts[step.StateEnqueued] > 0:
+	case v.Counts[step.StateWaitingForRetry] > 0:
 		return StatusWaitingForRetry
+	case v.Counts[step.StateEnqueued] > 0:
+		// Enqueued but not due: only root steps are ever enqueued for
+		// later, at the task's run_at (every other move into enqueued
+		// makes a step due at once).
+		return StatusScheduled
 	default:
 		return StatusProcessing
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/predicate"
 	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/steptransition"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
 )
@@ -190,9 +191,18 @@ func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error
 			return nil, err
 		}
 		if (s.State == step.StateWaitingForRetry || s.State == step.StateError) &&
-			s.LeaseToken != nil && *s.LeaseToken == p.Token && s.LastErrorMessage == p.Message {
-			out = FailOutcome{State: s.State, AvailableAt: s.AvailableAt}
-			return c, nil
+			s.LeaseToken != nil && *s.LeaseToken == p.Token {
+			if s.LastErrorMessage == p.Message {
+				out = FailOutcome{State: s.State, AvailableAt: s.AvailableAt}
+				return c, nil
+			}
+			byWorker, err := failedByWorker(ctx, tx, s)
+			if err != nil {
+				return nil, err
+			}
+			if byWorker {
+				return nil, alreadyCompleted(s, "this lease already failed it with a different error")
+			}
 		}
 		if err := leaseLost(s, c.task, p.Token, c.now); err != nil {
 			return nil, err
@@ -201,6 +211,35 @@ func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error
 		return c, err
 	})
 	return out, err
+}
+
+// The reasons failAttempt records for a worker's own failure; the reaper
+// gives its own ("lease expired", "execution timeout").
+const (
+	reasonRetryable    = "retryable failure"
+	reasonNonRetryable = "non-retryable failure"
+	reasonExhausted    = "attempts exhausted"
+)
+
+// failedByWorker reports whether the step's last move was a FailStep
+// ending its current attempt, rather than the reaper ending it: a worker
+// repeating its failure with a different error is told ALREADY_COMPLETED,
+// as for a completion, while a worker whose lease the reaper ended is told
+// it lost the lease. Only a mismatched repeat pays for this read.
+func failedByWorker(ctx context.Context, tx *ent.Tx, s *ent.Step) (bool, error) {
+	last, err := tx.StepTransition.Query().Where(steptransition.StepID(s.ID)).
+		Order(ent.Desc(steptransition.FieldID)).First(ctx)
+	if ent.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	switch last.Reason {
+	case reasonRetryable, reasonNonRetryable, reasonExhausted:
+		return last.ToState == string(s.State) && last.Attempt == s.Attempts, nil
+	}
+	return false, nil
 }
 
 // failAttempt ends the running attempt of s with an error: back to
@@ -218,7 +257,7 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 		due := c.now.Add(backoff(s, retryAfter))
 		payload["available_at"] = due.Format(time.RFC3339Nano)
 		if reason == "" {
-			reason = "retryable failure"
+			reason = reasonRetryable
 		}
 		ok, err := c.moveStep(ctx, s, stepScheduleRetry, reason, payload, func(u *ent.StepUpdate) {
 			setErr(u)
@@ -231,9 +270,9 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 		return FailOutcome{State: step.StateWaitingForRetry, AvailableAt: &due}, nil
 	}
 	if reason == "" {
-		reason = "non-retryable failure"
+		reason = reasonNonRetryable
 		if !nonRetryable {
-			reason = "attempts exhausted"
+			reason = reasonExhausted
 		}
 	}
 	ok, err := c.moveStep(ctx, s, stepFail, reason, payload, setErr, guards...)

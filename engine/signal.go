@@ -52,6 +52,29 @@ type claimWaiter struct {
 	woken  chan struct{}
 	reason HandlerRef
 	done   bool
+	// asleep is set once the claimer has looked and found nothing, as it
+	// starts to wait.
+	asleep bool
+}
+
+// sleep marks w as waiting for a wake-up (SleepingClaimers counts it).
+func (c *claimWaits) sleep(w *claimWaiter) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w.asleep = true
+}
+
+// sleeping counts the claimers waiting for a wake-up.
+func (c *claimWaits) sleeping() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, w := range c.waiting {
+		if w.asleep && !w.done {
+			n++
+		}
+	}
+	return n
 }
 
 func (w *claimWaiter) serves(h HandlerRef) bool {

@@ -47,6 +47,7 @@ var executionStatusToProto = map[engine.ExecutionStatus]taskerv1.ExecutionStatus
 	engine.StatusWaitingForRetry:   taskerv1.ExecutionStatus_EXECUTION_STATUS_WAITING_FOR_RETRY,
 	engine.StatusBlockedByFailures: taskerv1.ExecutionStatus_EXECUTION_STATUS_BLOCKED_BY_FAILURES,
 	engine.StatusComplete:          taskerv1.ExecutionStatus_EXECUTION_STATUS_COMPLETE,
+	engine.StatusScheduled:         taskerv1.ExecutionStatus_EXECUTION_STATUS_SCHEDULED,
 }
 
 func timestamp(t *time.Time) *timestamppb.Timestamp {

@@ -33,12 +33,9 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 		})
 		polled <- result{resp, err}
 	}()
-	// Let the poll reach the server before shutting down.
-	require.Eventually(t, func() bool {
-		_, err := b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{})
-		return err == nil
-	}, 5*time.Second, 10*time.Millisecond)
-	time.Sleep(100 * time.Millisecond)
+	// Shut down once the poll is waiting in the server, so the test
+	// proves that shutdown ends a waiting poll.
+	require.Eventually(t, func() bool { return b.engine.SleepingClaimers() == 1 }, 10*time.Second, time.Millisecond)
 
 	require.NoError(t, b.stop())
 	r := <-polled

@@ -122,6 +122,8 @@ func (b *bundle) waitFor(t *testing.T, id string, cond func(*taskerv1.Task) bool
 	t.Helper()
 	ctx := testContext(t)
 	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		resp, err := b.tasks.GetTask(ctx, &taskerv1.GetTaskRequest{Id: id})
 		require.NoError(t, err)
@@ -130,7 +132,7 @@ func (b *bundle) waitFor(t *testing.T, id string, cond func(*taskerv1.Task) bool
 		}
 		require.True(t, time.Now().Before(deadline), "task %s: condition not met in time; last seen: state %s, steps %v",
 			id, resp.GetTask().GetState(), resp.GetTask().GetStepCounts())
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 

@@ -596,11 +596,12 @@ func TestRegisterAfterRunFails(t *testing.T) {
 	w.MustRegister("ns", "h", func(context.Context, *worker.Step) (map[string]any, error) { return nil, nil })
 	r := start(t, w)
 	var err error
-	for i := 0; err == nil; i++ {
-		require.Less(t, i, 500, "Register kept succeeding after Run started")
+	i := 0
+	require.Eventually(t, func() bool {
+		i++
 		err = w.Register("ns", fmt.Sprintf("h%d", i), func(context.Context, *worker.Step) (map[string]any, error) { return nil, nil })
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err != nil
+	}, 10*time.Second, 5*time.Millisecond, "Register kept succeeding after Run started")
 	require.ErrorContains(t, err, "already running")
 	require.NoError(t, r.stop(t))
 	require.ErrorContains(t, w.Run(context.Background()), "already")

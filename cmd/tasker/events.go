@@ -59,6 +59,10 @@ type exportFlags struct {
 	addr          string
 	pageSize      int32
 	forceProgress bool
+	follow        bool
+	// following, when set, is called as the export starts waiting on the
+	// server for new events (tests synchronise on it).
+	following func()
 }
 
 func eventsExportCommand() *cobra.Command {
@@ -67,8 +71,10 @@ func eventsExportCommand() *cobra.Command {
 		Use:   "export",
 		Short: "Write the event log, or a slice of it, as JSON lines or CSV",
 		Long: "Write the event log, or a slice of it, as JSON lines (one object per event) or CSV (a header row, the payload as\n" +
-			"a JSON column), streaming it page by page through ListEvents. The slice ends at --until, or at the newest event\n" +
-			"when the export starts. Progress goes to stderr when it is a terminal.",
+			"a JSON column), streaming it page by page through ListEvents. The slice ends at --until or at the newest event\n" +
+			"when the export starts, whichever comes first. With --follow it ends at --until however far off that is, waiting\n" +
+			"on the server (Subscribe) for events not yet written; without --until it follows the log until interrupted,\n" +
+			"which ends the export normally. Progress goes to stderr when it is a terminal.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return export(cmd.Context(), f, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -79,7 +85,8 @@ func eventsExportCommand() *cobra.Command {
 	fl.StringVar(&f.format, "format", events.FormatJSON, "json (JSON lines) or csv")
 	fl.StringVarP(&f.output, "output", "o", "", "write to this file (replaced once the export is complete) instead of stdout")
 	fl.Int64Var(&f.after, "after", 0, "only events after this sequence")
-	fl.Int64Var(&f.until, "until", 0, "only events up to this sequence, inclusive; 0 for the newest at the start")
+	fl.Int64Var(&f.until, "until", 0, "only events up to this sequence, inclusive; 0 for the newest at the start (with --follow: no end)")
+	fl.BoolVar(&f.follow, "follow", false, "once past the newest event, follow the log live up to --until (or until interrupted)")
 	fl.StringVar(&f.addr, "addr", env("TASKER_ADDR", "127.0.0.1:50051"), "server address [TASKER_ADDR]")
 	fl.Int32Var(&f.pageSize, "page-size", 1000, "events per ListEvents call")
 	fl.BoolVar(&f.forceProgress, "progress", false, "show progress on stderr even when it is not a terminal")
@@ -128,7 +135,7 @@ func export(ctx context.Context, f exportFlags, stdout, stderr io.Writer) (err e
 		prog = &progress{w: stderr}
 	}
 	w := exporter.NewWriter(out)
-	n, err := exportPages(ctx, client, f, w, prog)
+	n, err := exportPages(ctx, client, f, w, prog, stderr)
 	prog.done(n, err)
 	if err != nil {
 		return err
@@ -138,12 +145,17 @@ func export(ctx context.Context, f exportFlags, stdout, stderr io.Writer) (err e
 
 // exportPages pages through the slice with after_sequence = the last
 // scanned sequence (rather than page tokens), which is how a reader
-// resumes anyway, and pins the end of an open slice at the first page's
-// head so a busy log cannot keep the export running.
-func exportPages(ctx context.Context, client taskerv1.EventServiceClient, f exportFlags, w events.RecordWriter, prog *progress) (int64, error) {
+// resumes anyway. Without --follow it pins the end of the slice at the
+// first page's head when --until is 0 or beyond it, so a busy log cannot
+// keep the export running and a bound past the log cannot make it spin.
+// With --follow, once it has caught up with the head it waits on the
+// server through Subscribe for what comes next.
+func exportPages(ctx context.Context, client taskerv1.EventServiceClient, f exportFlags, w events.RecordWriter,
+	prog *progress, stderr io.Writer,
+) (int64, error) {
 	after, until := f.after, f.until
 	var n int64
-	for {
+	for first := true; ; first = false {
 		resp, err := client.ListEvents(ctx, &taskerv1.ListEventsRequest{
 			Filter: f.filter.proto(), AfterSequence: after, UntilSequence: until, PageSize: f.pageSize,
 		})
@@ -156,15 +168,52 @@ func exportPages(ctx context.Context, client taskerv1.EventServiceClient, f expo
 			}
 			n++
 		}
-		if until == 0 {
-			until = resp.GetHeadSequence()
+		head := resp.GetHeadSequence()
+		if first && !f.follow && (until == 0 || until > head) {
+			until = head
 		}
-		after = resp.GetScannedSequence()
+		after = max(after, resp.GetScannedSequence())
 		prog.update(n, f.after, after, until)
-		if until == 0 || after >= until {
+		switch {
+		case until > 0 && after >= until:
 			return n, nil
+		case !f.follow && until == 0:
+			return n, nil // an empty log
+		case f.follow && after >= head:
+			m, err := exportFollow(ctx, client, f, w, prog, stderr, after, until, n)
+			return n + m, err
 		}
 	}
+}
+
+// followHeartbeat is how often a following export hears how far the
+// server has scanned, so it ends at --until even when the last events
+// before it do not match the filter.
+const followHeartbeat = time.Second
+
+// exportFollow writes the events after the sequence after, as they are
+// committed, up to until (0: until ctx ends, which is a normal end).
+func exportFollow(ctx context.Context, client taskerv1.EventServiceClient, f exportFlags, w events.RecordWriter,
+	prog *progress, stderr io.Writer, after, until, written int64,
+) (int64, error) {
+	if f.following != nil {
+		f.following()
+	}
+	var n int64
+	req := &taskerv1.SubscribeRequest{
+		Filter: f.filter.proto(), Start: taskerv1.StartPosition_START_POSITION_AFTER_SEQUENCE, AfterSequence: after,
+		HeartbeatInterval: durationpb.New(followHeartbeat),
+	}
+	err := followLog(ctx, client, req, w, until, stderr, func(scanned int64, wrote bool) {
+		if wrote {
+			n++
+		}
+		prog.update(written+n, f.after, scanned, until)
+	})
+	if err != nil && ctx.Err() != nil && until == 0 {
+		err = nil // following an open-ended log ends by interruption
+	}
+	return n, err
 }
 
 type tailFlags struct {
@@ -228,17 +277,34 @@ func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
 	default:
 		req.Start = taskerv1.StartPosition_START_POSITION_NOW
 	}
+	if err := followLog(ctx, client, req, w, 0, stderr, nil); err != nil && ctx.Err() == nil {
+		return err
+	}
+	return nil // the task finished, or interrupted: a normal way to stop tailing
+}
+
+// followLog follows req through Subscribe, writing and flushing every event.
+// When the stream breaks (a restart, a network failure, a replica going
+// away) it reconnects with backoff, telling stderr, and resumes after the
+// last sequence scanned, so no event is lost or written twice. It returns
+// nil when the stream ends (until_task_finished) or has scanned up to until
+// (0 for no bound); ctx's error when ctx ends; otherwise the stream's
+// error once it is not worth reconnecting for. seen, when set, hears the
+// scanned sequence after every event (wrote) and heartbeat.
+func followLog(ctx context.Context, client taskerv1.EventServiceClient, req *taskerv1.SubscribeRequest, w events.RecordWriter,
+	until int64, stderr io.Writer, seen func(scanned int64, wrote bool),
+) error {
 	backoff := minTailBackoff
 	for {
-		resumed, err := tailOnce(ctx, client, req, w)
+		resumed, err := tailOnce(ctx, client, req, w, until, seen)
 		if resumed {
 			backoff = minTailBackoff
 		}
 		switch {
 		case err == nil:
-			return nil // the task finished
+			return nil
 		case ctx.Err() != nil:
-			return nil // interrupted: a normal way to stop tailing
+			return ctx.Err()
 		case !retryable(err):
 			return describeEventErr(err)
 		}
@@ -246,18 +312,21 @@ func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
 			status.Convert(err).Message(), req.GetAfterSequence(), backoff)
 		select {
 		case <-ctx.Done():
-			return nil
+			return ctx.Err()
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, maxTailBackoff)
 	}
 }
 
-// tailOnce follows one stream until it ends, moving req on to resume
-// after everything it has seen: the start position, each event, each
-// heartbeat. It reports whether the stream got started (to reset the
-// backoff) and how it ended: nil for an OK end (until_task_finished).
-func tailOnce(ctx context.Context, client taskerv1.EventServiceClient, req *taskerv1.SubscribeRequest, w events.RecordWriter) (bool, error) {
+// tailOnce follows one stream until it ends or has scanned up to until (0
+// for no bound), moving req on to resume after everything it has seen: the
+// start position, each event, each heartbeat. It reports whether the
+// stream got started (to reset the backoff) and how it ended: nil for an
+// OK end (until_task_finished, or until reached).
+func tailOnce(ctx context.Context, client taskerv1.EventServiceClient, req *taskerv1.SubscribeRequest, w events.RecordWriter,
+	until int64, seen func(scanned int64, wrote bool),
+) (bool, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := client.Subscribe(ctx, req, grpc.WaitForReady(true))
@@ -265,8 +334,15 @@ func tailOnce(ctx context.Context, client taskerv1.EventServiceClient, req *task
 		return false, err
 	}
 	started := false
-	resume := func(seq int64) {
+	resume := func(seq int64, wrote bool) {
 		req.Start, req.AfterSequence = taskerv1.StartPosition_START_POSITION_AFTER_SEQUENCE, seq
+		if seen != nil {
+			seen(seq, wrote)
+		}
+	}
+	reached := func() bool { return until > 0 && req.GetAfterSequence() >= until }
+	if reached() {
+		return false, nil
 	}
 	for {
 		msg, err := stream.Recv()
@@ -279,17 +355,23 @@ func tailOnce(ctx context.Context, client taskerv1.EventServiceClient, req *task
 		switch m := msg.GetMessage().(type) {
 		case *taskerv1.SubscribeResponse_Started:
 			started = true
-			resume(m.Started.GetStartAfterSequence())
+			req.Start, req.AfterSequence = taskerv1.StartPosition_START_POSITION_AFTER_SEQUENCE, m.Started.GetStartAfterSequence()
 		case *taskerv1.SubscribeResponse_Event:
+			if until > 0 && m.Event.GetSequence() > until {
+				return started, nil
+			}
 			if err := w.Write(recordOfProto(m.Event)); err != nil {
 				return started, err
 			}
 			if err := w.Flush(); err != nil {
 				return started, err
 			}
-			resume(m.Event.GetSequence())
+			resume(m.Event.GetSequence(), true)
 		case *taskerv1.SubscribeResponse_Heartbeat:
-			resume(max(req.GetAfterSequence(), m.Heartbeat.GetScannedSequence()))
+			resume(max(req.GetAfterSequence(), m.Heartbeat.GetScannedSequence()), false)
+		}
+		if reached() {
+			return started, nil
 		}
 	}
 }

@@ -186,3 +186,87 @@ func (b *lineBuffer) String() string {
 }
 
 func (b *lineBuffer) lines() int { return strings.Count(b.String(), "\n") }
+
+// exportedSeqs returns the sequences of the JSON lines in out.
+func exportedSeqs(t *testing.T, out string) []int64 {
+	t.Helper()
+	var seqs []int64
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if line == "" {
+			continue
+		}
+		var r events.Record
+		require.NoError(t, json.Unmarshal([]byte(line), &r), line)
+		seqs = append(seqs, r.Sequence)
+	}
+	return seqs
+}
+
+// TestEventsExportUntilPastHead: an --until beyond the newest event ends
+// the export at the head instead of asking the server again and again.
+func TestEventsExportUntilPastHead(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t, "sqlite")
+	srv := startEventServer(t, db, "127.0.0.1:0")
+	for range 3 {
+		srv.publish(t, "audit.note", nil)
+	}
+	// Spinning would end only at this deadline, with its error.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := export(ctx, exportFlags{format: "json", addr: srv.addr, pageSize: 2, after: 1, until: 1000}, &stdout, &stderr)
+	require.NoError(t, err)
+	require.Equal(t, []int64{2, 3}, exportedSeqs(t, stdout.String()))
+
+	stdout.Reset()
+	err = export(ctx, exportFlags{format: "json", addr: srv.addr, after: 3, until: 1000}, &stdout, &stderr)
+	require.NoError(t, err, "nothing after the head")
+	require.Empty(t, stdout.String())
+}
+
+// TestEventsExportFollow: with --follow the export waits on the server for
+// events past the head and ends at --until, or, with no --until, when
+// interrupted.
+func TestEventsExportFollow(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t, "sqlite")
+	srv := startEventServer(t, db, "127.0.0.1:0")
+	for range 3 {
+		srv.publish(t, "audit.note", nil)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	following := make(chan struct{})
+	var stdout, stderr lineBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- export(ctx, exportFlags{
+			format: "json", addr: srv.addr, until: 5, follow: true,
+			filter: eventFilterFlags{types: []string{"audit.*"}}, following: func() { close(following) },
+		}, &stdout, &stderr)
+	}()
+	<-following
+	srv.publish(t, "audit.note", nil)   // 4
+	srv.publish(t, "billing.sent", nil) // 5: filtered out; the export learns it scanned it
+	srv.publish(t, "audit.note", nil)   // 6: past --until
+	require.NoError(t, <-done)
+	require.Equal(t, []int64{1, 2, 3, 4}, exportedSeqs(t, stdout.String()))
+
+	// No --until: it follows until interrupted, which ends it normally.
+	fctx, stop := context.WithCancel(ctx)
+	var followed lineBuffer
+	following = make(chan struct{})
+	go func() {
+		done <- export(fctx, exportFlags{
+			format: "json", addr: srv.addr, after: 5, follow: true, following: func() { close(following) },
+		}, &followed, &stderr)
+	}()
+	<-following
+	srv.publish(t, "audit.note", nil) // 7
+	require.Eventually(t, func() bool { return followed.lines() == 2 }, 10*time.Second, 10*time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
+	require.Equal(t, []int64{6, 7}, exportedSeqs(t, followed.String()))
+}

@@ -176,7 +176,9 @@ type Step struct {
 	ExecutionTimeout *durationpb.Duration `protobuf:"bytes,14,opt,name=execution_timeout,json=executionTimeout,proto3" json:"execution_timeout,omitempty"`
 	// When an enqueued or waiting step is (or was) due.
 	AvailableAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=available_at,json=availableAt,proto3" json:"available_at,omitempty"`
-	// Worker holding the current lease.
+	// Worker holding the current lease: set while the step is in progress,
+	// empty once the lease ends (completion, failure, release, expiry,
+	// cancellation). The step.claimed event of each attempt keeps who ran it.
 	ClaimedBy string `protobuf:"bytes,16,opt,name=claimed_by,json=claimedBy,proto3" json:"claimed_by,omitempty"`
 	// When the current lease expires.
 	LeaseExpiresAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=lease_expires_at,json=leaseExpiresAt,proto3" json:"lease_expires_at,omitempty"`

@@ -65,18 +65,25 @@ type StepServiceClient interface {
 	ListSteps(ctx context.Context, in *ListStepsRequest, opts ...grpc.CallOption) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
-	// plus max_attempts); a task in error resumes.
+	// plus max_attempts); a task in error resumes. A cancelled step is never
+	// run again by a retry: an operator cancelled it on purpose. Revive its
+	// descendants with ResolveStep instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
-	// in error or its task is not pending, in progress or in error (metadata
-	// current_state, and task_state for the task).
+	// in error (for a cancelled step the message points to ResolveStep) or its
+	// task is not pending, in progress or in error (metadata current_state,
+	// and task_state for the task).
 	RetryStep(ctx context.Context, in *RetryStepRequest, opts ...grpc.CallOption) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
-	// step had completed.
+	// step had completed, and a task in error resumes when that makes
+	// progress possible. It accepts a step that is pending, enqueued, waiting
+	// for a retry, in error or cancelled: resolving is how an operator lets
+	// the descendants of a cancelled step run, since no retry runs a
+	// cancelled step again.
 	//
 	// Errors: InvalidArgument (result over the size limit); NotFound;
-	// FailedPrecondition INVALID_STATE when the step is in progress, complete,
-	// cancelled or resolved, or its task is finished.
+	// FailedPrecondition INVALID_STATE when the step is in progress, complete
+	// or resolved, or its task is not pending, in progress or in error.
 	ResolveStep(ctx context.Context, in *ResolveStepRequest, opts ...grpc.CallOption) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.
@@ -105,6 +112,9 @@ type StepServiceClient interface {
 	// parents are now all done, and finalizes the task when it can, in one
 	// transaction.
 	//
+	// Repeating a completion that took effect, with the same lease and result,
+	// succeeds again.
+	//
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
@@ -114,8 +124,13 @@ type StepServiceClient interface {
 	// backoff) and runs again; otherwise the step is in error and the task
 	// fails once nothing else can progress.
 	//
+	// Repeating a failure that took effect, with the same lease and error
+	// message, succeeds again with the same outcome.
+	//
 	// Errors: InvalidArgument (error message missing or too long, retry_after
-	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
+	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
+	// it with a different error message.
 	FailStep(ctx context.Context, in *FailStepRequest, opts ...grpc.CallOption) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.
@@ -294,18 +309,25 @@ type StepServiceServer interface {
 	ListSteps(context.Context, *ListStepsRequest) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
-	// plus max_attempts); a task in error resumes.
+	// plus max_attempts); a task in error resumes. A cancelled step is never
+	// run again by a retry: an operator cancelled it on purpose. Revive its
+	// descendants with ResolveStep instead.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is not
-	// in error or its task is not pending, in progress or in error (metadata
-	// current_state, and task_state for the task).
+	// in error (for a cancelled step the message points to ResolveStep) or its
+	// task is not pending, in progress or in error (metadata current_state,
+	// and task_state for the task).
 	RetryStep(context.Context, *RetryStepRequest) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
-	// step had completed.
+	// step had completed, and a task in error resumes when that makes
+	// progress possible. It accepts a step that is pending, enqueued, waiting
+	// for a retry, in error or cancelled: resolving is how an operator lets
+	// the descendants of a cancelled step run, since no retry runs a
+	// cancelled step again.
 	//
 	// Errors: InvalidArgument (result over the size limit); NotFound;
-	// FailedPrecondition INVALID_STATE when the step is in progress, complete,
-	// cancelled or resolved, or its task is finished.
+	// FailedPrecondition INVALID_STATE when the step is in progress, complete
+	// or resolved, or its task is not pending, in progress or in error.
 	ResolveStep(context.Context, *ResolveStepRequest) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.
@@ -334,6 +356,9 @@ type StepServiceServer interface {
 	// parents are now all done, and finalizes the task when it can, in one
 	// transaction.
 	//
+	// Repeating a completion that took effect, with the same lease and result,
+	// succeeds again.
+	//
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
@@ -343,8 +368,13 @@ type StepServiceServer interface {
 	// backoff) and runs again; otherwise the step is in error and the task
 	// fails once nothing else can progress.
 	//
+	// Repeating a failure that took effect, with the same lease and error
+	// message, succeeds again with the same outcome.
+	//
 	// Errors: InvalidArgument (error message missing or too long, retry_after
-	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
+	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
+	// it with a different error message.
 	FailStep(context.Context, *FailStepRequest) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.

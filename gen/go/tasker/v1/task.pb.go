@@ -33,12 +33,16 @@ const (
 	ExecutionStatus_EXECUTION_STATUS_HAS_READY_STEPS ExecutionStatus = 1
 	// Steps are running and none is waiting to be claimed.
 	ExecutionStatus_EXECUTION_STATUS_PROCESSING ExecutionStatus = 2
-	// Nothing runs now; steps are due later (retry backoff or run_at).
+	// Nothing runs now; failed steps are due again after their retry backoff.
 	ExecutionStatus_EXECUTION_STATUS_WAITING_FOR_RETRY ExecutionStatus = 3
-	// A step in error or cancelled blocks progress.
+	// A step in error or cancelled blocks progress. A task cancelled, or
+	// resolved manually, with steps that never completed keeps this status
+	// after it ends: its step counts still show those steps.
 	ExecutionStatus_EXECUTION_STATUS_BLOCKED_BY_FAILURES ExecutionStatus = 4
-	// Nothing is left to run: the task is complete, cancelled or resolved.
+	// Every step is complete or resolved manually: the task is complete.
 	ExecutionStatus_EXECUTION_STATUS_COMPLETE ExecutionStatus = 5
+	// Nothing runs now; the task's root steps become due at its run_at.
+	ExecutionStatus_EXECUTION_STATUS_SCHEDULED ExecutionStatus = 6
 )
 
 // Enum value maps for ExecutionStatus.
@@ -50,6 +54,7 @@ var (
 		3: "EXECUTION_STATUS_WAITING_FOR_RETRY",
 		4: "EXECUTION_STATUS_BLOCKED_BY_FAILURES",
 		5: "EXECUTION_STATUS_COMPLETE",
+		6: "EXECUTION_STATUS_SCHEDULED",
 	}
 	ExecutionStatus_value = map[string]int32{
 		"EXECUTION_STATUS_UNSPECIFIED":         0,
@@ -58,6 +63,7 @@ var (
 		"EXECUTION_STATUS_WAITING_FOR_RETRY":   3,
 		"EXECUTION_STATUS_BLOCKED_BY_FAILURES": 4,
 		"EXECUTION_STATUS_COMPLETE":            5,
+		"EXECUTION_STATUS_SCHEDULED":           6,
 	}
 )
 
@@ -1629,14 +1635,15 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"\x05nodes\x18\x02 \x03(\v2\x14.tasker.v1.GraphNodeR\x05nodes\x12*\n" +
 	"\x05edges\x18\x03 \x03(\v2\x14.tasker.v1.GraphEdgeR\x05edges\x12\x10\n" +
 	"\x03dot\x18\x04 \x01(\tR\x03dot\x12\x18\n" +
-	"\amermaid\x18\x05 \x01(\tR\amermaid*\xeb\x01\n" +
+	"\amermaid\x18\x05 \x01(\tR\amermaid*\x8b\x02\n" +
 	"\x0fExecutionStatus\x12 \n" +
 	"\x1cEXECUTION_STATUS_UNSPECIFIED\x10\x00\x12$\n" +
 	" EXECUTION_STATUS_HAS_READY_STEPS\x10\x01\x12\x1f\n" +
 	"\x1bEXECUTION_STATUS_PROCESSING\x10\x02\x12&\n" +
 	"\"EXECUTION_STATUS_WAITING_FOR_RETRY\x10\x03\x12(\n" +
 	"$EXECUTION_STATUS_BLOCKED_BY_FAILURES\x10\x04\x12\x1d\n" +
-	"\x19EXECUTION_STATUS_COMPLETE\x10\x052\x94\x04\n" +
+	"\x19EXECUTION_STATUS_COMPLETE\x10\x05\x12\x1e\n" +
+	"\x1aEXECUTION_STATUS_SCHEDULED\x10\x062\x94\x04\n" +
 	"\vTaskService\x12I\n" +
 	"\n" +
 	"CreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12@\n" +

@@ -65,19 +65,26 @@ type TaskServiceClient interface {
 	// Errors: InvalidArgument (filter values, page_size, page_token).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
-	// leases learn it on their next call (Aborted, reason CANCELLED).
+	// leases learn it on their next call (Aborted, reason CANCELLED). The
+	// execution status is then EXECUTION_STATUS_BLOCKED_BY_FAILURES: the step
+	// counts show the cancelled steps.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
-	// Cancelled steps are not retried: resolve them instead.
+	// Cancelled steps are not retried (an operator cancelled them on purpose):
+	// give them a result with StepService.ResolveStep, which accepts cancelled
+	// steps, to let their descendants run.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error, or no step of it is in error.
+	// in error, or no step of it is in error (the message points to
+	// ResolveStep for its cancelled steps).
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*RetryTaskResponse, error)
-	// ResolveTask closes a task in error by hand.
+	// ResolveTask closes a task in error by hand. Its steps are left as they
+	// are: the step counts still show the steps in error, cancelled or never
+	// run, and the execution status stays EXECUTION_STATUS_BLOCKED_BY_FAILURES.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
@@ -204,19 +211,26 @@ type TaskServiceServer interface {
 	// Errors: InvalidArgument (filter values, page_size, page_token).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
-	// leases learn it on their next call (Aborted, reason CANCELLED).
+	// leases learn it on their next call (Aborted, reason CANCELLED). The
+	// execution status is then EXECUTION_STATUS_BLOCKED_BY_FAILURES: the step
+	// counts show the cancelled steps.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
-	// Cancelled steps are not retried: resolve them instead.
+	// Cancelled steps are not retried (an operator cancelled them on purpose):
+	// give them a result with StepService.ResolveStep, which accepts cancelled
+	// steps, to let their descendants run.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
-	// in error, or no step of it is in error.
+	// in error, or no step of it is in error (the message points to
+	// ResolveStep for its cancelled steps).
 	RetryTask(context.Context, *RetryTaskRequest) (*RetryTaskResponse, error)
-	// ResolveTask closes a task in error by hand.
+	// ResolveTask closes a task in error by hand. Its steps are left as they
+	// are: the step counts still show the steps in error, cancelled or never
+	// run, and the execution status stays EXECUTION_STATUS_BLOCKED_BY_FAILURES.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
