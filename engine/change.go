@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
@@ -39,12 +38,6 @@ type change struct {
 	ready map[HandlerRef]int
 }
 
-// noKeyUpdate makes a locking read take FOR NO KEY UPDATE rather than FOR
-// UPDATE: the lock an UPDATE of the task takes anyway, which excludes every
-// other writer of the task but not the KEY SHARE locks that inserting rows
-// referencing it (transitions, child tasks) take.
-func noKeyUpdate(o *sql.LockOptions) { o.Strength = sql.LockNoKeyUpdate }
-
 // lockTask reads the task and, on PostgreSQL, locks its row. Every
 // transaction that changes a task's steps starts here (or takes the same
 // lock in claims, see doc.go), which serialises them per task: two parents
@@ -52,10 +45,7 @@ func noKeyUpdate(o *sql.LockOptions) { o.Strength = sql.LockNoKeyUpdate }
 // sees every committed step, and a step read after the lock is the state
 // the next guarded update leaves.
 func (e *Engine) lockTask(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*change, error) {
-	q := tx.Task.Query().Where(task.ID(id))
-	if e.db.Dialect == dialect.Postgres {
-		q = q.ForUpdate(noKeyUpdate)
-	}
+	q := tx.Task.Query().Where(task.ID(id), func(s *sql.Selector) { e.db.SQL().LockForWrite(s) })
 	t, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, fault.NotFoundf("task", id.String())
@@ -203,7 +193,7 @@ func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
 
 // flush writes the transitions and events buffered by cs, all in one
 // insert per table whatever the number of changes.
-func flush(ctx context.Context, tx *ent.Tx, dialectName string, cs ...*change) error {
+func flush(ctx context.Context, tx *ent.Tx, cs ...*change) error {
 	var (
 		steps, tasks [][]any
 		evs          []events.Event
@@ -217,10 +207,11 @@ func flush(ctx context.Context, tx *ent.Tx, dialectName string, cs ...*change) e
 		evs = append(evs, c.evs...)
 		c.stepTransitions, c.taskTransitions, c.evs = nil, nil, nil
 	}
-	if err := insertTransitions(ctx, tx, dialectName, steps, tasks); err != nil {
+	d := cs[0].e.db.SQL()
+	if err := insertTransitions(ctx, tx, d, steps, tasks); err != nil {
 		return err
 	}
-	return events.Append(ctx, tx, dialectName, evs...)
+	return events.Append(ctx, tx, d, evs...)
 }
 
 // The columns of transition rows, in the order stepTransitionRow and
@@ -258,11 +249,11 @@ func metadataJSON(m map[string]any) any {
 
 // insertTransitions writes transition rows with one INSERT per table (per
 // chunk), without reading their ids back.
-func insertTransitions(ctx context.Context, tx *ent.Tx, dialectName string, steps, tasks [][]any) error {
-	if err := storage.InsertRows(ctx, tx, dialectName, steptransition.Table, stepTransitionColumns, steps); err != nil {
+func insertTransitions(ctx context.Context, tx *ent.Tx, d storage.Dialect, steps, tasks [][]any) error {
+	if err := storage.InsertRows(ctx, tx, d, steptransition.Table, stepTransitionColumns, steps); err != nil {
 		return fmt.Errorf("write step transitions: %w", err)
 	}
-	if err := storage.InsertRows(ctx, tx, dialectName, tasktransition.Table, taskTransitionColumns, tasks); err != nil {
+	if err := storage.InsertRows(ctx, tx, d, tasktransition.Table, taskTransitionColumns, tasks); err != nil {
 		return fmt.Errorf("write task transitions: %w", err)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"sort"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
@@ -211,22 +210,10 @@ func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now 
 	if len(p.Handlers) == 1 {
 		q.Where(step.Namespace(p.Handlers[0].Namespace), step.Handler(p.Handlers[0].Handler))
 	} else {
-		perHandler := p.Max
-		if e.db.Dialect == dialect.Postgres {
-			perHandler = 4 * p.Max
-		}
+		perHandler := e.db.SQL().ClaimCandidates(p.Max)
 		q.Where(func(s *sql.Selector) { s.Where(firstOfHandlers(s.C(step.FieldID), p.Handlers, now, perHandler)) })
 	}
-	if e.db.Dialect == dialect.Postgres {
-		// An alias of our own: the join would otherwise name the table
-		// t1, and FOR ... OF must use the name the query gives it.
-		const lockedTasks = "claimed_tasks"
-		q.Where(func(s *sql.Selector) {
-			t := sql.Table(task.Table).As(lockedTasks)
-			s.Join(t).On(s.C(step.FieldTaskID), t.C(task.FieldID))
-		})
-		q.ForUpdate(noKeyUpdate, sql.WithLockTables(lockedTasks), sql.WithLockAction(sql.SkipLocked))
-	}
+	q.Where(func(s *sql.Selector) { e.db.SQL().LockTasksOfSteps(s, step.FieldTaskID) })
 	return q.All(ctx)
 }
 
@@ -266,7 +253,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		if err != nil || len(candidates) == 0 {
 			return err
 		}
-		if e.db.Dialect == dialect.Postgres {
+		if e.db.SQL().ConcurrentWriters() {
 			// The tasks are ours now, and with them their steps: read the
 			// candidates again, as committed. One may have been claimed
 			// (or moved by any writer) between the snapshot the locking
@@ -332,7 +319,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		if err := startTasks(ctx, tx, batch, now); err != nil {
 			return err
 		}
-		return flush(ctx, tx, e.db.Dialect, batch...)
+		return flush(ctx, tx, batch...)
 	})
 	if err != nil || len(claimed) == 0 {
 		return nil, err

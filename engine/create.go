@@ -354,10 +354,10 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 		return nil, err
 	}
 	taskTransitions := [][]any{taskTransitionRow(t.ID, "", string(task.StatePending), "created", nil, now)}
-	if err := insertTransitions(ctx, tx, e.db.Dialect, stepTransitions, taskTransitions); err != nil {
+	if err := insertTransitions(ctx, tx, e.db.SQL(), stepTransitions, taskTransitions); err != nil {
 		return nil, err
 	}
-	return v, events.Append(ctx, tx, e.db.Dialect, evs...)
+	return v, events.Append(ctx, tx, e.db.SQL(), evs...)
 }
 
 // bulkChunk keeps one INSERT under both databases' bound-parameter limits
@@ -422,7 +422,7 @@ func (e *Engine) recordDuplicate(ctx context.Context, existing *ent.Task, p *Cre
 		ev := taskEvent(existing, events.WorkflowDuplicateDetected, e.now(), map[string]any{
 			"idempotency_key": p.IdempotencyKey, "request_correlation_id": p.CorrelationID,
 		})
-		return events.Append(ctx, tx, e.db.Dialect, ev)
+		return events.Append(ctx, tx, e.db.SQL(), ev)
 	})
 }
 

@@ -10,7 +10,6 @@ import (
 	"reflect"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
@@ -89,9 +88,7 @@ func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*chang
 		s.Where(sql.In(s.C(task.FieldID),
 			sql.Select(steps.C(step.FieldTaskID)).From(steps).Where(sql.EQ(steps.C(step.FieldID), id))))
 	})
-	if e.db.Dialect == dialect.Postgres {
-		q = q.ForUpdate(noKeyUpdate)
-	}
+	q.Where(func(s *sql.Selector) { e.db.SQL().LockForWrite(s) })
 	t, err := q.Only(ctx)
 	if ent.IsNotFound(err) {
 		return nil, nil, fault.NotFoundf("step", id.String())
@@ -392,7 +389,7 @@ func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)
 		if err != nil {
 			return err
 		}
-		return flush(ctx, tx, e.db.Dialect, c)
+		return flush(ctx, tx, c)
 	})
 	if err != nil {
 		return err

@@ -95,7 +95,7 @@ func (e *Engine) noteWorker(ctx context.Context, workerID string, hs []HandlerRe
 		default:
 			return tx.Worker.UpdateOne(w).SetLastSeenAt(now).Exec(ctx)
 		}
-		return events.Append(ctx, tx, e.db.Dialect, events.Event{
+		return events.Append(ctx, tx, e.db.SQL(), events.Event{
 			Type: events.RegistryWorkerSeen, CorrelationID: correlation.FromContext(ctx), At: now,
 			Payload: map[string]any{"worker_id": workerID, "handlers": refs, "first_seen": w == nil},
 		})

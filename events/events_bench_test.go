@@ -47,7 +47,7 @@ func BenchmarkAppend(b *testing.B) {
 					evs[i] = benchEvent()
 				}
 				appendTx := func() {
-					err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.Dialect, evs...) })
+					err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.SQL(), evs...) })
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -92,7 +92,7 @@ func BenchmarkList(b *testing.B) {
 							batch[i].Type = "task.started"
 						}
 					}
-					if err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.Dialect, batch...) }); err != nil {
+					if err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.SQL(), batch...) }); err != nil {
 						b.Fatal(err)
 					}
 					l.Appended()

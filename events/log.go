@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"entgo.io/ent/dialect"
-	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
@@ -35,18 +33,18 @@ type Event struct {
 // unnumbered and the Sequencer numbers them once tx has committed. Either
 // way, call (*Log).Appended after tx commits: it wakes the readers of this
 // process (SQLite) or the sequencer (PostgreSQL).
-func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) error {
+func Append(ctx context.Context, tx *ent.Tx, d storage.Dialect, evs ...Event) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	next, err := nextSequence(ctx, tx, dialectName)
+	next, err := d.NextSequence(ctx, tx)
 	if err != nil {
 		return err
 	}
 	rows := make([][]any, len(evs))
 	for i, ev := range evs {
-		var seq any // NULL on PostgreSQL: the sequencer numbers it
-		if dialectName == dialect.SQLite {
+		var seq any // NULL: the sequencer numbers it after commit
+		if next > 0 {
 			seq = next + int64(i)
 		}
 		payload, at, err := normalize(ev)
@@ -58,7 +56,7 @@ func Append(ctx context.Context, tx *ent.Tx, dialectName string, evs ...Event) e
 	}
 	// Plain inserts: unlike ent's bulk create, they do not read the new
 	// ids back, which no appender needs.
-	if err := storage.InsertRows(ctx, tx, dialectName, event.Table, eventColumns, rows); err != nil {
+	if err := storage.InsertRows(ctx, tx, d, event.Table, eventColumns, rows); err != nil {
 		return fmt.Errorf("events: append: %w", err)
 	}
 	return nil
@@ -97,12 +95,12 @@ func normalize(ev Event) ([]byte, time.Time, error) {
 
 // appendOne is Append for one event, returning the stored row (with its
 // id, and on SQLite its sequence).
-func appendOne(ctx context.Context, tx *ent.Tx, dialectName string, ev Event) (*ent.Event, error) {
-	next, err := nextSequence(ctx, tx, dialectName)
+func appendOne(ctx context.Context, tx *ent.Tx, d storage.Dialect, ev Event) (*ent.Event, error) {
+	next, err := d.NextSequence(ctx, tx)
 	if err != nil {
 		return nil, err
 	}
-	b, err := create(tx, dialectName, ev, next)
+	b, err := create(tx, ev, next)
 	if err != nil {
 		return nil, err
 	}
@@ -113,21 +111,9 @@ func appendOne(ctx context.Context, tx *ent.Tx, dialectName string, ev Event) (*
 	return row, nil
 }
 
-// nextSequence returns the sequence the next event appended in tx gets on
-// SQLite; 0 on PostgreSQL, where the sequencer numbers events after commit.
-func nextSequence(ctx context.Context, tx *ent.Tx, dialectName string) (int64, error) {
-	if dialectName != dialect.SQLite {
-		return 0, nil
-	}
-	// The single writer connection serialises every writing transaction,
-	// so max+1 is dense and no other commit can take it.
-	head, err := maxSequence(ctx, tx)
-	return head + 1, err
-}
-
-// create builds the insert of ev, numbered seq on SQLite and unnumbered on
-// PostgreSQL.
-func create(tx *ent.Tx, dialectName string, ev Event, seq int64) (*ent.EventCreate, error) {
+// create builds the insert of ev, numbered seq, or unnumbered when seq is 0
+// (the sequencer numbers it after commit).
+func create(tx *ent.Tx, ev Event, seq int64) (*ent.EventCreate, error) {
 	raw, at, err := normalize(ev)
 	if err != nil {
 		return nil, err
@@ -142,22 +128,8 @@ func create(tx *ent.Tx, dialectName string, ev Event, seq int64) (*ent.EventCrea
 		SetNillableStepID(ev.StepID).
 		SetPayload(raw).
 		SetCreatedAt(at)
-	if dialectName == dialect.SQLite {
+	if seq > 0 {
 		b.SetSequence(seq)
 	}
 	return b, nil
-}
-
-func maxSequence(ctx context.Context, tx *ent.Tx) (int64, error) {
-	var rows []struct {
-		Max sql.NullInt64 `json:"max"`
-	}
-	err := tx.Event.Query().Aggregate(ent.As(ent.Max(event.FieldSequence), "max")).Scan(ctx, &rows)
-	if err != nil {
-		return 0, fmt.Errorf("events: read head sequence: %w", err)
-	}
-	if len(rows) == 0 {
-		return 0, nil
-	}
-	return rows[0].Max.Int64, nil
 }

@@ -71,7 +71,7 @@ func (b *bundle) appendTx(t *testing.T, evs ...events.Event) {
 // append is appendTx for goroutines other than the test's.
 func (b *bundle) append(ctx context.Context, evs ...events.Event) error {
 	err := b.db.Tx(ctx, func(tx *ent.Tx) error {
-		return events.Append(ctx, tx, b.db.Dialect, evs...)
+		return events.Append(ctx, tx, b.db.SQL(), evs...)
 	})
 	if err == nil {
 		b.log.Appended()

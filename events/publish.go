@@ -100,7 +100,7 @@ func (l *Log) Publish(ctx context.Context, c Custom) (*ent.Event, error) {
 			ev.TemplateName = t.TemplateName
 			ev.TemplateVersion = t.TemplateVersion
 		}
-		row, err := appendOne(ctx, tx, l.db.Dialect, ev)
+		row, err := appendOne(ctx, tx, l.db.SQL(), ev)
 		if err != nil {
 			return err
 		}

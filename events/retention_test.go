@@ -97,7 +97,7 @@ func TestRetentionSkipsUnnumbered(t *testing.T) {
 				return err
 			}
 		}
-		return events.Append(ctx, tx, db.Dialect, events.Event{Type: events.TaskCreated, At: time.Now().Add(-time.Hour)},
+		return events.Append(ctx, tx, db.SQL(), events.Event{Type: events.TaskCreated, At: time.Now().Add(-time.Hour)},
 			events.Event{Type: events.TaskCreated, At: time.Now().Add(-time.Hour)})
 	}))
 	n, err := events.NewRetainer(db, logger, events.Retention{MaxAge: time.Minute, MaxCount: 1}).Trim(ctx)

@@ -104,7 +104,7 @@ func TestSequenceContract(t *testing.T) {
 	tx1 := make(chan error, 1)
 	go func() {
 		tx1 <- db.Tx(ctx, func(tx *ent.Tx) error {
-			if err := events.Append(ctx, tx, db.Dialect, events.Event{Type: events.TaskCreated, CorrelationID: "tx1"}); err != nil {
+			if err := events.Append(ctx, tx, db.SQL(), events.Event{Type: events.TaskCreated, CorrelationID: "tx1"}); err != nil {
 				return err
 			}
 			close(appended)
@@ -143,7 +143,7 @@ func TestSequenceContract(t *testing.T) {
 					for j := range evs {
 						evs[j] = events.Event{Type: events.StepEnqueued, CorrelationID: fmt.Sprintf("w%d-%d-%d", w, i, j)}
 					}
-					if err := events.Append(ctx, tx, db.Dialect, evs...); err != nil {
+					if err := events.Append(ctx, tx, db.SQL(), evs...); err != nil {
 						return err
 					}
 					time.Sleep(time.Duration(rand.IntN(4000)) * time.Microsecond)
@@ -248,7 +248,7 @@ func TestSequencerBacklog(t *testing.T) {
 	for i := range evs {
 		evs[i] = events.Event{Type: events.TaskCreated}
 	}
-	require.NoError(t, db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.Dialect, evs...) }))
+	require.NoError(t, db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.SQL(), evs...) }))
 	logger := testLogger(t)
 	l := events.NewLog(db, logger)
 	head, err := l.Head(ctx)

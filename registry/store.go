@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/Masterminds/semver/v3"
 	"google.golang.org/protobuf/proto"
@@ -151,7 +150,7 @@ func (s *Store) register(ctx context.Context, tx *ent.Tx, n *taskerv1.TaskTempla
 			return nil, 0, err
 		}
 		// In this transaction, so the event commits with the change.
-		if err := events.Append(ctx, tx, s.db.Dialect, ev); err != nil {
+		if err := events.Append(ctx, tx, s.db.SQL(), ev); err != nil {
 			return nil, 0, err
 		}
 	}
@@ -320,13 +319,7 @@ func (s *Store) Get(ctx context.Context, namespace, name, version string) (*ent.
 // snapshot, so a replacement committed between the reads cannot pair the
 // old row (and hash) with the new steps in the cache.
 func (s *Store) load(ctx context.Context, id int) (*ent.TaskTemplate, error) {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.db.Dialect == dialect.Postgres {
-		// READ COMMITTED gives each statement its own snapshot. SQLite's
-		// read transactions are snapshots already (WAL).
-		opts.Isolation = sql.LevelRepeatableRead
-	}
-	tx, err := s.db.Reader.BeginTx(ctx, opts)
+	tx, err := s.db.Reader.BeginTx(ctx, s.db.SQL().SnapshotRead())
 	if err != nil {
 		return nil, err
 	}
@@ -515,12 +508,7 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (templates []*ent.Ta
 // collate makes PostgreSQL compare names bytewise, as SQLite does, so a
 // listing is in the same order on both; the database's default collation
 // could ignore the '-', '.' and '_' that names may contain.
-func (s *Store) collate() string {
-	if s.db.Dialect == dialect.Postgres {
-		return ` COLLATE "C"`
-	}
-	return ""
-}
+func (s *Store) collate() string { return s.db.SQL().BinaryCollation() }
 
 // after is the keyset predicate (columns...) > (values...), on SQL
 // expressions that ent's column helpers would quote as identifiers.

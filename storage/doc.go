@@ -1,6 +1,12 @@
 // Package storage opens Tasker's database, migrates it, reports readiness and
 // turns driver errors into the sentinels the engine branches on.
 //
+// Everything that differs between the dialects lives here, one file each
+// (sqlite.go, postgres.go), behind the Dialect interface the engine, the
+// event log and the registry call (DB.SQL): how writers lock, how claims
+// skip rows other claimers hold, how events are numbered, snapshot reads,
+// collation, opening the pools and reading the driver's errors.
+//
 // One ent schema serves two dialects. SQLite is the embedded default: a single
 // file in WAL mode. SQLite allows one writer at a time and answers a second
 // concurrent writer with SQLITE_BUSY, so every transaction and write goes

@@ -7,14 +7,10 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"syscall"
 	"time"
 
 	"entgo.io/ent/dialect"
-	"github.com/jackc/pgx/v5/pgconn"
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/fault"
@@ -123,73 +119,4 @@ func connectionLost(err error) bool {
 		// context, handled before) and the rest of the network's
 		// failures.
 		errors.As(err, &opErr)
-}
-
-// interpretPostgresError returns the sentinel for a pgx error, or nil.
-// A connection attempt that failed is ErrUnavailable unless the server
-// refused it for a reason that waiting will not fix, such as a wrong
-// password or a missing database: that is a setup error to report as it is.
-func interpretPostgresError(err error) error {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return postgresState(pgErr.Code)
-	}
-	var connectErr *pgconn.ConnectError
-	if errors.As(err, &connectErr) || errors.Is(err, pgconn.ErrConnClosed) {
-		return ErrUnavailable
-	}
-	return nil
-}
-
-// postgresState returns the sentinel for a SQLSTATE, or nil.
-func postgresState(code string) error {
-	switch code {
-	case "23505": // unique_violation
-		return ErrUniqueViolation
-	case "23503": // foreign_key_violation
-		return ErrForeignKeyViolation
-	case "40001", "40P01": // serialization_failure, deadlock_detected
-		return ErrSerialization
-	case "57P01", // admin_shutdown
-		"57P02", // crash_shutdown
-		"57P03", // cannot_connect_now: starting up or in recovery
-		"53300": // too_many_connections
-		return ErrUnavailable
-	}
-	if strings.HasPrefix(code, "08") { // class 08: connection exception
-		return ErrUnavailable
-	}
-	return nil
-}
-
-// interpretSQLiteError returns the sentinel for a modernc.org/sqlite error,
-// or nil. The driver turns on extended result codes, so constraint failures
-// say which constraint.
-//
-// SQLITE_BUSY is ErrUnavailable, not ErrSerialization: within this process
-// the single writer connection keeps it from happening, so it means another
-// process (a CLI migration, a backup) held the file past busy_timeout, and
-// the caller may try again once it is done; Tx must not retry it at once.
-// SQLITE_IOERR is ErrUnavailable too, the operating system having failed a
-// read, write, lock or sync that may succeed later, except the two extended
-// codes that report damaged data, which trying again cannot fix.
-func interpretSQLiteError(err error) error {
-	var sqliteErr *sqlite.Error
-	if !errors.As(err, &sqliteErr) {
-		return nil
-	}
-	code := sqliteErr.Code()
-	switch code {
-	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-		return ErrUniqueViolation
-	case sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
-		return ErrForeignKeyViolation
-	case sqlite3.SQLITE_IOERR_CORRUPTFS, sqlite3.SQLITE_IOERR_DATA:
-		return nil
-	}
-	switch code & 0xff { // the primary result code
-	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_IOERR:
-		return ErrUnavailable
-	}
-	return nil
 }

@@ -491,7 +491,7 @@ func TestInsertRows(t *testing.T) {
 		}
 		columns := []string{namespace.FieldName, namespace.FieldDescription, namespace.FieldCreatedAt}
 		require.NoError(t, db.Tx(ctx, func(tx *ent.Tx) error {
-			return storage.InsertRows(ctx, tx, db.Dialect, namespace.Table, columns, rows)
+			return storage.InsertRows(ctx, tx, db.SQL(), namespace.Table, columns, rows)
 		}))
 		got, err := db.Reader.Namespace.Query().Where(namespace.Description("bulk")).Count(ctx)
 		require.NoError(t, err)
@@ -501,7 +501,7 @@ func TestInsertRows(t *testing.T) {
 		require.True(t, at.Equal(last.CreatedAt), "time as bound: %v", last.CreatedAt)
 
 		err = db.Tx(ctx, func(tx *ent.Tx) error {
-			return storage.InsertRows(ctx, tx, db.Dialect, namespace.Table, columns, [][]any{{"short", "row"}})
+			return storage.InsertRows(ctx, tx, db.SQL(), namespace.Table, columns, [][]any{{"short", "row"}})
 		})
 		require.ErrorContains(t, err, "a row of 2 values for 3 columns")
 		exists, err := db.Reader.Namespace.Query().Where(namespace.Name("short")).Exist(ctx)
