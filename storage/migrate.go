@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -79,8 +80,23 @@ func MigrationFolder(d string) string {
 }
 
 // EmbeddedMigrations returns the migrations built into this binary for
-// the dialect.
+// the dialect. They are read once, as readiness probes ask for them often;
+// each caller gets a copy of its own to change.
 func EmbeddedMigrations(d string) (Migrations, error) {
+	load := embeddedSQLite
+	if d == dialect.Postgres {
+		load = embeddedPostgres
+	}
+	ms, err := load()
+	return slices.Clone(ms), err
+}
+
+var (
+	embeddedPostgres = sync.OnceValues(func() (Migrations, error) { return loadEmbedded(dialect.Postgres) })
+	embeddedSQLite   = sync.OnceValues(func() (Migrations, error) { return loadEmbedded(dialect.SQLite) })
+)
+
+func loadEmbedded(d string) (Migrations, error) {
 	sub, err := fs.Sub(embedded, "migrations/"+MigrationFolder(d))
 	if err != nil {
 		return nil, err
