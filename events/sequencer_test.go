@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,10 +81,14 @@ func TestSequenceContract(t *testing.T) {
 	var readers sync.WaitGroup
 	views := make([][]seen, 3)
 	readErrs := make([]error, len(views))
+	// passes and last tell the test how far each reader got: how many
+	// reads it made, and the last sequence it saw.
+	passes, last := make([]atomic.Int64, len(views)), make([]atomic.Int64, len(views))
 	for r := range views {
 		readers.Go(func() {
 			var after int64
 			for readCtx.Err() == nil {
+				passes[r].Add(1)
 				p, err := b.log.List(readCtx, events.Query{After: after, Limit: 1000})
 				if err != nil {
 					if readCtx.Err() == nil {
@@ -93,6 +98,7 @@ func TestSequenceContract(t *testing.T) {
 				}
 				for _, ev := range p.Events {
 					views[r] = append(views[r], seen{*ev.Sequence, ev.ID})
+					last[r].Store(*ev.Sequence)
 				}
 				after = p.Scanned
 			}
@@ -115,7 +121,20 @@ func TestSequenceContract(t *testing.T) {
 	<-appended
 	b.appendTx(t, events.Event{Type: events.TaskCreated, CorrelationID: "tx2"})
 	b.waitHead(t, 1)
-	time.Sleep(20 * time.Millisecond) // let the readers look while tx1 is open
+	// Every reader reads twice more while tx1 is open: one full read that
+	// started after tx2's event was numbered.
+	var before []int64
+	for r := range passes {
+		before = append(before, passes[r].Load())
+	}
+	require.Eventually(t, func() bool {
+		for r := range passes {
+			if passes[r].Load() < before[r]+2 {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "the readers look while tx1 is open")
 	p, err := b.log.List(ctx, events.Query{})
 	require.NoError(t, err)
 	require.Len(t, p.Events, 1, "tx1's uncommitted event is neither visible nor numbered")
@@ -163,7 +182,14 @@ func TestSequenceContract(t *testing.T) {
 	total, err := db.Reader.Event.Query().Count(ctx)
 	require.NoError(t, err)
 	b.waitHead(t, int64(total))
-	time.Sleep(20 * time.Millisecond) // let every reader reach the head
+	require.Eventually(t, func() bool {
+		for r := range last {
+			if last[r].Load() < int64(total) {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, time.Millisecond, "every reader reaches the head")
 	stopReaders()
 	readers.Wait()
 	for _, err := range readErrs {
