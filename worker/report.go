@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
 
@@ -99,7 +100,6 @@ func (w *Worker) release(ctx context.Context, log *slog.Logger, s *Step, token, 
 // report anyway and the reaper has the step retried. ctx is never the
 // worker's cancelled context: reports outlive shutdown.
 func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() time.Time, method string, call func(context.Context) error) error {
-	delay := reportBackoffInitial
 	for attempt := 1; ; attempt++ {
 		callCtx, cancel := context.WithTimeout(ctx, reportTimeout)
 		err := call(callCtx)
@@ -107,7 +107,7 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() t
 		if err == nil || !transient(err) || attempt == reportAttempts {
 			return err
 		}
-		wait := jittered(delay)
+		wait := backoff.Exponential(reportBackoffInitial, reportBackoffMax, attempt)
 		if time.Now().Add(wait).After(leaseEnd()) {
 			return err
 		}
@@ -116,7 +116,6 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() t
 		if !sleep(ctx, wait) {
 			return err
 		}
-		delay *= 2
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
@@ -228,11 +229,11 @@ func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
 	default:
 		req.Start = taskerv1.StartPosition_START_POSITION_NOW
 	}
-	backoff := minTailBackoff
+	wait := backoff.New(minTailBackoff, maxTailBackoff)
 	for {
 		resumed, err := tailOnce(ctx, client, req, w)
 		if resumed {
-			backoff = minTailBackoff
+			wait.Reset()
 		}
 		switch {
 		case err == nil:
@@ -242,14 +243,14 @@ func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
 		case !retryable(err):
 			return describeEventErr(err)
 		}
+		pause := wait.Next()
 		fmt.Fprintf(stderr, "tasker: stream broke (%v); resuming after sequence %d in %s\n",
-			status.Convert(err).Message(), req.GetAfterSequence(), backoff)
+			status.Convert(err).Message(), req.GetAfterSequence(), pause.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff):
+		case <-time.After(pause):
 		}
-		backoff = min(2*backoff, maxTailBackoff)
 	}
 }
 

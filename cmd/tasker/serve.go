@@ -27,6 +27,7 @@ type serveFlags struct {
 	shutdownTimeout   time.Duration
 	retentionAge      string
 	retentionCount    string
+	maxStreams        int
 }
 
 func serveCommand() *cobra.Command {
@@ -50,6 +51,7 @@ func serveCommand() *cobra.Command {
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may drain on SIGTERM")
 	fl.StringVar(&f.retentionAge, "event-retention-age", env("TASKER_EVENT_RETENTION_AGE", "0"), "remove events older than this (e.g. 720h); 0 keeps them [TASKER_EVENT_RETENTION_AGE]")
 	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
+	fl.IntVar(&f.maxStreams, "max-streams", server.DefaultMaxStreams, "most Subscribe streams open at once; more are refused with RESOURCE_EXHAUSTED")
 	return cmd
 }
 
@@ -61,6 +63,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	retention, err := retentionOf(f)
 	if err != nil {
 		return err
+	}
+	if f.maxStreams < 1 {
+		return fmt.Errorf("--max-streams must be at least 1, got %d", f.maxStreams)
 	}
 	db, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous)
 	if err != nil {
@@ -87,7 +92,7 @@ func serve(ctx context.Context, f serveFlags) error {
 			return fmt.Errorf("--admin-addr: %w", err)
 		}
 	}
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention})
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams})
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 
