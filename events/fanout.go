@@ -43,6 +43,9 @@ type fanout struct {
 	// to the live subscriptions.
 	pos  int64
 	live map[*Subscription]struct{}
+	// started is closed when the reader starts, so subscriptions that
+	// found it not running and wait for the log to grow try to join.
+	started chan struct{}
 }
 
 // liveFeed is what the reader hands one live subscription. Its fields are
@@ -150,6 +153,10 @@ func (f *fanout) start(pos int64) bool {
 		return false
 	}
 	f.running, f.pos, f.live = true, pos, map[*Subscription]struct{}{}
+	if f.started == nil {
+		f.started = make(chan struct{})
+	}
+	close(f.started)
 	return true
 }
 
@@ -159,6 +166,7 @@ func (f *fanout) stop() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.running = false
+	f.started = nil
 	f.detachAll()
 }
 
@@ -194,21 +202,25 @@ func (f *fanout) publish(evs []*ent.Event, scanned int64) {
 // so the feed continues exactly where s's own reading stopped: s skips
 // what the reader offers up to its position, and nothing after it can be
 // missed, because the reader has not offered it yet. It reports whether
-// s joined, and whether the reader runs at all.
-func (f *fanout) join(s *Subscription) (joined, running bool) {
+// s joined, and, when the reader does not run, a channel closed when it
+// starts (nil when it runs).
+func (f *fanout) join(s *Subscription) (joined bool, notRunning <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.running {
-		return false, false
+		if f.started == nil {
+			f.started = make(chan struct{})
+		}
+		return false, f.started
 	}
 	if f.pos > s.scanned {
-		return false, true // the reader is ahead: read up to it first
+		return false, nil // the reader is ahead: read up to it first
 	}
 	// s is not live, so the reader does not touch its feed: no lock
 	// needed beyond f.mu, which orders this with the next publish.
 	s.feed.events, s.feed.scanned, s.feed.from, s.feed.detached = nil, s.scanned, s.scanned, false
 	f.live[s] = struct{}{}
-	return true, true
+	return true, nil
 }
 
 // leave takes s off the feed, if it is still on it.

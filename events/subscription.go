@@ -230,7 +230,7 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *e
 	hb := heartbeats{every: s.opts.Heartbeat, fn: heartbeat}
 	hb.start()
 	for {
-		joined, readerRuns := s.log.fan.join(s)
+		joined, notRunning := s.log.fan.join(s)
 		if joined {
 			finished, err := s.follow(ctx, deliver, &hb)
 			if finished || err != nil {
@@ -259,13 +259,13 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *e
 		if err := hb.due(ctx, s.scanned); err != nil {
 			return err
 		}
-		if len(p.Events) == s.opts.PageSize || readerRuns {
+		if len(p.Events) == s.opts.PageSize || notRunning == nil {
 			// More to read at once, or caught up with the head of a
 			// moment ago: join the reader, or read up to it if it moved
 			// on meanwhile.
 			continue
 		}
-		if err := s.wait(ctx, &hb); err != nil {
+		if err := s.wait(ctx, &hb, notRunning); err != nil {
 			return err
 		}
 	}
@@ -309,17 +309,31 @@ func (s *Subscription) follow(ctx context.Context, deliver func(context.Context,
 	}
 }
 
-// wait sleeps until the log grows past what was scanned, or until the
-// next heartbeat is due.
-func (s *Subscription) wait(ctx context.Context, hb *heartbeats) error {
-	if !hb.on() {
-		return s.log.Wait(ctx, s.scanned)
+// wait sleeps until the log grows past what was scanned, the next
+// heartbeat is due, or the replica's reader starts (readerStarts closes),
+// which the subscription then joins.
+func (s *Subscription) wait(ctx context.Context, hb *heartbeats, readerStarts <-chan struct{}) error {
+	wctx, started := context.WithCancel(ctx)
+	defer started()
+	if hb.on() {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(wctx, hb.next)
+		defer cancel()
 	}
-	wctx, cancel := context.WithDeadline(ctx, hb.next)
-	defer cancel()
+	if readerStarts != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-readerStarts:
+				started()
+			case <-done:
+			}
+		}()
+	}
 	err := s.log.Wait(wctx, s.scanned)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil // the heartbeat is due: the loop sends it after a look
+	if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return nil // the heartbeat is due or the reader started: look again
 	}
 	return err
 }
