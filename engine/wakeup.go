@@ -36,3 +36,11 @@ func (e *Engine) Listen(ln *storage.Listener) error {
 		OnCatchUp: e.claimers.notifyAll,
 	})
 }
+
+// Waiting returns how many long-polling claimers of this process are
+// waiting for work right now.
+func (e *Engine) Waiting() int {
+	e.claimers.mu.Lock()
+	defer e.claimers.mu.Unlock()
+	return len(e.claimers.waiting)
+}
