@@ -27,10 +27,11 @@ const (
 )
 
 // DefaultSubscriptionPage is how many events a subscription reads per
-// query when SubscriptionOptions.PageSize is 0: large enough to keep up
-// with a busy log, small enough that a stream blocked on a slow client
-// holds little memory.
-const DefaultSubscriptionPage = 256
+// query when SubscriptionOptions.PageSize is 0. It reads for itself only
+// while it is behind the replica's reader, usually because its client is
+// slow, so the page is small: a thousand streams blocked on slow clients
+// each hold one.
+const DefaultSubscriptionPage = 64
 
 // FinishingTypes are the task events after which until_task_finished ends a
 // subscription: the task is terminal, or in error (which only an operator

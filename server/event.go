@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,43 @@ type eventService struct {
 	// streams counts the open Subscribe streams, at most maxStreams.
 	streams    atomic.Int64
 	maxStreams int64
+	// rendered shares the rendering of recent events among the streams.
+	rendered renderCache
+}
+
+// renderCache keeps the protobuf rendering of recent events by sequence.
+// The replica's reader hands every live stream the same events, and
+// rendering one (its JSON payload into a Struct) is most of what sending
+// it costs the server: with it, a thousand streams render each event
+// once. Renderings are read-only once made, so streams share them.
+type renderCache struct {
+	mu    sync.Mutex
+	slots [4096]rendering
+}
+
+type rendering struct {
+	seq int64
+	ev  *taskerv1.Event
+}
+
+// get returns the rendering of ev, a numbered event of the log.
+func (c *renderCache) get(ev *ent.Event) *taskerv1.Event {
+	if ev.Sequence == nil {
+		return eventToProto(ev)
+	}
+	seq := *ev.Sequence
+	slot := &c.slots[seq%int64(len(c.slots))]
+	c.mu.Lock()
+	r := *slot
+	c.mu.Unlock()
+	if r.ev != nil && r.seq == seq {
+		return r.ev
+	}
+	out := eventToProto(ev)
+	c.mu.Lock()
+	*slot = rendering{seq: seq, ev: out}
+	c.mu.Unlock()
+	return out
 }
 
 // errShuttingDown ends the streams that are open when shutdown starts.
@@ -105,7 +143,7 @@ func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.Ser
 	}
 	err = sub.Run(ctx,
 		func(_ context.Context, ev *ent.Event) error {
-			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: eventToProto(ev)}})
+			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: s.rendered.get(ev)}})
 		},
 		func(_ context.Context, scanned int64) error {
 			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Heartbeat{Heartbeat: &taskerv1.Heartbeat{

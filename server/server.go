@@ -62,9 +62,9 @@ type Server struct {
 	// by the event log, the sequencer and the engine's claimers.
 	listener *storage.Listener
 	grpc     *grpc.Server
-	health    *health.Server
-	admin     *http.Server
-	draining  atomic.Bool
+	health   *health.Server
+	admin    *http.Server
+	draining atomic.Bool
 	// stopping is closed when shutdown starts, so long-polls and streams end
 	// at once instead of holding GracefulStop back.
 	stopping chan struct{}

@@ -145,17 +145,16 @@ func (l *Listener) Run(ctx context.Context) error {
 		return nil
 	}
 	wait := backoff.New(l.opts.MinBackoff, l.opts.MaxBackoff)
-	for ctx.Err() == nil {
+	for {
 		err := l.session(ctx, wait.Reset)
 		l.connected.Store(false)
 		if ctx.Err() != nil {
-			break // the error is the shutdown itself
+			return nil //nolint:nilerr // the error is the shutdown itself
 		}
 		pause := wait.Next()
 		l.log.WarnContext(ctx, "listener disconnected; reconnecting", slog.Any("error", err), slog.Duration("backoff", pause))
 		l.pollFor(ctx, pause)
 	}
-	return nil
 }
 
 // pollFor waits d, telling the handlers to catch up every Poll meanwhile:
