@@ -28,6 +28,7 @@ type benchFlags struct {
 	concurrency       int
 	inflight          int
 	subscribers       int
+	slowSubscribers   int
 	fanoutTasks       int
 	fanoutWidth       int
 	serialTasks       int
@@ -99,6 +100,7 @@ func Command() *cobra.Command {
 	fl.IntVar(&f.concurrency, "concurrency", 32, "steps each worker runs at once")
 	fl.IntVar(&f.inflight, "inflight", 0, "tasks in flight at once in linear4 (concurrent), diamond and events; 0 for workers×concurrency")
 	fl.IntVar(&f.subscribers, "subscribers", 8, "Subscribe streams in the events scenario")
+	fl.IntVar(&f.slowSubscribers, "slow-subscribers", 0, "extra Subscribe streams in the events scenario that read nothing until the load is over, then everything")
 	fl.IntVar(&f.fanoutTasks, "fanout-tasks", 0, "tasks in the fanout scenario; 0 for the default")
 	fl.IntVar(&f.fanoutWidth, "fanout-width", 100, "middle steps of a fanout task")
 	fl.IntVar(&f.serialTasks, "serial-tasks", 0, "tasks run one at a time in linear4; 0 for the default")
@@ -129,7 +131,7 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 		min  int
 	}{
 		{"--workers", f.workers, 1}, {"--concurrency", f.concurrency, 1}, {"--creators", f.creators, 1},
-		{"--tasks", f.tasks, 0}, {"--inflight", f.inflight, 0}, {"--subscribers", f.subscribers, 1},
+		{"--tasks", f.tasks, 0}, {"--inflight", f.inflight, 0}, {"--subscribers", f.subscribers, 1}, {"--slow-subscribers", f.slowSubscribers, 0},
 		{"--fanout-tasks", f.fanoutTasks, 0}, {"--fanout-width", f.fanoutWidth, 1}, {"--serial-tasks", f.serialTasks, 0},
 		{"--capacity-tasks", f.capacityTasks, 0}, {"--capacity-inflight", f.capacityInFlight, 0}, {"--capacity-claims", f.capacityClaims, 0},
 	} {

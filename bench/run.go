@@ -105,8 +105,8 @@ func (w *cpuWindow) stamp(r *benchResult) {
 
 // dial opens a connection of its own to the server: every worker and
 // subscriber gets one, as separate processes would.
-func (b *benchRun) dial() (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(b.srv.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func (b *benchRun) dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(b.srv.addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", b.srv.addr, err)
 	}

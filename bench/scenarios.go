@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -398,6 +399,9 @@ type subscriber struct {
 	reachedOnce sync.Once
 	target      atomic.Int64
 	last        atomic.Int64
+	// hold, when set, keeps the subscriber from reading past the first
+	// message until it is closed: a slow consumer.
+	hold <-chan struct{}
 }
 
 // setTarget tells the subscriber which sequence ends the run.
@@ -411,7 +415,8 @@ func (sub *subscriber) setTarget(seq int64) {
 // runEvents runs a diamond load while S subscribers follow the stream.
 func runEvents(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	n := size(b.f.tasks, defaultEventsTasks)
-	s := b.f.subscribers
+	fast, slow := b.f.subscribers, b.f.slowSubscribers
+	s := fast + slow
 	from, err := b.head(ctx)
 	if err != nil {
 		return nil, err
@@ -423,15 +428,34 @@ func runEvents(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	defer wg.Wait()
 	defer cancelSubs()
 	started := make(chan error, s)
+	release := make(chan struct{})
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	defer releaseOnce()
+	var client taskerv1.EventServiceClient
 	for i := range subs {
 		sub := &subscriber{expect: from + 1, reached: make(chan struct{})}
 		sub.target.Store(-1)
-		subs[i] = sub
-		conn, err := b.dial()
-		if err != nil {
-			return nil, err
+		if i >= fast {
+			sub.hold = release
 		}
-		client := taskerv1.NewEventServiceClient(conn)
+		subs[i] = sub
+		// A connection per fast subscriber; slow ones share one per
+		// hundred, as many clients behind a few gateways would, with
+		// gRPC's fixed 64 KiB windows: by default a client buffers
+		// whatever the server sends (its windows grow with the
+		// bandwidth), and the server would never see a slow reader.
+		if i < fast || (i-fast)%100 == 0 {
+			var opts []grpc.DialOption
+			if i >= fast {
+				opts = append(opts, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+			}
+			conn, err := b.dial(opts...)
+			if err != nil {
+				return nil, err
+			}
+			client = taskerv1.NewEventServiceClient(conn)
+		}
+		client := client
 		wg.Go(func() { sub.follow(subCtx, client, from, started) })
 	}
 	for range s {
@@ -447,6 +471,7 @@ func runEvents(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	releaseOnce()
 	to, err := b.head(ctx)
 	if err != nil {
 		return nil, err
@@ -499,8 +524,11 @@ func runEvents(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	r.Subscribers = s
 	r.EventsPerSubscriber = to - from
 	r.ExactlyOnce = &exactlyOnce
-	r.Params["subscribers"] = s
-	r.Notes = fmt.Sprintf("%d subscribers × %d events, each seen exactly once in order: %v", s, to-from, exactlyOnce)
+	r.Params["subscribers"] = fast
+	if slow > 0 {
+		r.Params["slow_subscribers"] = slow
+	}
+	r.Notes = fmt.Sprintf("%d subscribers (%d of them reading nothing until the load was over) × %d events, each seen exactly once in order: %v", s, slow, to-from, exactlyOnce)
 	if len(problems) > 0 {
 		r.Notes += " (" + fmt.Sprint(problems) + ")"
 	}
@@ -527,6 +555,13 @@ func (sub *subscriber) follow(ctx context.Context, client taskerv1.EventServiceC
 	if err != nil {
 		sub.err = err
 		return
+	}
+	if sub.hold != nil {
+		select {
+		case <-sub.hold:
+		case <-ctx.Done():
+			return
+		}
 	}
 	for {
 		msg, err := stream.Recv()

@@ -1,13 +1,6 @@
 package engine
 
 import (
-	"context"
-	"fmt"
-	"log/slog"
-	"time"
-
-	"entgo.io/ent/dialect"
-
 	"github.com/taskerhq/tasker/storage"
 )
 
@@ -26,54 +19,28 @@ func (e *Engine) workCommitted(ready map[HandlerRef]int) {
 	e.workNotifier.Notify()
 }
 
-// RunWakeups listens for work committed by other replicas and wakes this
-// process's long-polling claimers, until ctx ends. After every (re)connect
-// it wakes them once, so work committed while the listener was away is
-// claimed (the catch-up). It returns at once on SQLite.
-func (e *Engine) RunWakeups(ctx context.Context) error {
-	if e.db.Dialect != dialect.Postgres {
-		<-ctx.Done()
-		return nil
-	}
-	backoff := 100 * time.Millisecond
-	for {
-		err := e.listenWork(ctx, func() { backoff = 100 * time.Millisecond })
-		select {
-		case <-ctx.Done():
-			return nil
-		default:
-		}
-		e.log.WarnContext(ctx, "work listener disconnected; reconnecting", slog.Any("error", err), slog.Duration("backoff", backoff))
-		timer := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return nil
-		case <-timer.C:
-		}
-		backoff = min(2*backoff, 5*time.Second)
-	}
+// Listen has the process's listener wake this engine's long-polling
+// claimers for work other replicas committed (PostgreSQL). Every catch-up
+// of the listener (after a reconnection, and every poll interval while it
+// is disconnected) wakes them all to look once, so work committed while
+// the listener was away is claimed. Call it before the listener runs.
+func (e *Engine) Listen(ln *storage.Listener) error {
+	return ln.Handle(workChannel, storage.ListenFuncs{
+		OnNotify: func(payload string) {
+			// This process's own commits woke its claimers in memory
+			// already.
+			if !e.workNotifier.FromSelf(payload) {
+				e.claimers.notifyAll()
+			}
+		},
+		OnCatchUp: e.claimers.notifyAll,
+	})
 }
 
-func (e *Engine) listenWork(ctx context.Context, connected func()) error {
-	conn, err := e.db.DedicatedConn(ctx, "tasker-work-listener")
-	if err != nil {
-		return err
-	}
-	defer storage.CloseDedicated(conn)
-	if _, err := conn.Exec(ctx, "LISTEN "+workChannel); err != nil {
-		return fmt.Errorf("listen %s: %w", workChannel, err)
-	}
-	connected()
-	e.claimers.notifyAll()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		// This process's own commits woke its claimers in memory already.
-		if !e.workNotifier.FromSelf(n.Payload) {
-			e.claimers.notifyAll()
-		}
-	}
+// Waiting returns how many long-polling claimers of this process are
+// waiting for work right now.
+func (e *Engine) Waiting() int {
+	e.claimers.mu.Lock()
+	defer e.claimers.mu.Unlock()
+	return len(e.claimers.waiting)
 }

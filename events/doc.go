@@ -13,8 +13,9 @@
 // NOTIFYs tasker_events after the commit; one Sequencer per database (the holder of a
 // session advisory lock on a dedicated connection) numbers committed events
 // after the committed maximum, one short transaction per batch, and
-// NOTIFYs tasker_sequenced with the new head, which every process's Log.Run
-// follows on a dedicated connection of its own. Readers only read numbered
+// NOTIFYs tasker_sequenced with the new head, which every process's Log
+// follows through the process's one storage.Listener (Log.Listen; the
+// sequencer is woken through it too). Readers only read numbered
 // events, which at any moment form a dense prefix of the sequence, so a
 // number once read is final and nothing ever appears below it.
 //
@@ -25,12 +26,17 @@
 // without rescanning, and refuses a resume point that retention has already
 // passed with OutOfRange LOG_TRUNCATED.
 //
-// A Subscription (Log.Subscribe) follows the log for one reader: it reads
-// pages with List after the last sequence it scanned and sleeps in
-// Log.Wait when it has caught up, so every reader goes at its own pace and
-// a slow one never holds back the engine or the others; there is no
-// fan-out queue to fill. The gRPC Subscribe stream and each in-process
-// subscriber of a Registry are one Subscription each. The Registry also
+// Log.Run is the replica's one reader of the log: once per wake-up it
+// reads the new events and hands each live Subscription (Log.Subscribe)
+// those its filter selects, into a bounded buffer of its own, so a commit
+// costs the database the same few reads however many subscriptions
+// follow. A subscription reads pages with List itself until it has caught
+// up with the reader, then joins its feed; one whose buffer would overflow
+// is let go, reads at its own pace from right after the last event it
+// took, and joins again when it reaches the reader's position, so a slow
+// one never holds back the engine or the others, and sequence numbers keep
+// every hand-over free of gaps and repeats. The gRPC Subscribe stream and
+// each in-process subscriber of a Registry are one Subscription each. The Registry also
 // holds the Exporters by format (JSON lines and CSV built in), which write
 // the stable Record form of events.
 //

@@ -2,9 +2,11 @@ package events_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
 
@@ -132,4 +135,57 @@ func runBench(b *testing.B, fns ...func(context.Context) error) {
 		cancel()
 		wg.Wait()
 	})
+}
+
+// BenchmarkFanOutReads: one commit of one event per iteration, waited for
+// until every subscription has delivered it, with 1 and with 1,000
+// subscriptions following the log. reads/commit is what the log asked the
+// database per commit; it should not grow with the subscriptions.
+func BenchmarkFanOutReads(b *testing.B) {
+	for _, d := range storagetest.BenchDialects() {
+		for _, n := range []int{1, 1000} {
+			b.Run(fmt.Sprintf("%s/subscribers%d", d, n), func(b *testing.B) {
+				db := storagetest.Open(b, d)
+				ctx := context.Background()
+				logger := slog.New(slog.DiscardHandler)
+				l := events.NewLog(db, logger)
+				seq := events.NewSequencer(db, logger, events.SequencerOptions{Retry: 20 * time.Millisecond, Stamped: l.Notify})
+				ln := storage.NewListener(db, logger, storage.ListenerOptions{})
+				if err := errors.Join(l.Listen(ln), seq.Listen(ln)); err != nil {
+					b.Fatal(err)
+				}
+				runBench(b, ln.Run, l.Run, seq.Run)
+				var delivered atomic.Int64
+				subCtx, cancel := context.WithCancel(ctx)
+				var wg sync.WaitGroup
+				b.Cleanup(func() { cancel(); wg.Wait() })
+				for range n {
+					sub, err := l.Subscribe(ctx, events.SubscriptionOptions{Start: events.StartNow})
+					if err != nil {
+						b.Fatal(err)
+					}
+					wg.Go(func() {
+						_ = sub.Run(subCtx, func(context.Context, *ent.Event) error { delivered.Add(1); return nil }, nil)
+					})
+				}
+				for l.Subscriptions() < n {
+					time.Sleep(time.Millisecond) //nolint:forbidigo // a benchmark's set-up, not a test's synchronisation
+				}
+				ev := benchEvent()
+				reads := l.Reads()
+				b.ResetTimer()
+				for i := range b.N {
+					if err := db.Tx(ctx, func(tx *ent.Tx) error { return events.Append(ctx, tx, db.SQL(), ev) }); err != nil {
+						b.Fatal(err)
+					}
+					l.Appended()
+					for delivered.Load() < int64((i+1)*n) {
+						time.Sleep(50 * time.Microsecond) //nolint:forbidigo // waiting for delivery, measured
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(l.Reads()-reads)/float64(b.N), "reads/commit")
+			})
+		}
+	}
 }

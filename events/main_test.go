@@ -31,14 +31,17 @@ type bundle struct {
 	logger *slog.Logger
 }
 
-// setup starts the sequencer and the log's listener on db (both wait
-// idly on SQLite) and stops them when the test ends.
+// setup starts the sequencer, the process's listener (both wait idly on
+// SQLite) and the log's reader on db, and stops them when the test ends.
 func setup(t *testing.T, db *storage.DB) *bundle {
 	t.Helper()
 	logger := testLogger(t)
 	l := events.NewLog(db, logger)
 	seq := events.NewSequencer(db, logger, events.SequencerOptions{Retry: 20 * time.Millisecond, Stamped: l.Notify})
-	run(t, l.Run, seq.Run)
+	ln := storage.NewListener(db, logger, storage.ListenerOptions{})
+	require.NoError(t, l.Listen(ln))
+	require.NoError(t, seq.Listen(ln))
+	run(t, ln.Run, l.Run, seq.Run)
 	return &bundle{db: db, log: l, logger: logger}
 }
 

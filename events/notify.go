@@ -2,13 +2,9 @@ package events
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"strconv"
 	"time"
 
-	"entgo.io/ent/dialect"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/taskerhq/tasker/storage"
 )
@@ -25,17 +21,14 @@ const (
 	sequencedChannel = "tasker_sequenced"
 )
 
-// Reconnection backoff of the listener in Run: quick at first, because a
-// dropped connection usually comes straight back, and capped, so a long
-// outage costs one attempt every few seconds.
-const (
-	minListenBackoff = 50 * time.Millisecond
-	maxListenBackoff = 5 * time.Second
-)
+// unlistenedPoll bounds Wait on PostgreSQL when the log has no listener
+// (Listen was not called): it looks at the head this often, since nothing
+// would tell it of other processes' events.
+const unlistenedPoll = time.Second
 
 // Notify records that events up to head are numbered and committed, and
 // wakes the waiters when that moves the head forward. The PostgreSQL
-// listener of Run calls it, and so may the Sequencer of this process
+// listener (Listen) calls it, and so may the Sequencer of this process
 // (SequencerOptions.Stamped), which saves its readers the round trip
 // through the database. Heads lower than one already known are ignored.
 func (l *Log) Notify(head int64) {
@@ -57,19 +50,17 @@ func (l *Log) Notify(head int64) {
 // lost to a crash), whose own notification wakes the waiters once they are.
 // Calling it when nothing was appended costs a read or a notification.
 func (l *Log) Appended() {
-	if l.db.Dialect == dialect.Postgres {
+	if l.db.SQL().Replicated() {
 		l.sequencer.Notify()
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	close(l.changed)
-	l.changed = make(chan struct{})
+	l.wake()
 }
 
 // Wait returns nil once the log's head is above after, at once if it
 // already is, or ctx's error when ctx ends first. It does not poll: it
-// sleeps until Notify or Appended signal a change. No wake-up is lost,
+// sleeps until Notify, Appended or the listener (Listen) signal a change;
+// only a PostgreSQL log without a listener looks every second. No wake-up is lost,
 // because it takes the signal channel before it reads the head, so a
 // change after the read closes the channel it sleeps on.
 func (l *Log) Wait(ctx context.Context, after int64) error {
@@ -90,73 +81,59 @@ func (l *Log) Wait(ctx context.Context, after int64) error {
 			l.Notify(head)
 			return nil
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := l.sleep(ctx, changed); err != nil {
+			return err
 		}
 	}
 }
 
-// Run keeps the log informed of the sequencer's progress until ctx ends,
-// then returns nil. On PostgreSQL it listens for the sequencer's
-// notifications on a dedicated connection, reconnecting with backoff and
-// reading the head after every (re)connection, so a notification missed
-// while disconnected costs nothing. On SQLite there is nothing to listen
-// to, and it just waits for ctx. Run one per Log.
-func (l *Log) Run(ctx context.Context) error {
-	if l.db.Dialect != dialect.Postgres {
-		<-ctx.Done()
-		return nil
+// sleep waits for changed or ctx, or for unlistenedPoll on a PostgreSQL
+// log that nothing would tell of other processes' events.
+func (l *Log) sleep(ctx context.Context, changed <-chan struct{}) error {
+	var poll <-chan time.Time
+	if l.db.SQL().Replicated() && !l.listened.Load() {
+		t := time.NewTimer(unlistenedPoll)
+		defer t.Stop()
+		poll = t.C
 	}
-	backoff := minListenBackoff
-	for ctx.Err() == nil {
-		// Once ctx has ended, the error is the shutdown itself.
-		if err := l.listen(ctx, func() { backoff = minListenBackoff }); ctx.Err() == nil {
-			l.logger.WarnContext(ctx, "event log listener disconnected; reconnecting",
-				slog.Any("error", err), slog.Duration("backoff", backoff))
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, maxListenBackoff)
-		}
+	select {
+	case <-changed:
+	case <-poll:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 	return nil
 }
 
-// listen runs one connection of Run: LISTEN, catch up, then follow the
-// notifications until the connection fails or ctx ends. caughtUp is called
-// once the catch-up read has succeeded.
-func (l *Log) listen(ctx context.Context, caughtUp func()) error {
-	conn, err := l.db.DedicatedConn(ctx, "tasker-event-listener")
-	if err != nil {
-		return err
-	}
-	defer storage.CloseDedicated(conn)
-	// LISTEN before reading the head, so nothing stamped in between is
-	// missed.
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{sequencedChannel}.Sanitize()); err != nil {
-		return fmt.Errorf("events: listen: %w", err)
-	}
-	head, err := l.Head(ctx)
-	if err != nil {
-		return err
-	}
-	l.Notify(head)
-	caughtUp()
-	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			return fmt.Errorf("events: wait for notification: %w", err)
-		}
-		head, err := strconv.ParseInt(n.Payload, 10, 64)
-		if err != nil {
-			// Not the sequencer's payload; read the head rather than
-			// guess.
-			if head, err = l.Head(ctx); err != nil {
-				return err
+// Listen has the process's listener keep the log informed of the
+// sequencer's progress on PostgreSQL: every notification carries the new
+// head, and every catch-up of the listener (after a reconnection, and every
+// poll interval while it is disconnected) wakes the waiters to read the
+// head themselves, so a notification missed while disconnected costs
+// nothing. Call it before the listener runs.
+func (l *Log) Listen(ln *storage.Listener) error {
+	l.listened.Store(true)
+	return ln.Handle(sequencedChannel, storage.ListenFuncs{
+		OnNotify: func(payload string) {
+			head, err := strconv.ParseInt(payload, 10, 64)
+			if err != nil {
+				// Not the sequencer's payload: let the waiters read the
+				// head rather than guess.
+				l.wake()
+				return
 			}
-		}
-		l.Notify(head)
-	}
+			l.Notify(head)
+		},
+		OnCatchUp: l.wake,
+	})
+}
+
+// wake has every waiter look at the head again.
+func (l *Log) wake() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	close(l.changed)
+	l.changed = make(chan struct{})
 }
 
 // sleep waits for d or ctx, and reports whether d passed.

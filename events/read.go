@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/event"
@@ -32,6 +33,15 @@ type Log struct {
 	// appended events.
 	sequencer *storage.Notifier
 
+	// listened is set once Listen has registered the log with the
+	// process's listener.
+	listened atomic.Bool
+	// fan is the replica's one reader of the log and its live subscribers
+	// (Run).
+	fan fanout
+	// reads counts the queries the log has run, for benchmarks.
+	reads atomic.Int64
+
 	mu sync.Mutex
 	// head is the highest sequence known to be numbered and committed; it
 	// only grows.
@@ -41,8 +51,9 @@ type Log struct {
 }
 
 // NewLog returns the log of db. Call Appended after every commit that
-// appended events; on PostgreSQL, also run (*Log).Run so readers learn of
-// the sequencer's progress.
+// appended events; on PostgreSQL, also register it with the process's
+// listener (Listen) so readers learn of the sequencer's progress; and run
+// (*Log).Run, the one reader that feeds every subscription of the process.
 func NewLog(db *storage.DB, logger *slog.Logger) *Log {
 	return &Log{
 		db: db, logger: logger, changed: make(chan struct{}),
@@ -94,6 +105,7 @@ func (l *Log) Oldest(ctx context.Context) (int64, error) {
 func (l *Log) aggregate(ctx context.Context, fn string) (int64, error) {
 	var v int64
 	query := "SELECT COALESCE(" + fn + "(" + event.FieldSequence + "), 0) FROM " + event.Table
+	l.reads.Add(1)
 	if err := l.db.ReadDB.QueryRowContext(ctx, query).Scan(&v); err != nil {
 		return 0, fmt.Errorf("events: read %s sequence: %w", fn, l.db.InterpretError(err))
 	}
@@ -138,6 +150,7 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 	}
 	p := Page{Scanned: max(q.After, bound), Head: head}
 	if bound > q.After {
+		l.reads.Add(1)
 		p.Events, err = l.db.Reader.Event.Query().
 			Where(event.SequenceGT(q.After), event.SequenceLTE(bound)).
 			Where(m.predicates()...).

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/taskerhq/tasker/backoff"
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/fault"
 )
@@ -172,7 +173,7 @@ func (r *Registry) Run(ctx context.Context, l *Log) error {
 
 // headWithRetry reads the head, retrying failures until ctx ends.
 func (r *Registry) headWithRetry(ctx context.Context, l *Log) (int64, error) {
-	backoff := r.RetryMin
+	wait := backoff.New(r.RetryMin, r.RetryMax)
 	for {
 		head, err := l.Head(ctx)
 		if err == nil {
@@ -182,10 +183,9 @@ func (r *Registry) headWithRetry(ctx context.Context, l *Log) (int64, error) {
 			return 0, ctx.Err()
 		}
 		r.logger.WarnContext(ctx, "event subscribers: reading the head failed; retrying", slog.Any("error", err))
-		if !sleep(ctx, backoff) {
+		if !sleep(ctx, wait.Next()) {
 			return 0, ctx.Err()
 		}
-		backoff = min(2*backoff, r.RetryMax)
 	}
 }
 
@@ -194,11 +194,11 @@ func (r *Registry) follow(ctx context.Context, l *Log, sub subscriber, after int
 	log := r.logger.With(slog.String("subscriber", sub.name))
 	deliver := func(ctx context.Context, ev *ent.Event) error { return r.deliver(ctx, log, sub, ev) }
 	start := StartAfter
-	backoff := r.RetryMin
+	wait := backoff.New(r.RetryMin, r.RetryMax)
 	for ctx.Err() == nil {
 		s, err := l.Subscribe(ctx, SubscriptionOptions{Filter: sub.filter, Start: start, After: after})
 		if err == nil {
-			backoff = r.RetryMin
+			wait.Reset()
 			err = s.Run(ctx, deliver, nil)
 			after = s.Scanned()
 		}
@@ -212,16 +212,16 @@ func (r *Registry) follow(ctx context.Context, l *Log, sub subscriber, after int
 			continue
 		}
 		start = StartAfter
+		pause := wait.Next()
 		log.WarnContext(ctx, "event subscriber: reading the log failed; resuming", slog.Int64("after_sequence", after),
-			slog.Any("error", err), slog.Duration("backoff", backoff))
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, r.RetryMax)
+			slog.Any("error", err), slog.Duration("backoff", pause))
+		sleep(ctx, pause)
 	}
 }
 
 // deliver hands ev to sub until it succeeds or ctx ends.
 func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber, ev *ent.Event) error {
-	backoff := r.RetryMin
+	wait := backoff.New(r.RetryMin, r.RetryMax)
 	for {
 		err := call(ctx, sub.fn, ev)
 		if err == nil {
@@ -230,12 +230,12 @@ func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		pause := wait.Next()
 		log.WarnContext(ctx, "event subscriber failed; delivering the event again", slog.Int64("sequence", *ev.Sequence),
-			slog.String("type", ev.Type), slog.Any("error", err), slog.Duration("backoff", backoff))
-		if !sleep(ctx, backoff) {
+			slog.String("type", ev.Type), slog.Any("error", err), slog.Duration("backoff", pause))
+		if !sleep(ctx, pause) {
 			return ctx.Err()
 		}
-		backoff = min(2*backoff, r.RetryMax)
 	}
 }
 

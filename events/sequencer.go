@@ -2,13 +2,11 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
-	"entgo.io/ent/dialect"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/taskerhq/tasker/storage"
@@ -25,9 +23,10 @@ type SequencerOptions struct {
 	// BatchSize bounds the events numbered by one transaction; default 1000.
 	// A backlog takes several transactions, each short.
 	BatchSize int
-	// Fallback is how long the leader waits for a notification before it
-	// looks for unnumbered events anyway: the safety net for a notification
-	// that never came. Default 1s.
+	// Fallback is how long the leader waits for a wake-up before it looks
+	// for unnumbered events anyway: the safety net for a notification that
+	// never came, and the pace of a sequencer without a listener. Default
+	// 1s.
 	Fallback time.Duration
 	// Retry is how often a process that is not the leader tries to become
 	// it, and how long it waits before reconnecting after a failure.
@@ -49,10 +48,11 @@ type SequencerOptions struct {
 //
 // Every process runs one; one per database leads, elected by a session
 // advisory lock on a dedicated connection, and the others try again every
-// Retry and take over when the leader's session ends. The leader LISTENs
-// for Append's notifications on the same connection, numbers in batches,
-// one short transaction each, and announces each new head on the
-// tasker_sequenced channel, which every process's Log.Run follows.
+// Retry and take over when the leader's session ends. The leader is woken
+// by Append's notifications through the process's storage.Listener
+// (Listen), numbers in batches, one short transaction each, and announces
+// each new head on the tasker_sequenced channel, which every process's Log
+// follows through its own listener.
 //
 // The numbers are right even if two sequencers ever ran at once: each
 // transaction numbers from the committed maximum, so a number is only
@@ -64,6 +64,8 @@ type Sequencer struct {
 	logger  *slog.Logger
 	opts    SequencerOptions
 	leading atomic.Bool
+	// wake holds one pending wake-up from the listener (Listen).
+	wake chan struct{}
 }
 
 // NewSequencer returns the sequencer of db; Run starts it.
@@ -77,7 +79,7 @@ func NewSequencer(db *storage.DB, logger *slog.Logger, opts SequencerOptions) *S
 	if opts.Retry <= 0 {
 		opts.Retry = time.Second
 	}
-	return &Sequencer{db: db, logger: logger, opts: opts}
+	return &Sequencer{db: db, logger: logger, opts: opts, wake: make(chan struct{}, 1)}
 }
 
 // Leading reports whether this sequencer is the database's leader right
@@ -89,7 +91,7 @@ func (s *Sequencer) Leading() bool { return s.leading.Load() }
 // logged and retried after Retry; they never end Run. On SQLite, where
 // Append numbers events itself, Run just waits for ctx.
 func (s *Sequencer) Run(ctx context.Context) error {
-	if s.db.Dialect != dialect.Postgres {
+	if !s.db.SQL().Replicated() {
 		<-ctx.Done()
 		return nil
 	}
@@ -130,16 +132,13 @@ func (s *Sequencer) session(ctx context.Context) error {
 	s.logger.InfoContext(ctx, "leading the event sequencer")
 	defer s.logger.InfoContext(ctx, "no longer leading the event sequencer")
 
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{appendedChannel}.Sanitize()); err != nil {
-		return fmt.Errorf("events: listen: %w", err)
-	}
-	// The first pass is the catch-up: events committed while nobody led,
-	// or before this LISTEN, are numbered now.
+	// The first pass is the catch-up: events committed while nobody led
+	// are numbered now.
 	for {
 		if err := s.drain(ctx, conn); err != nil {
 			return err
 		}
-		if err := s.wait(ctx, conn); err != nil {
+		if err := s.wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -196,29 +195,32 @@ func (s *Sequencer) stamp(ctx context.Context, conn *pgx.Conn) (n, head int64, e
 	return n, head, nil
 }
 
-// wait sleeps until Append's notification or the Fallback, whichever comes
-// first. Notifications that arrived meanwhile are consumed too: one pass
-// numbers the events of all of them.
-func (s *Sequencer) wait(ctx context.Context, conn *pgx.Conn) error {
-	wctx, cancel := context.WithTimeout(ctx, s.opts.Fallback)
-	_, err := conn.WaitForNotification(wctx)
-	cancel()
-	switch {
-	case ctx.Err() != nil:
+// wait sleeps until Append's notification reaches the listener, the
+// listener asks for a catch-up, or the Fallback passes, whichever comes
+// first. Wake-ups that arrived while the last pass ran are kept in the
+// channel's one slot: the next pass numbers the events of all of them.
+func (s *Sequencer) wait(ctx context.Context) error {
+	t := time.NewTimer(s.opts.Fallback)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
 		return ctx.Err()
-	case err == nil:
-	case errors.Is(wctx.Err(), context.DeadlineExceeded):
-		return nil // the fallback: look anyway
-	default:
-		return fmt.Errorf("events: wait for notification: %w", err)
-	}
-	// With a context that has already ended, WaitForNotification hands out
-	// the notifications pgx has buffered and then fails without touching
-	// the connection.
-	done, stop := context.WithCancel(ctx)
-	stop()
-	for err == nil {
-		_, err = conn.WaitForNotification(done)
+	case <-s.wake:
+	case <-t.C:
 	}
 	return nil
+}
+
+// Listen has the process's listener wake the sequencer when a writer
+// anywhere has appended events, and when the listener reconnects. Without
+// it the sequencer looks every Fallback. Call it before the listener
+// runs.
+func (s *Sequencer) Listen(ln *storage.Listener) error {
+	poke := func() {
+		select {
+		case s.wake <- struct{}{}:
+		default: // a wake-up is pending already: it covers this one
+		}
+	}
+	return ln.Handle(appendedChannel, storage.ListenFuncs{OnNotify: func(string) { poke() }, OnCatchUp: poke})
 }

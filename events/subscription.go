@@ -27,10 +27,11 @@ const (
 )
 
 // DefaultSubscriptionPage is how many events a subscription reads per
-// query when SubscriptionOptions.PageSize is 0: large enough to keep up
-// with a busy log, small enough that a stream blocked on a slow client
-// holds little memory.
-const DefaultSubscriptionPage = 256
+// query when SubscriptionOptions.PageSize is 0. It reads for itself only
+// while it is behind the replica's reader, usually because its client is
+// slow, so the page is small: a thousand streams blocked on slow clients
+// each hold one.
+const DefaultSubscriptionPage = 64
 
 // FinishingTypes are the task events after which until_task_finished ends a
 // subscription: the task is terminal, or in error (which only an operator
@@ -53,16 +54,24 @@ type SubscriptionOptions struct {
 	// Heartbeat, when above 0, is how often Run reports how far it has
 	// scanned, events or not.
 	Heartbeat time.Duration
-	// PageSize bounds the events read per query; 0 means
-	// DefaultSubscriptionPage.
+	// PageSize bounds the events read per query while the subscription
+	// reads the log itself; 0 means DefaultSubscriptionPage.
 	PageSize int
+	// Buffer bounds the matching events the replica's reader may hand the
+	// subscription before it has taken them; 0 means
+	// DefaultSubscriptionBuffer. A subscription that falls this far behind
+	// reads the log itself until it has caught up.
+	Buffer int
 }
 
 // Subscription follows the log from a start position, delivering every
-// matching event exactly once, in sequence order. It reads the log at its
-// own pace, one page at a time, and sleeps in Log.Wait when it has caught
-// up, so a slow consumer only falls behind: it never holds anything the
-// engine or other subscribers need. Make one with Log.Subscribe.
+// matching event exactly once, in sequence order. It reads the log itself,
+// one page at a time at its own pace, until it has caught up with the
+// replica's reader (Log.Run); then it follows the reader's feed, which
+// costs the database nothing more, until it falls a buffer behind, when it
+// reads for itself again. A slow consumer only falls behind: it never
+// holds anything the engine or other subscribers need. Make one with
+// Log.Subscribe.
 type Subscription struct {
 	// Head is the newest sequence in the log when the subscription started.
 	Head int64
@@ -78,7 +87,12 @@ type Subscription struct {
 	// query is what is read: the filter, or with UntilTaskFinished every
 	// event of the task, so the finishing event is seen even when the
 	// filter's types leave it out; matcher then picks what is delivered.
-	query Filter
+	// queryMatcher matches query in memory, for the reader's feed.
+	query        Filter
+	queryMatcher *Matcher
+	// feed is what the replica's reader hands over while the subscription
+	// is live.
+	feed liveFeed
 	// scanned is every sequence considered so far.
 	scanned int64
 	// done is set when the subscription has nothing left to deliver: its
@@ -109,6 +123,12 @@ func (l *Log) Subscribe(ctx context.Context, opts SubscriptionOptions) (*Subscri
 		opts.PageSize = DefaultSubscriptionPage
 	}
 	opts.PageSize = min(opts.PageSize, MaxListLimit)
+	if opts.Buffer <= 0 {
+		opts.Buffer = DefaultSubscriptionBuffer
+	}
+	// The reader offers a page whole or not at all: a buffer smaller than
+	// its page would detach the subscription at every busy moment.
+	opts.Buffer = max(opts.Buffer, readerPage)
 
 	// The head before the task's state, so a task that is not finished at
 	// that read finishes with an event numbered after the head.
@@ -120,7 +140,10 @@ func (l *Log) Subscribe(ctx context.Context, opts SubscriptionOptions) (*Subscri
 	if err != nil {
 		return nil, err
 	}
-	s := &Subscription{Head: head, Oldest: oldest, log: l, opts: opts, matcher: m, query: opts.Filter}
+	s := &Subscription{
+		Head: head, Oldest: oldest, log: l, opts: opts, matcher: m, query: opts.Filter, queryMatcher: m,
+		feed: liveFeed{signal: make(chan struct{}, 1)},
+	}
 	switch opts.Start {
 	case StartNow:
 		s.StartAfter = head
@@ -141,6 +164,9 @@ func (l *Log) Subscribe(ctx context.Context, opts SubscriptionOptions) (*Subscri
 
 	if opts.UntilTaskFinished {
 		s.query = Filter{TaskID: opts.Filter.TaskID}
+		if s.queryMatcher, err = ParseFilter(s.query); err != nil {
+			return nil, err
+		}
 		if s.done, err = l.finishedBefore(ctx, m, s.StartAfter); err != nil {
 			return nil, err
 		}
@@ -190,15 +216,29 @@ func (s *Subscription) Scanned() int64 { return s.scanned }
 // fails (its error), the task has finished with UntilTaskFinished (nil),
 // or reading fails: OutOfRange LOG_TRUNCATED when retention removed events
 // this subscription had not read yet. Run once.
+//
+// It reads the log in pages until it has caught up with the replica's
+// reader, then joins the reader's feed; when it falls a buffer behind, the
+// reader lets it go, and it reads pages again from right after the last
+// event the feed gave it. Sequence numbers make both hand-overs exact: no
+// event is missed or delivered twice.
 func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *ent.Event) error,
 	heartbeat func(ctx context.Context, scanned int64) error,
 ) error {
 	if s.done {
 		return nil
 	}
-	beats := s.opts.Heartbeat > 0 && heartbeat != nil
-	nextBeat := time.Now().Add(s.opts.Heartbeat)
+	hb := heartbeats{every: s.opts.Heartbeat, fn: heartbeat}
+	hb.start()
 	for {
+		joined, notRunning := s.log.fan.join(s)
+		if joined {
+			finished, err := s.follow(ctx, deliver, &hb)
+			if finished || err != nil {
+				return err
+			}
+			continue // detached: read the log from where the feed stopped
+		}
 		p, err := s.log.List(ctx, Query{Filter: s.query, After: s.scanned, Limit: s.opts.PageSize})
 		if err != nil {
 			return err
@@ -217,34 +257,119 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *e
 			}
 		}
 		s.scanned = p.Scanned
-		if beats && !time.Now().Before(nextBeat) {
-			if err := heartbeat(ctx, s.scanned); err != nil {
-				return err
-			}
-			nextBeat = time.Now().Add(s.opts.Heartbeat)
+		if err := hb.due(ctx, s.scanned); err != nil {
+			return err
 		}
-		if len(p.Events) == s.opts.PageSize {
-			continue // more to read at once
+		if len(p.Events) == s.opts.PageSize || notRunning == nil {
+			// More to read at once, or caught up with the head of a
+			// moment ago: join the reader, or read up to it if it moved
+			// on meanwhile.
+			continue
 		}
-		if err := s.wait(ctx, beats, nextBeat); err != nil {
+		if err := s.wait(ctx, &hb, notRunning); err != nil {
 			return err
 		}
 	}
 }
 
-// wait sleeps until the log grows past what was scanned, or until the
-// next heartbeat is due.
-func (s *Subscription) wait(ctx context.Context, beats bool, nextBeat time.Time) error {
-	if !beats {
-		return s.log.Wait(ctx, s.scanned)
+// follow delivers what the reader's feed hands over until the reader lets
+// the subscription go (false, nil), the task has finished with
+// UntilTaskFinished (true, nil), or ctx or a callback fails.
+func (s *Subscription) follow(ctx context.Context, deliver func(context.Context, *ent.Event) error, hb *heartbeats) (bool, error) {
+	defer s.log.fan.leave(s)
+	for {
+		evs, scanned, detached := s.feed.take()
+		for _, ev := range evs {
+			if s.matcher.Match(ev) {
+				if err := deliver(ctx, ev); err != nil {
+					return false, err
+				}
+			}
+			s.scanned = *ev.Sequence
+			if s.opts.UntilTaskFinished && finishing(ev.Type) {
+				return true, nil
+			}
+		}
+		// The reader may still be below where the subscription joined.
+		s.scanned = max(s.scanned, scanned)
+		if detached {
+			return false, nil
+		}
+		if err := hb.due(ctx, s.scanned); err != nil {
+			return false, err
+		}
+		timer, stop := hb.timer()
+		select {
+		case <-s.feed.signal:
+		case <-timer:
+		case <-ctx.Done():
+			stop()
+			return false, ctx.Err()
+		}
+		stop()
 	}
-	wctx, cancel := context.WithDeadline(ctx, nextBeat)
-	defer cancel()
+}
+
+// wait sleeps until the log grows past what was scanned, the next
+// heartbeat is due, or the replica's reader starts (readerStarts closes),
+// which the subscription then joins.
+func (s *Subscription) wait(ctx context.Context, hb *heartbeats, readerStarts <-chan struct{}) error {
+	wctx, started := context.WithCancel(ctx)
+	defer started()
+	if hb.on() {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(wctx, hb.next)
+		defer cancel()
+	}
+	if readerStarts != nil {
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			select {
+			case <-readerStarts:
+				started()
+			case <-done:
+			}
+		}()
+	}
 	err := s.log.Wait(wctx, s.scanned)
-	if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return nil // the heartbeat is due: the loop sends it after a look
+	if err != nil && ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
+		return nil // the heartbeat is due or the reader started: look again
 	}
 	return err
+}
+
+// heartbeats paces a subscription's progress reports.
+type heartbeats struct {
+	every time.Duration
+	fn    func(ctx context.Context, scanned int64) error
+	next  time.Time
+}
+
+func (h *heartbeats) on() bool { return h.every > 0 && h.fn != nil }
+
+func (h *heartbeats) start() { h.next = time.Now().Add(h.every) }
+
+// due sends a heartbeat when one is due.
+func (h *heartbeats) due(ctx context.Context, scanned int64) error {
+	if !h.on() || time.Now().Before(h.next) {
+		return nil
+	}
+	if err := h.fn(ctx, scanned); err != nil {
+		return err
+	}
+	h.start()
+	return nil
+}
+
+// timer fires when the next heartbeat is due (never without heartbeats);
+// call stop when done with it.
+func (h *heartbeats) timer() (<-chan time.Time, func() bool) {
+	if !h.on() {
+		return nil, func() bool { return false }
+	}
+	t := time.NewTimer(time.Until(h.next))
+	return t.C, t.Stop
 }
 
 // finishing reports whether typ ends an until_task_finished subscription.

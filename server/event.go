@@ -2,9 +2,13 @@ package server
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/taskerhq/tasker/correlation"
@@ -28,6 +32,46 @@ type eventService struct {
 	log *events.Log
 	// stopping is closed when the server shuts down: streams end then.
 	stopping <-chan struct{}
+	// streams counts the open Subscribe streams, at most maxStreams.
+	streams    atomic.Int64
+	maxStreams int64
+	// rendered shares the rendering of recent events among the streams.
+	rendered renderCache
+}
+
+// renderCache keeps the protobuf rendering of recent events by sequence.
+// The replica's reader hands every live stream the same events, and
+// rendering one (its JSON payload into a Struct) is most of what sending
+// it costs the server: with it, a thousand streams render each event
+// once. Renderings are read-only once made, so streams share them.
+type renderCache struct {
+	mu    sync.Mutex
+	slots [4096]rendering
+}
+
+type rendering struct {
+	seq int64
+	ev  *taskerv1.Event
+}
+
+// get returns the rendering of ev, a numbered event of the log.
+func (c *renderCache) get(ev *ent.Event) *taskerv1.Event {
+	if ev.Sequence == nil {
+		return eventToProto(ev)
+	}
+	seq := *ev.Sequence
+	slot := &c.slots[seq%int64(len(c.slots))]
+	c.mu.Lock()
+	r := *slot
+	c.mu.Unlock()
+	if r.ev != nil && r.seq == seq {
+		return r.ev
+	}
+	out := eventToProto(ev)
+	c.mu.Lock()
+	*slot = rendering{seq: seq, ev: out}
+	c.mu.Unlock()
+	return out
 }
 
 // errShuttingDown ends the streams that are open when shutdown starts.
@@ -41,14 +85,21 @@ var startPositions = map[taskerv1.StartPosition]events.Start{
 	taskerv1.StartPosition_START_POSITION_AFTER_SEQUENCE: events.StartAfter,
 }
 
-// Subscribe streams the log. Each stream is its own reader of the log
-// (events.Subscription): it reads pages at its own pace and sleeps in
-// Log.Wait when caught up, so a client that reads slowly only holds its
-// own stream back, through gRPC flow control, never the engine or other
-// streams. No transaction is open while it sends. Shutdown ends every
-// stream with Unavailable at once, except one blocked sending to a client
-// that stopped reading: the drain timeout ends that one.
+// Subscribe streams the log. Each stream is an events.Subscription: it
+// follows the replica's one reader of the log while it keeps up, and reads
+// the log itself at its own pace while it is behind, so a client that
+// reads slowly only holds its own stream back, through gRPC flow control,
+// never the engine or other streams. No transaction is open while it
+// sends. At most Config.MaxStreams streams are open at once; one more is
+// refused with ResourceExhausted. Shutdown ends every stream with
+// Unavailable at once, except one blocked sending to a client that stopped
+// reading: the drain timeout ends that one.
 func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.ServerStreamingServer[taskerv1.SubscribeResponse]) error {
+	if n := s.streams.Add(1); n > s.maxStreams {
+		s.streams.Add(-1)
+		return status.Errorf(codes.ResourceExhausted, "%d event streams are open, the most this server serves (--max-streams); retry later or on another replica", s.maxStreams)
+	}
+	defer s.streams.Add(-1)
 	start, ok := startPositions[req.GetStart()]
 	if !ok {
 		return fault.Invalid("start", "is not a start position: %v", req.GetStart())
@@ -92,7 +143,7 @@ func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.Ser
 	}
 	err = sub.Run(ctx,
 		func(_ context.Context, ev *ent.Event) error {
-			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: eventToProto(ev)}})
+			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: s.rendered.get(ev)}})
 		},
 		func(_ context.Context, scanned int64) error {
 			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Heartbeat{Heartbeat: &taskerv1.Heartbeat{

@@ -42,7 +42,17 @@ type Config struct {
 	// most 1s) while it is not, and at once when a call finds it
 	// unavailable. Default 5s.
 	ReadinessInterval time.Duration
+	// MaxStreams bounds the Subscribe streams open at once; one more is
+	// refused with ResourceExhausted. Default 10,000.
+	MaxStreams int
+	// Listener tunes the process's PostgreSQL listener (keepalive, poll
+	// while disconnected, reconnection backoff); the zero value is the
+	// default.
+	Listener storage.ListenerOptions
 }
+
+// DefaultMaxStreams is Config.MaxStreams when it is 0.
+const DefaultMaxStreams = 10_000
 
 // Server serves the tasker.v1 services over gRPC and the admin endpoints
 // over HTTP.
@@ -53,6 +63,9 @@ type Server struct {
 	engine    *engine.Engine
 	eventLog  *events.Log
 	sequencer *events.Sequencer
+	// listener is the process's one PostgreSQL LISTEN connection, shared
+	// by the event log, the sequencer and the engine's claimers.
+	listener  *storage.Listener
 	grpc      *grpc.Server
 	health    *health.Server
 	readiness *readiness
@@ -86,10 +99,19 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	if cfg.ReadinessInterval <= 0 {
 		cfg.ReadinessInterval = 5 * time.Second
 	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
 	s := &Server{
 		log: log, db: db, cfg: cfg, engine: eng, eventLog: eventLog,
 		sequencer: events.NewSequencer(db, log, events.SequencerOptions{Stamped: eventLog.Notify}),
+		listener:  storage.NewListener(db, log, cfg.Listener),
 		health:    health.NewServer(), stopping: make(chan struct{}),
+	}
+	// Registering fails only on a listener that already runs, which this
+	// new one does not.
+	if err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener)); err != nil {
+		panic(err)
 	}
 	s.readiness = newReadiness(log, db.Ready, s.health, cfg.ReadinessInterval)
 	errs := &errorMapper{log: log, interpret: db.InterpretError, unavailable: s.readiness.unavailable}
@@ -102,7 +124,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping})
-	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping})
+	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping, maxStreams: int64(cfg.MaxStreams)})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
@@ -138,20 +160,21 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	// The first probe before serving, so health answers from the start.
 	s.readiness.check(ctx)
 
-	// The per-process background work: the event log's reader (LISTEN on
-	// PostgreSQL), the sequencer (one leader per database), the reaper, the
-	// listener that wakes claimers for work other replicas committed, the
-	// event log's retention, the readiness probe and the in-process event
-	// subscribers.
+	// The per-process background work: the listener (the one LISTEN
+	// connection on PostgreSQL, which wakes the event log, the sequencer
+	// and the claimers for what other replicas committed), the event log's
+	// one reader that feeds every subscription, the sequencer (one leader
+	// per database), the reaper, the event log's retention, the readiness
+	// probe and the in-process event subscribers.
 	// They outlive ctx until the drain is over, so in-flight calls finish
 	// against a working engine.
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
 	defer func() { stopBackground(); background.Wait() }()
+	background.Go(func() { s.logStopped(bgCtx, "listener", s.listener.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "event log reader", s.eventLog.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "event sequencer", s.sequencer.Run(bgCtx)) })
 	background.Go(func() { s.logStopped(bgCtx, "reaper", s.engine.RunReaper(bgCtx)) })
-	background.Go(func() { s.logStopped(bgCtx, "work listener", s.engine.RunWakeups(bgCtx)) })
 	background.Go(func() {
 		s.logStopped(bgCtx, "event retention", events.NewRetainer(s.db, s.log, s.cfg.Retention).Run(bgCtx))
 	})

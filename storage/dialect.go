@@ -41,6 +41,11 @@ type Dialect interface {
 	// gets, or 0 when events are appended unnumbered and numbered after
 	// commit (PostgreSQL's sequencer).
 	NextSequence(ctx context.Context, tx *ent.Tx) (int64, error)
+	// Replicated reports whether several processes serve one database:
+	// their commits reach each other only by notification, and a sequencer
+	// numbers the events they append after commit (PostgreSQL). On SQLite
+	// one process owns the file and numbers events as it appends them.
+	Replicated() bool
 	// SnapshotRead is the options of a read-only transaction whose
 	// statements all see one snapshot.
 	SnapshotRead() *sql.TxOptions

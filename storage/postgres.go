@@ -55,6 +55,8 @@ func (postgres) ClaimCandidates(max int) int { return 4 * max }
 
 func (postgres) ConcurrentWriters() bool { return true }
 
+func (postgres) Replicated() bool { return true }
+
 func (postgres) NextSequence(context.Context, *ent.Tx) (int64, error) { return 0, nil }
 
 // SnapshotRead is REPEATABLE READ: READ COMMITTED gives each statement a

@@ -36,6 +36,8 @@ func (sqliteDialect) ClaimCandidates(max int) int { return max }
 
 func (sqliteDialect) ConcurrentWriters() bool { return false }
 
+func (sqliteDialect) Replicated() bool { return false }
+
 // NextSequence is the head's sequence plus one: the single writer
 // connection serialises every writing transaction, so max+1 is dense and no
 // other commit can take it.

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
 
@@ -124,7 +125,7 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() t
 // exponential from reportBackoffInitial, capped at reportBackoffMax so a
 // server that comes back is noticed within that, jittered.
 func reportBackoff(n int) time.Duration {
-	return jittered(min(reportBackoffInitial<<min(n-1, 10), reportBackoffMax))
+	return backoff.Exponential(reportBackoffInitial, reportBackoffMax, n)
 }
 
 // transient reports errors worth repeating a report for: the server or its

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
 
@@ -296,7 +296,7 @@ func (w *Worker) claimLoop(ctx, handlerCtx, base context.Context) error {
 // claimBackoff is the pause after the n-th claim in a row that failed or
 // ended early: exponential from claimBackoffInitial, capped, jittered.
 func claimBackoff(n int) time.Duration {
-	return jittered(min(claimBackoffInitial<<min(n-1, 10), claimBackoffMax))
+	return backoff.Exponential(claimBackoffInitial, claimBackoffMax, n)
 }
 
 // free returns how many more steps may run now.
@@ -325,11 +325,6 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-// jittered spreads retries of many workers: d minus up to a fifth of it.
-func jittered(d time.Duration) time.Duration {
-	return d - time.Duration(rand.Int64N(int64(d)/5+1)) //nolint:gosec // jitter needs no cryptographic randomness
 }
 
 // withCorrelation returns ctx whose outgoing gRPC metadata carries the

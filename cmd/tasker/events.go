@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
@@ -294,11 +295,11 @@ func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
 func followLog(ctx context.Context, client taskerv1.EventServiceClient, req *taskerv1.SubscribeRequest, w events.RecordWriter,
 	until int64, stderr io.Writer, seen func(scanned int64, wrote bool),
 ) error {
-	backoff := minTailBackoff
+	wait := backoff.New(minTailBackoff, maxTailBackoff)
 	for {
 		resumed, err := tailOnce(ctx, client, req, w, until, seen)
 		if resumed {
-			backoff = minTailBackoff
+			wait.Reset()
 		}
 		switch {
 		case err == nil:
@@ -308,14 +309,14 @@ func followLog(ctx context.Context, client taskerv1.EventServiceClient, req *tas
 		case !retryable(err):
 			return describeEventErr(err)
 		}
+		pause := wait.Next()
 		fmt.Fprintf(stderr, "tasker: stream broke (%v); resuming after sequence %d in %s\n",
-			status.Convert(err).Message(), req.GetAfterSequence(), backoff)
+			status.Convert(err).Message(), req.GetAfterSequence(), pause.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(backoff):
+		case <-time.After(pause):
 		}
-		backoff = min(2*backoff, maxTailBackoff)
 	}
 }
 

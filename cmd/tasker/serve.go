@@ -30,6 +30,7 @@ type serveFlags struct {
 	retentionAge      string
 	retentionCount    string
 	migrate           bool
+	maxStreams        int
 }
 
 func serveCommand() *cobra.Command {
@@ -63,6 +64,7 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.retentionAge, "event-retention-age", env("TASKER_EVENT_RETENTION_AGE", "0"), "remove events older than this (e.g. 720h); 0 keeps them [TASKER_EVENT_RETENTION_AGE]")
 	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
 	fl.BoolVar(&f.migrate, "migrate", true, "apply pending schema migrations at start; when false, refuse to start on a database that lacks some [TASKER_MIGRATE]")
+	fl.IntVar(&f.maxStreams, "max-streams", server.DefaultMaxStreams, "most Subscribe streams open at once; more are refused with RESOURCE_EXHAUSTED")
 	return cmd
 }
 
@@ -74,6 +76,9 @@ func serve(ctx context.Context, f serveFlags) error {
 	retention, err := retentionOf(f)
 	if err != nil {
 		return err
+	}
+	if f.maxStreams < 1 {
+		return fmt.Errorf("--max-streams must be at least 1, got %d", f.maxStreams)
 	}
 	// Listen first: a port already taken must stop start-up before it
 	// creates or migrates a database. Serve closes the listeners; the
@@ -109,7 +114,7 @@ func serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention})
+	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams})
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 
