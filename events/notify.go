@@ -5,7 +5,6 @@ import (
 	"strconv"
 	"time"
 
-
 	"github.com/taskerhq/tasker/storage"
 )
 
