@@ -56,10 +56,7 @@ func TestReplicaWakesLongPoll(t *testing.T) {
 	// the poll has looked, found nothing and sleeps: then nothing but the
 	// notification of A's commit can wake it.
 	require.Eventually(t, func() bool {
-		var n int
-		err := dbA.Writer.QueryRowContext(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND application_name = 'tasker-work-listener' AND query LIKE 'LISTEN %'`).Scan(&n)
-		return err == nil && n == 2 && b.engine.SleepingClaimers() == 1
+		return a.listening() && b.listening() && b.engine.SleepingClaimers() == 1
 	}, 10*time.Second, 5*time.Millisecond, "both replicas listen and the poll sleeps on B")
 	created, err := a.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "shop", Name: "diamond", Context: orderContext(t, "r1")})
 	require.NoError(t, err)

@@ -153,6 +153,10 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// Listening reports whether the process's listener hears other replicas'
+// commits right now (always on SQLite, where there are none).
+func (s *Server) Listening() bool { return s.listener.Connected() }
+
 // Serve serves gRPC on grpcLis and the admin endpoints on adminLis (nil to
 // skip) until ctx is done, then shuts down gracefully. It returns nil after a
 // clean shutdown.

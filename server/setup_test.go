@@ -28,6 +28,7 @@ type bundle struct {
 	events    taskerv1.EventServiceClient
 	adminAddr string
 	engine    *engine.Engine
+	listening func() bool
 	// stop shuts the server down and waits for Serve to return.
 	stop func() error
 }
@@ -46,6 +47,7 @@ func serve(t *testing.T, db *storage.DB, opts servertest.Options) *bundle {
 		db:        db,
 		conn:      s.Conn,
 		engine:    s.Engine,
+		listening: s.Listening,
 		registry:  taskerv1.NewRegistryServiceClient(s.Conn),
 		tasks:     taskerv1.NewTaskServiceClient(s.Conn),
 		steps:     taskerv1.NewStepServiceClient(s.Conn),

@@ -43,6 +43,8 @@ type Server struct {
 	AdminAddr string
 	Conn      *grpc.ClientConn
 	Engine    *engine.Engine
+	// Listening reports whether the server hears other replicas' commits.
+	Listening func() bool
 	stop      func() error
 }
 
@@ -79,7 +81,7 @@ func Start(t testing.TB, db *storage.DB, opts Options) *Server {
 
 	var once sync.Once
 	var serveErr error
-	s := &Server{Addr: lis.Addr().String(), Conn: conn, Engine: eng}
+	s := &Server{Addr: lis.Addr().String(), Conn: conn, Engine: eng, Listening: srv.Listening}
 	if adminLis != nil {
 		s.AdminAddr = adminLis.Addr().String()
 	}
