@@ -243,8 +243,24 @@ func TestRetryableFailuresBackOffUntilAttemptsRunOut(t *testing.T) {
 		require.Equal(t, []int{1, 2, 3}, c.attemptsOf(f.GetId()))
 		mu.Lock()
 		require.GreaterOrEqual(t, at[1].Sub(at[0]), 300*time.Millisecond, "retry_after honoured")
-		require.Less(t, at[2].Sub(at[1]), 300*time.Millisecond, "policy backoff otherwise")
 		mu.Unlock()
+		// What each failure scheduled, from the step.retry_scheduled events:
+		// retry_after for the first, the 10ms policy backoff for the second.
+		// Read from the log rather than timed, so a loaded machine's slow
+		// claims cannot blur the two.
+		list, err := taskerv1.NewEventServiceClient(b.conn).ListEvents(testContext(t), &taskerv1.ListEventsRequest{
+			Filter: &taskerv1.EventFilter{TaskId: flaky.GetId(), Types: []string{"step.retry_scheduled"}},
+		})
+		require.NoError(t, err)
+		require.Len(t, list.GetEvents(), 2)
+		var delays []time.Duration
+		for _, ev := range list.GetEvents() {
+			due, err := time.Parse(time.RFC3339Nano, ev.GetPayload().AsMap()["available_at"].(string))
+			require.NoError(t, err)
+			delays = append(delays, due.Sub(ev.GetTime().AsTime()))
+		}
+		require.InDelta(t, 300*time.Millisecond, delays[0], float64(50*time.Millisecond), "retry_after honoured")
+		require.Less(t, delays[1], 100*time.Millisecond, "policy backoff otherwise")
 
 		panics := b.wait(t, b.create(t, "retry", "panics", "", nil).GetId())
 		require.Equal(t, taskerv1.TaskState_TASK_STATE_ERROR, panics.GetState())
