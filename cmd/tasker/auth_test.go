@@ -143,3 +143,21 @@ func startServe(t *testing.T, args ...string) *served {
 	t.Fatalf("serve exited before serving; warnings: %v", s.warnings)
 	return nil
 }
+
+// TestDatabasePasswordNotEchoed: a PostgreSQL server that cannot be
+// reached fails start-up without the password in the message.
+func TestDatabasePasswordNotEchoed(t *testing.T) {
+	t.Parallel()
+	const password = "n0t-the-Password-4711"
+	// Port 1: nothing listens there, so the connection is refused.
+	url := "postgres://postgres:" + password + "@127.0.0.1:1/tasker?sslmode=disable&connect_timeout=5"
+	out, err := runTasker(t, "token", "list", "--database", url)
+	require.Error(t, err)
+	require.ErrorContains(t, err, "postgres://postgres@127.0.0.1:1/tasker")
+	require.NotContains(t, err.Error(), password)
+	require.NotContains(t, out, password)
+	out, err = runTasker(t, "serve", "--database", url, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "")
+	require.Error(t, err)
+	require.NotContains(t, err.Error(), password)
+	require.NotContains(t, out, password)
+}
