@@ -64,9 +64,10 @@ func (n *Namespaces) RememberStep(id, ns string) {
 func (n *Namespaces) resolve(ctx context.Context, id string, cache map[uuid.UUID]string,
 	query func(context.Context, uuid.UUID) (string, error),
 ) (string, bool, error) {
-	u, err := uuid.Parse(id)
-	if err != nil {
-		return "", false, nil
+	u, parseErr := uuid.Parse(id)
+	if parseErr != nil {
+		// Not an id at all: the call's own validation says so.
+		return "", false, nil //nolint:nilerr // a malformed id is the call's to report
 	}
 	n.mu.Lock()
 	ns, ok := cache[u]
@@ -74,7 +75,7 @@ func (n *Namespaces) resolve(ctx context.Context, id string, cache map[uuid.UUID
 	if ok {
 		return ns, true, nil
 	}
-	ns, err = query(ctx, u)
+	ns, err := query(ctx, u)
 	if ent.IsNotFound(err) {
 		return "", false, nil
 	}

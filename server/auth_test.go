@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -151,7 +152,7 @@ func call(ctx context.Context, t *testing.T, conn *grpc.ClientConn, md protorefl
 		respType, err := protoregistry.GlobalTypes.FindMessageByName(md.Output().FullName())
 		require.NoError(t, err)
 		err = stream.RecvMsg(respType.New().Interface())
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		return err
@@ -433,14 +434,19 @@ func TestMutualTLS(t *testing.T) {
 		require.NoError(t, conn.Close())
 	}
 
+	healthz, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+srv.AdminAddr+"/healthz", nil)
+	require.NoError(t, err)
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: clientTLS}}
-	resp, err := httpClient.Get("https://" + srv.AdminAddr + "/healthz")
+	resp, err := httpClient.Do(healthz)
 	require.NoError(t, err)
 	require.NoError(t, resp.Body.Close())
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	httpClient.CloseIdleConnections()
 	plain := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: ca.Pool()}}}
-	_, err = plain.Get("https://" + srv.AdminAddr + "/healthz")
+	resp, err = plain.Do(healthz.Clone(ctx))
+	if err == nil {
+		_ = resp.Body.Close()
+	}
 	require.Error(t, err, "the admin port also requires a client certificate")
 	plain.CloseIdleConnections()
 }
