@@ -43,6 +43,9 @@ type benchFlags struct {
 	memProfile        string
 	progress          bool
 	timeout           time.Duration
+	// auth lists the --auth modes each scenario runs under, in order.
+	auth  []string
+	token string
 }
 
 // benchScenario is one named measurement.
@@ -115,6 +118,9 @@ func Command() *cobra.Command {
 	fl.StringVar(&f.memProfile, "memprofile", "", "write a heap profile of this process to this file at the end")
 	fl.BoolVar(&f.progress, "progress", false, "show progress on stderr even when it is not a terminal")
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on a scenario after this long")
+	fl.StringSliceVar(&f.auth, "auth", []string{authNone}, "run each scenario with the server's --auth none, token, or both (none,token) one after the other; "+
+		"with token the bench creates the tokens (workers get steps:work on the bench namespace only)")
+	fl.StringVar(&f.token, "token", "", "token for every call to --target (needs every scope but admin on the bench namespace, or admin) [TASKER_TOKEN]")
 	return cmd
 }
 
@@ -141,6 +147,25 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 	}
 	if f.capacityTasks > 0 && f.capacityInFlight > f.capacityTasks {
 		return nil, errors.New("--capacity-inflight must not exceed --capacity-tasks")
+	}
+	for _, a := range f.auth {
+		if a != authNone && a != authToken {
+			return nil, fmt.Errorf("--auth: want none, token or none,token; got %q", a)
+		}
+	}
+	if len(f.auth) == 0 {
+		return nil, errors.New("--auth: give none, token or none,token")
+	}
+	if f.target != "" && (len(f.auth) != 1 || f.auth[0] != authNone) {
+		return nil, errors.New("--auth applies to servers the bench starts; give --target's token with --token")
+	}
+	if f.token != "" && f.target == "" {
+		return nil, errors.New("--token is for --target; a server the bench starts gets its tokens from --auth token")
+	}
+	if f.target != "" && f.token == "" {
+		// Read here rather than as the flag's default, so a TASKER_TOKEN
+		// in the environment does not break runs without --target.
+		f.token = os.Getenv("TASKER_TOKEN")
 	}
 	switch strings.ToLower(f.sqliteSynchronous) {
 	case "normal", "full":
@@ -184,26 +209,28 @@ func bench(ctx context.Context, f benchFlags, args []string, stdout, stderr io.W
 	var all []*benchResult
 	var failed []string
 	for _, name := range scenarios {
-		results, err := runScenario(ctx, f, name, showProgress, stderr)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "bench %s: %v\n", name, err)
-			failed = append(failed, name)
-			all = append(all, &benchResult{Scenario: name, Error: err.Error()})
-			continue
-		}
-		for _, r := range results {
-			if f.json {
-				line, err := json.Marshal(r)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(stdout, "%s\n", line)
+		for _, mode := range f.auth {
+			results, err := runScenario(ctx, f, name, mode, showProgress, stderr)
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
+			if err != nil {
+				fmt.Fprintf(stderr, "bench %s (auth %s): %v\n", name, mode, err)
+				failed = append(failed, name)
+				all = append(all, &benchResult{Scenario: name, Auth: mode, Error: err.Error()})
+				continue
+			}
+			for _, r := range results {
+				if f.json {
+					line, err := json.Marshal(r)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintf(stdout, "%s\n", line)
+				}
+			}
+			all = append(all, results...)
 		}
-		all = append(all, results...)
 	}
 	printTable(tableOut, all)
 	if f.memProfile != "" {
@@ -226,7 +253,7 @@ func bench(ctx context.Context, f benchFlags, args []string, stdout, stderr io.W
 // runScenario starts a server (or connects to the target), runs one
 // scenario against it and stamps the results with what they were measured
 // on.
-func runScenario(ctx context.Context, f benchFlags, name string, showProgress bool, stderr io.Writer) ([]*benchResult, error) {
+func runScenario(ctx context.Context, f benchFlags, name, authMode string, showProgress bool, stderr io.Writer) ([]*benchResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
 	var run func(context.Context, *benchRun) ([]*benchResult, error)
@@ -235,7 +262,7 @@ func runScenario(ctx context.Context, f benchFlags, name string, showProgress bo
 			run = s.run
 		}
 	}
-	srv, err := startBenchServer(ctx, f, name, stderr)
+	srv, err := startBenchServer(ctx, f, name, authMode, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +282,7 @@ func runScenario(ctx context.Context, f benchFlags, name string, showProgress bo
 		r.Database = srv.database
 		r.Durability = srv.durability
 		r.Server = srv.mode
+		r.Auth = authMode
 		r.GoVersion = runtime.Version()
 		r.CPUCount = runtime.NumCPU()
 		r.GOMAXPROCS = runtime.GOMAXPROCS(0)

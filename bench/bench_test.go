@@ -85,26 +85,31 @@ func buildBinary(t *testing.T) string {
 }
 
 // TestBenchChildServer runs the built binary, which starts `tasker serve`
-// as a child process, and reports the child's peak RSS.
+// as a child process, and reports the child's peak RSS; each scenario runs
+// without and with tokens.
 func TestBenchChildServer(t *testing.T) {
 	t.Parallel()
 	bin := buildBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append([]string{"bench", "burndown", "diamond", "--json"}, tinyBench...)...)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"bench", "burndown", "diamond", "--json", "--auth", "none,token"}, tinyBench...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	require.NoError(t, err, stderr.String())
 	lines := bytes.Split(bytes.TrimSpace(out), []byte("\n"))
-	require.Len(t, lines, 2)
+	require.Len(t, lines, 4)
+	auths := map[string]int{}
 	for _, line := range lines {
 		var r benchResult
 		require.NoError(t, json.Unmarshal(line, &r))
+		auths[r.Auth]++
+		require.Positive(t, r.StepsPerSec)
 		require.Equal(t, serverChild, r.Server)
 		require.NotNil(t, r.ServerPeakRSSMB)
 		require.Greater(t, *r.ServerPeakRSSMB, 5.0)
 	}
+	require.Equal(t, map[string]int{authNone: 2, authToken: 2}, auths)
 }
 
 func TestBenchFlags(t *testing.T) {
@@ -118,6 +123,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--target", "127.0.0.1:1", "--in-process"}, "exclude each other"},
 		{[]string{"--workers", "0"}, "--workers must be at least 1"},
 		{[]string{"--capacity-tasks", "10", "--capacity-inflight", "20"}, "must not exceed"},
+		{[]string{"--auth", "maybe"}, `--auth: want none, token or none,token; got "maybe"`},
+		{[]string{"--target", "127.0.0.1:1", "--auth", "token"}, "give --target's token with --token"},
+		{[]string{"--token", "tasker_x"}, "--token is for --target"},
 	} {
 		cmd := Command()
 		cmd.SetOut(&bytes.Buffer{})

@@ -24,6 +24,9 @@ type benchResult struct {
 	// Server is child (a `tasker serve` process the bench started),
 	// in-process or target.
 	Server string `json:"server"`
+	// Auth is the server's --auth: none, or token (every call carries a
+	// token, checked for scope and namespace).
+	Auth string `json:"auth,omitempty"`
 
 	StepsPerSec  float64 `json:"steps_per_sec"`
 	TasksPerSec  float64 `json:"tasks_per_sec"`
@@ -114,6 +117,9 @@ func printTable(w io.Writer, results []*benchResult) {
 		name := r.Scenario
 		if r.Variant != "" {
 			name += " (" + r.Variant + ")"
+		}
+		if r.Auth == authToken {
+			name += " [auth token]"
 		}
 		switch {
 		case r.Error != "":

@@ -34,7 +34,7 @@ type benchRun struct {
 }
 
 func newBenchRun(ctx context.Context, f benchFlags, scenario string, srv *benchServer, showProgress bool, stderr io.Writer) (*benchRun, error) {
-	b := &benchRun{f: f, srv: srv, ns: "bench", progress: newBenchProgress(scenario, showProgress, stderr)}
+	b := &benchRun{f: f, srv: srv, ns: benchNamespace, progress: newBenchProgress(scenario, showProgress, stderr)}
 	if srv.mode == serverTarget {
 		// A shared server: keep this run's templates and events apart.
 		b.ns = "bench-" + randomSuffix()
@@ -106,7 +106,16 @@ func (w *cpuWindow) stamp(r *benchResult) {
 // dial opens a connection of its own to the server: every worker and
 // subscriber gets one, as separate processes would.
 func (b *benchRun) dial(opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(b.srv.addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+	return b.dialWith(b.srv.driverToken, opts...)
+}
+
+// dialWith is dial with token on every call ("" for none).
+func (b *benchRun) dialWith(token string, extra ...grpc.DialOption) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, worker.WithToken(token))
+	}
+	conn, err := grpc.NewClient(b.srv.addr, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", b.srv.addr, err)
 	}
@@ -198,7 +207,7 @@ func (b *benchRun) startWorkers(ctx context.Context, onStep func(*worker.Step)) 
 		return map[string]any{"ok": true}, nil
 	}
 	for i := range b.f.workers {
-		conn, err := b.dial()
+		conn, err := b.dialWith(b.srv.workerToken)
 		if err != nil {
 			cancel()
 			wg.Wait()

@@ -25,6 +25,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/taskerhq/tasker/auth"
 	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/storage"
 )
@@ -52,6 +53,12 @@ type benchServer struct {
 	// is read from /proc when the server runs on this machine.
 	pgName string
 
+	// driverToken and workerToken are sent by the bench's own calls and
+	// by its workers when the server requires tokens; empty otherwise.
+	driverToken string
+	workerToken string
+	authMode    string
+
 	cleanups []func() error
 	keepMsgs []string
 	stopOnce sync.Once
@@ -76,10 +83,11 @@ func randomSuffix() string {
 	return hex.EncodeToString(b)
 }
 
-func startBenchServer(ctx context.Context, f benchFlags, scenario string, stderr io.Writer) (*benchServer, error) {
-	s := &benchServer{mode: serverChild, database: "sqlite"}
+func startBenchServer(ctx context.Context, f benchFlags, scenario, authMode string, stderr io.Writer) (*benchServer, error) {
+	s := &benchServer{mode: serverChild, database: "sqlite", authMode: authMode}
 	if f.target != "" {
 		s.mode, s.addr, s.database, s.durability = serverTarget, f.target, "unknown", "unknown"
+		s.driverToken, s.workerToken = f.token, f.token
 		if f.database != "" {
 			// The target's database, only to report its durability.
 			s.database = "postgres"
@@ -95,6 +103,12 @@ func startBenchServer(ctx context.Context, f benchFlags, scenario string, stderr
 		return nil, err
 	}
 	s.durability = durabilityOf(ctx, dbURL, f.sqliteSynchronous)
+	if authMode == authToken {
+		if err := s.createTokens(ctx, dbURL, f.sqliteSynchronous); err != nil {
+			s.stop(stderr)
+			return nil, err
+		}
+	}
 	if f.inProcess {
 		err = s.startInProcess(ctx, dbURL, f.sqliteSynchronous)
 	} else {
@@ -183,7 +197,7 @@ func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string)
 	// WithoutCancel: the child must get SIGTERM and drain, not a kill when
 	// the scenario's context ends.
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), exe, "serve", "--database", dbURL, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "",
-		"--templates", "", "--sqlite-synchronous", synchronous, "--log-level", "info", "--log-format", "json")
+		"--templates", "", "--sqlite-synchronous", synchronous, "--log-level", "info", "--log-format", "json", "--auth", s.authMode)
 	// Settings from the environment would make the child differ from what
 	// the results say.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TASKER_") })
@@ -264,7 +278,11 @@ func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous str
 		return err
 	}
 	s.addr = lis.Addr().String()
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: 10 * time.Second})
+	cfg := server.Config{ShutdownTimeout: 10 * time.Second}
+	if s.authMode == authToken {
+		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
+	}
+	srv := server.New(log, db, templates, eng, eventLog, cfg)
 	serveCtx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(serveCtx, lis, nil) }()
@@ -274,6 +292,42 @@ func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous str
 		return errors.Join(err, db.Close())
 	}}, s.cleanups...)
 	return nil
+}
+
+// The bench's --auth modes.
+const (
+	authNone  = "none"
+	authToken = "token"
+)
+
+// benchNamespace is the namespace of a bench on a server it starts.
+const benchNamespace = "bench"
+
+// createTokens migrates the fresh database and stores the bench's tokens
+// in it, as `tasker token create` would: the workers' holds only
+// steps:work on the bench namespace, so each of their calls goes through
+// the namespace checks; the bench's own calls hold the other scopes.
+func (s *benchServer) createTokens(ctx context.Context, dbURL, synchronous string) error {
+	db, err := storage.Open(ctx, dbURL, storage.Options{Synchronous: synchronous})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	store := auth.NewStore(db)
+	s.workerToken, _, err = store.Create(ctx, auth.CreateParams{
+		Name: "bench-workers", Scopes: []auth.Scope{auth.StepsWork}, Namespaces: []string{benchNamespace},
+	})
+	if err != nil {
+		return err
+	}
+	s.driverToken, _, err = store.Create(ctx, auth.CreateParams{
+		Name: "bench-driver", Namespaces: []string{auth.AllNamespaces},
+		Scopes: slices.DeleteFunc(slices.Clone(auth.Scopes), func(sc auth.Scope) bool { return sc == auth.Admin }),
+	})
+	return err
 }
 
 // stop ends the server and removes the database, reporting problems on

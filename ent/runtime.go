@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/taskerhq/tasker/ent/apitoken"
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/ent/namespace"
 	"github.com/taskerhq/tasker/ent/schema"
@@ -22,6 +23,20 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	apitokenFields := schema.APIToken{}.Fields()
+	_ = apitokenFields
+	// apitokenDescName is the schema descriptor for name field.
+	apitokenDescName := apitokenFields[0].Descriptor()
+	// apitoken.NameValidator is a validator for the "name" field. It is called by the builders before save.
+	apitoken.NameValidator = apitokenDescName.Validators[0].(func(string) error)
+	// apitokenDescHash is the schema descriptor for hash field.
+	apitokenDescHash := apitokenFields[1].Descriptor()
+	// apitoken.HashValidator is a validator for the "hash" field. It is called by the builders before save.
+	apitoken.HashValidator = apitokenDescHash.Validators[0].(func(string) error)
+	// apitokenDescCreatedAt is the schema descriptor for created_at field.
+	apitokenDescCreatedAt := apitokenFields[4].Descriptor()
+	// apitoken.DefaultCreatedAt holds the default value on creation for the created_at field.
+	apitoken.DefaultCreatedAt = apitokenDescCreatedAt.Default.(func() time.Time)
 	eventFields := schema.Event{}.Fields()
 	_ = eventFields
 	// eventDescType is the schema descriptor for type field.

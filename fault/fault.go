@@ -52,6 +52,14 @@ const (
 	ReasonTimedOut         = "TIMED_OUT"
 	ReasonCancelled        = "CANCELLED"
 	ReasonLogTruncated     = "LOG_TRUNCATED"
+	// ReasonTokenInvalid: the bearer token is missing, unknown, expired
+	// or revoked.
+	ReasonTokenInvalid = "TOKEN_INVALID"
+	// ReasonScopeMissing: the token lacks the scope in metadata "scope".
+	ReasonScopeMissing = "SCOPE_MISSING"
+	// ReasonNamespaceDenied: the token may not act on the namespace in
+	// metadata "namespace" (empty when the call needs every namespace).
+	ReasonNamespaceDenied = "NAMESPACE_DENIED"
 )
 
 // Violation is one bad field of a request, named by its path in the request
@@ -165,4 +173,27 @@ func Abortedf(reason, format string, args ...any) *Error {
 // reports under the same lease).
 func Unavailablef(retryAfter time.Duration, format string, args ...any) *Error {
 	return &Error{Code: Unavailable, Message: fmt.Sprintf(format, args...), RetryAfter: retryAfter}
+}
+
+// Unauthenticatedf reports a call without a usable bearer token.
+func Unauthenticatedf(format string, args ...any) *Error {
+	return &Error{Code: Unauthenticated, Reason: ReasonTokenInvalid, Message: fmt.Sprintf(format, args...)}
+}
+
+// ScopeMissing reports a token that lacks the scope a call needs.
+func ScopeMissing(method, scope string) *Error {
+	return &Error{
+		Code: PermissionDenied, Reason: ReasonScopeMissing, Metadata: map[string]string{"scope": scope},
+		Message: fmt.Sprintf("%s needs a token with scope %s (or admin)", method, scope),
+	}
+}
+
+// NamespaceDenied reports a token that may not use scope on namespace ns;
+// an empty ns means the call, as asked, covers every namespace.
+func NamespaceDenied(scope, ns, format string, args ...any) *Error {
+	return &Error{
+		Code: PermissionDenied, Reason: ReasonNamespaceDenied,
+		Metadata: map[string]string{"scope": scope, "namespace": ns},
+		Message:  fmt.Sprintf(format, args...),
+	}
 }

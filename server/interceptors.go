@@ -76,20 +76,26 @@ func recoveryOption(log *slog.Logger) recovery.Option {
 
 // interceptors returns the chains, outermost first: correlation (so every
 // later step sees the id), logging (so it records the final code), error
-// mapping, then recovery closest to the handler.
-func interceptors(log *slog.Logger, errs *errorMapper) (grpc.ServerOption, grpc.ServerOption) {
+// mapping, authorization when authz is set (inside error mapping, so its
+// denials and database errors become statuses like any other), then
+// recovery closest to the handler.
+func interceptors(log *slog.Logger, errs *errorMapper, authz *authorizer) (grpc.ServerOption, grpc.ServerOption) {
 	mwLog := slogLogger(log)
-	unary := grpc.ChainUnaryInterceptor(
+	unary := []grpc.UnaryServerInterceptor{
 		correlationUnaryInterceptor,
 		logging.UnaryServerInterceptor(mwLog, loggingOptions()...),
 		errs.unaryInterceptor,
-		recovery.UnaryServerInterceptor(recoveryOption(log)),
-	)
-	stream := grpc.ChainStreamInterceptor(
+	}
+	stream := []grpc.StreamServerInterceptor{
 		correlationStreamInterceptor,
 		logging.StreamServerInterceptor(mwLog, loggingOptions()...),
 		errs.streamInterceptor,
-		recovery.StreamServerInterceptor(recoveryOption(log)),
-	)
-	return unary, stream
+	}
+	if authz != nil {
+		unary = append(unary, authz.unaryInterceptor)
+		stream = append(stream, authz.streamInterceptor)
+	}
+	unary = append(unary, recovery.UnaryServerInterceptor(recoveryOption(log)))
+	stream = append(stream, recovery.StreamServerInterceptor(recoveryOption(log)))
+	return grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -12,10 +13,12 @@ import (
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/taskerhq/tasker/auth"
 	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -49,6 +52,13 @@ type Config struct {
 	// while disconnected, reconnection backoff); the zero value is the
 	// default.
 	Listener storage.ListenerOptions
+	// Authenticator, when set, requires a bearer token on every call but
+	// health and reflection, and checks its scopes and namespaces; nil
+	// serves everyone (loopback only, or behind --insecure).
+	Authenticator *auth.Authenticator
+	// TLS, when set, serves both the gRPC and the admin listener over TLS
+	// with it; with ClientAuth set, clients must present a certificate.
+	TLS *tls.Config
 }
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
@@ -115,12 +125,20 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	s.readiness = newReadiness(log, db.Ready, s.health, cfg.ReadinessInterval)
 	errs := &errorMapper{log: log, interpret: db.InterpretError, unavailable: s.readiness.unavailable}
-	unary, stream := interceptors(log, errs)
-	s.grpc = grpc.NewServer(
+	var authz *authorizer
+	if cfg.Authenticator != nil {
+		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0)}
+	}
+	unary, stream := interceptors(log, errs, authz)
+	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
-	)
+	}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping})
@@ -128,6 +146,9 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
+	// The admin port serves only /healthz and /readyz, which reveal no
+	// data and so need no token; an endpoint added here that does must
+	// check one.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -190,6 +211,9 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()
 	if adminLis != nil {
+		if s.cfg.TLS != nil {
+			adminLis = tls.NewListener(adminLis, s.cfg.TLS)
+		}
 		go func() {
 			if err := s.admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
 				errc <- err

@@ -39,6 +39,23 @@
 //	defer stop()
 //	return w.Run(ctx) // returns after a graceful shutdown
 //
+// On a server that requires tokens, dial with WithToken (and TLS off
+// loopback, e.g. credentials.NewTLS from TLSConfig):
+//
+//	tlsCfg, err := worker.TLSConfig("ca.pem", "", "")
+//	if err != nil {
+//		return err
+//	}
+//	conn, err := grpc.NewClient("tasker.internal:50051",
+//		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+//		worker.WithToken(os.Getenv("TASKER_TOKEN")))
+//
+// A worker's token needs the scope steps:work on the namespaces it serves,
+// and steps:read as well if its handlers call Step.Parent for results left
+// out of the claim. Claims refused for the token are retried with backoff
+// and logged, like other claim failures, so a worker outlives a token being
+// replaced.
+//
 // Example (example_test.go) is the same program, compiled and run by go
 // test against a real server.
 package worker

@@ -58,6 +58,7 @@ type exportFlags struct {
 	output        string
 	after, until  int64
 	addr          string
+	conn          connFlags
 	pageSize      int32
 	forceProgress bool
 	follow        bool
@@ -89,6 +90,7 @@ func eventsExportCommand() *cobra.Command {
 	fl.Int64Var(&f.until, "until", 0, "only events up to this sequence, inclusive; 0 for the newest at the start (with --follow: no end)")
 	fl.BoolVar(&f.follow, "follow", false, "once past the newest event, follow the log live up to --until (or until interrupted)")
 	fl.StringVar(&f.addr, "addr", env("TASKER_ADDR", "127.0.0.1:50051"), "server address [TASKER_ADDR]")
+	f.conn.register(cmd)
 	fl.Int32Var(&f.pageSize, "page-size", 1000, "events per ListEvents call")
 	fl.BoolVar(&f.forceProgress, "progress", false, "show progress on stderr even when it is not a terminal")
 	_ = fl.MarkHidden("page-size")
@@ -103,7 +105,7 @@ func export(ctx context.Context, f exportFlags, stdout, stderr io.Writer) (err e
 	if f.after < 0 || f.until < 0 || (f.until > 0 && f.until < f.after) {
 		return errors.New("--after and --until must be 0 or more, and --until at least --after")
 	}
-	conn, err := dial(f.addr)
+	conn, err := dial(f.addr, f.conn)
 	if err != nil {
 		return err
 	}
@@ -224,6 +226,7 @@ type tailFlags struct {
 	untilFinished bool
 	heartbeat     time.Duration
 	addr          string
+	conn          connFlags
 }
 
 func eventsTailCommand() *cobra.Command {
@@ -246,6 +249,7 @@ func eventsTailCommand() *cobra.Command {
 	fl.BoolVar(&f.untilFinished, "until-finished", false, "stop once the --task has finished and its events are printed")
 	fl.DurationVar(&f.heartbeat, "heartbeat", 15*time.Second, "how often the server reports progress (100ms to 5m)")
 	fl.StringVar(&f.addr, "addr", env("TASKER_ADDR", "127.0.0.1:50051"), "server address [TASKER_ADDR]")
+	f.conn.register(cmd)
 	cmd.MarkFlagsMutuallyExclusive("after", "from-beginning")
 	return cmd
 }
@@ -257,7 +261,7 @@ const (
 )
 
 func tail(ctx context.Context, f tailFlags, stdout, stderr io.Writer) error {
-	conn, err := dial(f.addr)
+	conn, err := dial(f.addr, f.conn)
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), migrateCommand(), templateCommand())
+	root.AddCommand(serveCommand(), migrateCommand(), templateCommand(), tokenCommand())
 	root.AddCommand(eventsCommand())
 	root.AddCommand(bench.Command())
 	return root

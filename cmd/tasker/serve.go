@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/taskerhq/tasker/auth"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/registry"
 	"github.com/taskerhq/tasker/server"
@@ -31,6 +32,11 @@ type serveFlags struct {
 	retentionCount    string
 	migrate           bool
 	maxStreams        int
+	auth              string
+	insecure          bool
+	tlsCert           string
+	tlsKey            string
+	tlsClientCA       string
 }
 
 func serveCommand() *cobra.Command {
@@ -42,12 +48,17 @@ func serveCommand() *cobra.Command {
 			"With no flags it stores everything in ./tasker.db (SQLite).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if v, ok := os.LookupEnv("TASKER_MIGRATE"); ok && !cmd.Flags().Changed("migrate") {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("TASKER_MIGRATE: want true or false, got %q", v)
+			for _, b := range []struct {
+				flag, env string
+				v         *bool
+			}{{"migrate", "TASKER_MIGRATE", &f.migrate}, {"insecure", "TASKER_INSECURE", &f.insecure}} {
+				if v, ok := os.LookupEnv(b.env); ok && !cmd.Flags().Changed(b.flag) {
+					parsed, err := strconv.ParseBool(v)
+					if err != nil {
+						return fmt.Errorf("%s: want true or false, got %q", b.env, v)
+					}
+					*b.v = parsed
 				}
-				f.migrate = b
 			}
 			return serve(cmd.Context(), f)
 		},
@@ -65,6 +76,11 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
 	fl.BoolVar(&f.migrate, "migrate", true, "apply pending schema migrations at start; when false, refuse to start on a database that lacks some [TASKER_MIGRATE]")
 	fl.IntVar(&f.maxStreams, "max-streams", server.DefaultMaxStreams, "most Subscribe streams open at once; more are refused with RESOURCE_EXHAUSTED")
+	fl.StringVar(&f.auth, "auth", env("TASKER_AUTH", "auto"), "auto (none while every listener is on loopback, token otherwise), token or none [TASKER_AUTH]")
+	fl.BoolVar(&f.insecure, "insecure", false, "allow --auth none on a non-loopback address [TASKER_INSECURE]")
+	fl.StringVar(&f.tlsCert, "tls-cert", env("TASKER_TLS_CERT", ""), "serve gRPC and admin over TLS with this certificate (PEM) [TASKER_TLS_CERT]")
+	fl.StringVar(&f.tlsKey, "tls-key", env("TASKER_TLS_KEY", ""), "key (PEM) of --tls-cert [TASKER_TLS_KEY]")
+	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
 	return cmd
 }
 
@@ -79,6 +95,14 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 	if f.maxStreams < 1 {
 		return fmt.Errorf("--max-streams must be at least 1, got %d", f.maxStreams)
+	}
+	mode, err := parseAuthMode(f.auth)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, f.tlsClientCA)
+	if err != nil {
+		return err
 	}
 	// Listen first: a port already taken must stop start-up before it
 	// creates or migrates a database. Serve closes the listeners; the
@@ -95,6 +119,10 @@ func serve(ctx context.Context, f serveFlags) error {
 			return fmt.Errorf("--admin-addr: %w", err)
 		}
 		defer adminLis.Close()
+	}
+	mode, err = resolveAuth(ctx, log, mode, f.insecure, grpcLis, adminLis)
+	if err != nil {
+		return err
 	}
 
 	db, applied, err := openAndMigrate(ctx, f.database, f.sqliteSynchronous, f.migrate)
@@ -114,7 +142,11 @@ func serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 
-	srv := server.New(log, db, templates, eng, eventLog, server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams})
+	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg}
+	if mode == authToken {
+		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
+	}
+	srv := server.New(log, db, templates, eng, eventLog, cfg)
 	return srv.Serve(ctx, grpcLis, adminLis)
 }
 

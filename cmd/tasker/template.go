@@ -5,8 +5,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -16,6 +14,7 @@ import (
 func templateCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "template", Short: "Manage task templates on a running server"}
 	var addr string
+	var cf connFlags
 	var replace bool
 	apply := &cobra.Command{
 		Use:   "apply FILE",
@@ -30,7 +29,7 @@ func templateCommand() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			conn, err := dial(addr)
+			conn, err := dial(addr, cf)
 			if err != nil {
 				return err
 			}
@@ -49,17 +48,8 @@ func templateCommand() *cobra.Command {
 		},
 	}
 	apply.Flags().StringVar(&addr, "addr", env("TASKER_ADDR", "127.0.0.1:50051"), "server address [TASKER_ADDR]")
+	cf.register(apply)
 	apply.Flags().BoolVar(&replace, "replace", false, "replace an existing version whose content differs")
 	cmd.AddCommand(apply)
 	return cmd
-}
-
-// dial connects to a Tasker server. TLS is not offered yet; the server
-// listens on loopback by default.
-func dial(addr string) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, fmt.Errorf("--addr %s: %w", addr, err)
-	}
-	return conn, nil
 }

@@ -50,12 +50,18 @@ type EventServiceClient interface {
 	// until_task_finished names no task); OutOfRange LOG_TRUNCATED when
 	// after_sequence is older than the retained log (metadata
 	// oldest_sequence).
+	//
+	// Scope: events:read; a token limited to namespaces must filter by one of
+	// them or by one of their tasks (SECURITY.md).
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeResponse], error)
 	// ListEvents pages the log in sequence order with the same filters.
 	//
 	// Errors: InvalidArgument (filters, range, page_size, page_token);
 	// OutOfRange LOG_TRUNCATED when after_sequence is older than the retained
 	// log.
+	//
+	// Scope: events:read; a token limited to namespaces must filter by one of
+	// them or by one of their tasks (SECURITY.md).
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// PublishEvent appends a custom event, e.g. "billing.invoice_sent":
 	// lowercase dotted, 2 to 8 parts, not starting with task., step.,
@@ -64,9 +70,14 @@ type EventServiceClient interface {
 	// The call returns once the event is committed and numbered.
 	//
 	// Errors: InvalidArgument (type, payload, ids); NotFound (task or step).
+	//
+	// Scope: events:publish; an event of no task needs a token for every
+	// namespace (SECURITY.md).
 	PublishEvent(ctx context.Context, in *PublishEventRequest, opts ...grpc.CallOption) (*PublishEventResponse, error)
 	// ListEventTypes returns the catalogue: every built-in event type with
 	// its description and payload fields.
+	//
+	// Scope: events:read (SECURITY.md).
 	ListEventTypes(ctx context.Context, in *ListEventTypesRequest, opts ...grpc.CallOption) (*ListEventTypesResponse, error)
 }
 
@@ -152,12 +163,18 @@ type EventServiceServer interface {
 	// until_task_finished names no task); OutOfRange LOG_TRUNCATED when
 	// after_sequence is older than the retained log (metadata
 	// oldest_sequence).
+	//
+	// Scope: events:read; a token limited to namespaces must filter by one of
+	// them or by one of their tasks (SECURITY.md).
 	Subscribe(*SubscribeRequest, grpc.ServerStreamingServer[SubscribeResponse]) error
 	// ListEvents pages the log in sequence order with the same filters.
 	//
 	// Errors: InvalidArgument (filters, range, page_size, page_token);
 	// OutOfRange LOG_TRUNCATED when after_sequence is older than the retained
 	// log.
+	//
+	// Scope: events:read; a token limited to namespaces must filter by one of
+	// them or by one of their tasks (SECURITY.md).
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// PublishEvent appends a custom event, e.g. "billing.invoice_sent":
 	// lowercase dotted, 2 to 8 parts, not starting with task., step.,
@@ -166,9 +183,14 @@ type EventServiceServer interface {
 	// The call returns once the event is committed and numbered.
 	//
 	// Errors: InvalidArgument (type, payload, ids); NotFound (task or step).
+	//
+	// Scope: events:publish; an event of no task needs a token for every
+	// namespace (SECURITY.md).
 	PublishEvent(context.Context, *PublishEventRequest) (*PublishEventResponse, error)
 	// ListEventTypes returns the catalogue: every built-in event type with
 	// its description and payload fields.
+	//
+	// Scope: events:read (SECURITY.md).
 	ListEventTypes(context.Context, *ListEventTypesRequest) (*ListEventTypesResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }

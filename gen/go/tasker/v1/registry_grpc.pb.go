@@ -55,6 +55,9 @@ type RegistryServiceClient interface {
 	//
 	// Errors: InvalidArgument (field named); AlreadyExists (version exists with
 	// different content and replace is false).
+	//
+	// Scope: templates:write; checked against the namespace it acts on
+	// (SECURITY.md).
 	RegisterTaskTemplate(ctx context.Context, in *RegisterTaskTemplateRequest, opts ...grpc.CallOption) (*RegisterTaskTemplateResponse, error)
 	// GetTaskTemplate returns one template version. An empty version means the
 	// latest: the highest semantic version that is not a pre-release, or the
@@ -62,22 +65,33 @@ type RegistryServiceClient interface {
 	//
 	// Errors: InvalidArgument (namespace or name missing, version malformed);
 	// NotFound (no such template or version).
+	//
+	// Scope: templates:read; checked against the namespace it acts on
+	// (SECURITY.md).
 	GetTaskTemplate(ctx context.Context, in *GetTaskTemplateRequest, opts ...grpc.CallOption) (*GetTaskTemplateResponse, error)
 	// ListTaskTemplates pages through templates ordered by namespace, name and
 	// version.
 	//
 	// Errors: InvalidArgument (page_size out of range, page_token malformed or
 	// issued for other filters).
+	//
+	// Scope: templates:read; a token limited to namespaces must filter by one of
+	// them (SECURITY.md).
 	ListTaskTemplates(ctx context.Context, in *ListTaskTemplatesRequest, opts ...grpc.CallOption) (*ListTaskTemplatesResponse, error)
 	// ListNamespaces pages through namespaces ordered by name.
 	//
 	// Errors: InvalidArgument (page_size out of range, page_token malformed).
+	//
+	// Scope: templates:read; answers only the token's namespaces (SECURITY.md).
 	ListNamespaces(ctx context.Context, in *ListNamespacesRequest, opts ...grpc.CallOption) (*ListNamespacesResponse, error)
 	// ListHandlers tells, per namespace, which handlers templates use and
 	// which workers served them recently, with the time each was last seen.
 	//
 	// Errors: InvalidArgument (namespace malformed, active_within out of
 	// range).
+	//
+	// Scope: templates:read; a token limited to namespaces must filter by one of
+	// them (SECURITY.md).
 	ListHandlers(ctx context.Context, in *ListHandlersRequest, opts ...grpc.CallOption) (*ListHandlersResponse, error)
 }
 
@@ -168,6 +182,9 @@ type RegistryServiceServer interface {
 	//
 	// Errors: InvalidArgument (field named); AlreadyExists (version exists with
 	// different content and replace is false).
+	//
+	// Scope: templates:write; checked against the namespace it acts on
+	// (SECURITY.md).
 	RegisterTaskTemplate(context.Context, *RegisterTaskTemplateRequest) (*RegisterTaskTemplateResponse, error)
 	// GetTaskTemplate returns one template version. An empty version means the
 	// latest: the highest semantic version that is not a pre-release, or the
@@ -175,22 +192,33 @@ type RegistryServiceServer interface {
 	//
 	// Errors: InvalidArgument (namespace or name missing, version malformed);
 	// NotFound (no such template or version).
+	//
+	// Scope: templates:read; checked against the namespace it acts on
+	// (SECURITY.md).
 	GetTaskTemplate(context.Context, *GetTaskTemplateRequest) (*GetTaskTemplateResponse, error)
 	// ListTaskTemplates pages through templates ordered by namespace, name and
 	// version.
 	//
 	// Errors: InvalidArgument (page_size out of range, page_token malformed or
 	// issued for other filters).
+	//
+	// Scope: templates:read; a token limited to namespaces must filter by one of
+	// them (SECURITY.md).
 	ListTaskTemplates(context.Context, *ListTaskTemplatesRequest) (*ListTaskTemplatesResponse, error)
 	// ListNamespaces pages through namespaces ordered by name.
 	//
 	// Errors: InvalidArgument (page_size out of range, page_token malformed).
+	//
+	// Scope: templates:read; answers only the token's namespaces (SECURITY.md).
 	ListNamespaces(context.Context, *ListNamespacesRequest) (*ListNamespacesResponse, error)
 	// ListHandlers tells, per namespace, which handlers templates use and
 	// which workers served them recently, with the time each was last seen.
 	//
 	// Errors: InvalidArgument (namespace malformed, active_within out of
 	// range).
+	//
+	// Scope: templates:read; a token limited to namespaces must filter by one of
+	// them (SECURITY.md).
 	ListHandlers(context.Context, *ListHandlersRequest) (*ListHandlersResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }

@@ -57,11 +57,16 @@ type StepServiceClient interface {
 	// and schedule. Workers read omitted parent results with it.
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: steps:read; checked against the namespace it acts on (SECURITY.md).
 	GetStep(ctx context.Context, in *GetStepRequest, opts ...grpc.CallOption) (*GetStepResponse, error)
 	// ListSteps pages steps of one task (declaration order) or across tasks
 	// (oldest first), filtered by state and handler.
 	//
 	// Errors: InvalidArgument (filters, page_size, page_token).
+	//
+	// Scope: steps:read; a token limited to namespaces must filter by one of them
+	// or by one of their tasks (SECURITY.md).
 	ListSteps(ctx context.Context, in *ListStepsRequest, opts ...grpc.CallOption) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
@@ -73,6 +78,9 @@ type StepServiceClient interface {
 	// in error (for a cancelled step the message points to ResolveStep) or its
 	// task is not pending, in progress or in error (metadata current_state,
 	// and task_state for the task).
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	RetryStep(ctx context.Context, in *RetryStepRequest, opts ...grpc.CallOption) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
 	// step had completed, and a task in error resumes when that makes
@@ -84,12 +92,18 @@ type StepServiceClient interface {
 	// Errors: InvalidArgument (result over the size limit); NotFound;
 	// FailedPrecondition INVALID_STATE when the step is in progress, complete
 	// or resolved, or its task is not pending, in progress or in error.
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	ResolveStep(ctx context.Context, in *ResolveStepRequest, opts ...grpc.CallOption) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is
 	// finished or its task is not pending, in progress or in error.
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	CancelStep(ctx context.Context, in *CancelStepRequest, opts ...grpc.CallOption) (*CancelStepResponse, error)
 	// ClaimSteps hands up to max_steps due steps of the given handlers to a
 	// worker, higher priority first, then oldest. It long-polls: when nothing
@@ -101,12 +115,16 @@ type StepServiceClient interface {
 	// limit are marked omitted; read them with GetStep.
 	//
 	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(ctx context.Context, in *ClaimStepsRequest, opts ...grpc.CallOption) (*ClaimStepsResponse, error)
 	// ExtendLease renews the leases of running steps (a heartbeat). Each entry
 	// is answered on its own; the call fails only for a malformed request.
 	//
 	// Errors: InvalidArgument (no entries, too many, extend_by out of range).
 	// Entry results: Aborted LEASE_LOST, TIMED_OUT or CANCELLED; NotFound.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ExtendLease(ctx context.Context, in *ExtendLeaseRequest, opts ...grpc.CallOption) (*ExtendLeaseResponse, error)
 	// CompleteStep stores the step's result, enqueues each child whose
 	// parents are now all done, and finalizes the task when it can, in one
@@ -118,6 +136,8 @@ type StepServiceClient interface {
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	CompleteStep(ctx context.Context, in *CompleteStepRequest, opts ...grpc.CallOption) (*CompleteStepResponse, error)
 	// FailStep reports a failed attempt. A retryable failure with attempts
 	// left waits for the backoff (or retry_after, capped by the policy's max
@@ -131,21 +151,29 @@ type StepServiceClient interface {
 	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
 	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
 	// it with a different error message.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	FailStep(ctx context.Context, in *FailStepRequest, opts ...grpc.CallOption) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.
 	//
 	// Errors: NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ReleaseStep(ctx context.Context, in *ReleaseStepRequest, opts ...grpc.CallOption) (*ReleaseStepResponse, error)
 	// BatchCompleteSteps completes many steps; each entry is answered as
 	// CompleteStep would, and one bad entry never fails the others.
 	//
 	// Errors: InvalidArgument (no entries or more than 100).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	BatchCompleteSteps(ctx context.Context, in *BatchCompleteStepsRequest, opts ...grpc.CallOption) (*BatchCompleteStepsResponse, error)
 	// BatchFailSteps fails many steps; each entry is answered as FailStep
 	// would, and one bad entry never fails the others.
 	//
 	// Errors: InvalidArgument (no entries or more than 100).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	BatchFailSteps(ctx context.Context, in *BatchFailStepsRequest, opts ...grpc.CallOption) (*BatchFailStepsResponse, error)
 }
 
@@ -301,11 +329,16 @@ type StepServiceServer interface {
 	// and schedule. Workers read omitted parent results with it.
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: steps:read; checked against the namespace it acts on (SECURITY.md).
 	GetStep(context.Context, *GetStepRequest) (*GetStepResponse, error)
 	// ListSteps pages steps of one task (declaration order) or across tasks
 	// (oldest first), filtered by state and handler.
 	//
 	// Errors: InvalidArgument (filters, page_size, page_token).
+	//
+	// Scope: steps:read; a token limited to namespaces must filter by one of them
+	// or by one of their tasks (SECURITY.md).
 	ListSteps(context.Context, *ListStepsRequest) (*ListStepsResponse, error)
 	// RetryStep puts a step in error back to enqueued with its policy's
 	// max_attempts attempts available again (the budget becomes attempts made
@@ -317,6 +350,9 @@ type StepServiceServer interface {
 	// in error (for a cancelled step the message points to ResolveStep) or its
 	// task is not pending, in progress or in error (metadata current_state,
 	// and task_state for the task).
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	RetryStep(context.Context, *RetryStepRequest) (*RetryStepResponse, error)
 	// ResolveStep gives a step a result by hand; the DAG continues as if the
 	// step had completed, and a task in error resumes when that makes
@@ -328,12 +364,18 @@ type StepServiceServer interface {
 	// Errors: InvalidArgument (result over the size limit); NotFound;
 	// FailedPrecondition INVALID_STATE when the step is in progress, complete
 	// or resolved, or its task is not pending, in progress or in error.
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	ResolveStep(context.Context, *ResolveStepRequest) (*ResolveStepResponse, error)
 	// CancelStep cancels one unfinished step; its descendants can no longer
 	// run and the task ends as DESIGN §4 says once the rest settles.
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the step is
 	// finished or its task is not pending, in progress or in error.
+	//
+	// Scope: steps:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	CancelStep(context.Context, *CancelStepRequest) (*CancelStepResponse, error)
 	// ClaimSteps hands up to max_steps due steps of the given handlers to a
 	// worker, higher priority first, then oldest. It long-polls: when nothing
@@ -345,12 +387,16 @@ type StepServiceServer interface {
 	// limit are marked omitted; read them with GetStep.
 	//
 	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(context.Context, *ClaimStepsRequest) (*ClaimStepsResponse, error)
 	// ExtendLease renews the leases of running steps (a heartbeat). Each entry
 	// is answered on its own; the call fails only for a malformed request.
 	//
 	// Errors: InvalidArgument (no entries, too many, extend_by out of range).
 	// Entry results: Aborted LEASE_LOST, TIMED_OUT or CANCELLED; NotFound.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ExtendLease(context.Context, *ExtendLeaseRequest) (*ExtendLeaseResponse, error)
 	// CompleteStep stores the step's result, enqueues each child whose
 	// parents are now all done, and finalizes the task when it can, in one
@@ -362,6 +408,8 @@ type StepServiceServer interface {
 	// Errors: InvalidArgument (result over the size limit); NotFound; Aborted
 	// LEASE_LOST, TIMED_OUT, CANCELLED; FailedPrecondition ALREADY_COMPLETED
 	// when the same lease already completed it with a different result.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	CompleteStep(context.Context, *CompleteStepRequest) (*CompleteStepResponse, error)
 	// FailStep reports a failed attempt. A retryable failure with attempts
 	// left waits for the backoff (or retry_after, capped by the policy's max
@@ -375,21 +423,29 @@ type StepServiceServer interface {
 	// negative); NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED;
 	// FailedPrecondition ALREADY_COMPLETED when the same lease already failed
 	// it with a different error message.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	FailStep(context.Context, *FailStepRequest) (*FailStepResponse, error)
 	// ReleaseStep gives a claimed step back unrun (e.g. on worker shutdown):
 	// it is enqueued again at once and the attempt is not counted.
 	//
 	// Errors: NotFound; Aborted LEASE_LOST, TIMED_OUT, CANCELLED.
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ReleaseStep(context.Context, *ReleaseStepRequest) (*ReleaseStepResponse, error)
 	// BatchCompleteSteps completes many steps; each entry is answered as
 	// CompleteStep would, and one bad entry never fails the others.
 	//
 	// Errors: InvalidArgument (no entries or more than 100).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	BatchCompleteSteps(context.Context, *BatchCompleteStepsRequest) (*BatchCompleteStepsResponse, error)
 	// BatchFailSteps fails many steps; each entry is answered as FailStep
 	// would, and one bad entry never fails the others.
 	//
 	// Errors: InvalidArgument (no entries or more than 100).
+	//
+	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	BatchFailSteps(context.Context, *BatchFailStepsRequest) (*BatchFailStepsResponse, error)
 	mustEmbedUnimplementedStepServiceServer()
 }

@@ -54,15 +54,22 @@ type TaskServiceClient interface {
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
 	// request).
+	//
+	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(ctx context.Context, in *CreateTaskRequest, opts ...grpc.CallOption) (*CreateTaskResponse, error)
 	// GetTask returns a task with its steps (without configs and results; read
 	// those with StepService.GetStep).
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*GetTaskResponse, error)
 	// ListTasks pages tasks, newest first, with filters.
 	//
 	// Errors: InvalidArgument (filter values, page_size, page_token).
+	//
+	// Scope: tasks:read; a token limited to namespaces must filter by one of them
+	// (SECURITY.md).
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
 	// leases learn it on their next call (Aborted, reason CANCELLED). The
@@ -71,6 +78,9 @@ type TaskServiceClient interface {
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
@@ -81,6 +91,9 @@ type TaskServiceClient interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error, or no step of it is in error (the message points to
 	// ResolveStep for its cancelled steps).
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	RetryTask(ctx context.Context, in *RetryTaskRequest, opts ...grpc.CallOption) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand. Its steps are left as they
 	// are: the step counts still show the steps in error, cancelled or never
@@ -88,11 +101,16 @@ type TaskServiceClient interface {
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	ResolveTask(ctx context.Context, in *ResolveTaskRequest, opts ...grpc.CallOption) (*ResolveTaskResponse, error)
 	// GetTaskGraph returns the task's DAG with live step states, also rendered
 	// as Graphviz DOT and Mermaid text.
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTaskGraph(ctx context.Context, in *GetTaskGraphRequest, opts ...grpc.CallOption) (*GetTaskGraphResponse, error)
 }
 
@@ -200,15 +218,22 @@ type TaskServiceServer interface {
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
 	// request).
+	//
+	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(context.Context, *CreateTaskRequest) (*CreateTaskResponse, error)
 	// GetTask returns a task with its steps (without configs and results; read
 	// those with StepService.GetStep).
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error)
 	// ListTasks pages tasks, newest first, with filters.
 	//
 	// Errors: InvalidArgument (filter values, page_size, page_token).
+	//
+	// Scope: tasks:read; a token limited to namespaces must filter by one of them
+	// (SECURITY.md).
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
 	// CancelTask cancels the task and every unfinished step. Workers holding
 	// leases learn it on their next call (Aborted, reason CANCELLED). The
@@ -217,6 +242,9 @@ type TaskServiceServer interface {
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is
 	// complete, cancelled or resolved manually (metadata current_state).
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
 	// RetryTask puts every step in error back to work (each with its policy's
 	// max_attempts attempts available again) and the task back in progress.
@@ -227,6 +255,9 @@ type TaskServiceServer interface {
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error, or no step of it is in error (the message points to
 	// ResolveStep for its cancelled steps).
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	RetryTask(context.Context, *RetryTaskRequest) (*RetryTaskResponse, error)
 	// ResolveTask closes a task in error by hand. Its steps are left as they
 	// are: the step counts still show the steps in error, cancelled or never
@@ -234,11 +265,16 @@ type TaskServiceServer interface {
 	//
 	// Errors: NotFound; FailedPrecondition INVALID_STATE when the task is not
 	// in error.
+	//
+	// Scope: tasks:operate; checked against the namespace it acts on
+	// (SECURITY.md).
 	ResolveTask(context.Context, *ResolveTaskRequest) (*ResolveTaskResponse, error)
 	// GetTaskGraph returns the task's DAG with live step states, also rendered
 	// as Graphviz DOT and Mermaid text.
 	//
 	// Errors: InvalidArgument (id not a UUID); NotFound.
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTaskGraph(context.Context, *GetTaskGraphRequest) (*GetTaskGraphResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
