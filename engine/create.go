@@ -159,7 +159,7 @@ func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*TaskView,
 	if err != nil {
 		return nil, false, err
 	}
-	tpl, err := e.templates.Get(ctx, p.Namespace, p.Name, p.Version)
+	tpl, err := e.templates.Resolve(ctx, p.Namespace, p.Name, p.Version)
 	if err != nil {
 		return nil, false, err
 	}
