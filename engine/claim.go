@@ -74,9 +74,11 @@ type ParentResult struct {
 
 // Claim is a step handed to a worker, with what it needs to run.
 type Claim struct {
-	Step    *ent.Step
-	Task    *ent.Task
-	Parents []ParentResult
+	Step *Step
+	Task *Task
+	// LeaseToken is the token the worker's reports must present.
+	LeaseToken string
+	Parents    []ParentResult
 }
 
 // ClaimSteps claims up to p.Max due steps of p.Handlers, higher priority
@@ -444,11 +446,16 @@ func (e *Engine) withParents(ctx context.Context, claimed []*ent.Step, tasks map
 			byChild[d.ChildID] = append(byChild[d.ChildID], p)
 		}
 	}
+	// Steps of one task share its Task.
+	views := make(map[uuid.UUID]*Task, len(tasks))
+	for id, t := range tasks {
+		views[id] = taskFromRow(t)
+	}
 	out := make([]Claim, len(claimed))
 	for i, s := range claimed {
 		ps := byChild[s.ID]
 		sort.Slice(ps, func(a, b int) bool { return ps[a].Position < ps[b].Position })
-		c := Claim{Step: s, Task: tasks[s.TaskID]}
+		c := Claim{Step: stepFromRow(s), Task: views[s.TaskID], LeaseToken: *s.LeaseToken}
 		for _, p := range ps {
 			c.Parents = append(c.Parents, ParentResult{Name: p.Name, StepID: p.ID, Result: p.Result})
 		}

@@ -40,7 +40,7 @@ func TestConcurrentParentsEnqueueChildOnce(t *testing.T) {
 			for _, c := range claims {
 				wg.Go(func() {
 					<-start
-					errs <- b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken},
+					errs <- b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken},
 						map[string]any{"step": c.Step.Name})
 				})
 			}
@@ -149,15 +149,15 @@ func TestLifecycleEvents(t *testing.T) {
 		b.register(t, "chain", 2, []string{"a", "b"}, map[string][]string{"b": {"a"}})
 		tk := b.create(t, "chain")
 		c := b.claim(t, 1)[0]
-		out, err := b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, Message: "flaky"})
+		out, err := b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}, Message: "flaky"})
 		require.NoError(t, err)
-		require.Equal(t, step.StateWaitingForRetry, out.State)
+		require.Equal(t, engine.StepWaitingForRetry, out.State)
 		c = b.claim(t, 1)[0]
 		require.Equal(t, 2, c.Step.Attempts)
-		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, nil))
+		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}, nil))
 		c = b.claim(t, 1)[0]
 		require.Equal(t, "b", c.Step.Name)
-		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, nil))
+		require.NoError(t, b.eng.CompleteStep(b.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}, nil))
 		require.Equal(t, task.StateComplete, b.task(t, tk.ID).State)
 		require.Equal(t, []string{
 			"task.created", "step.enqueued", // a is a root
@@ -210,7 +210,7 @@ func TestReviveRespectsStrictIdentity(t *testing.T) {
 		first, _, err := b.eng.CreateTask(b.ctx, p)
 		require.NoError(t, err)
 		c := b.claim(t, 1)[0]
-		_, err = b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, Message: "no", NonRetryable: true})
+		_, err = b.eng.FailStep(b.ctx, engine.FailParams{Lease: engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}, Message: "no", NonRetryable: true})
 		require.NoError(t, err)
 		require.Equal(t, task.StateError, b.task(t, first.Task.ID).State)
 

@@ -159,7 +159,7 @@ func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*TaskView,
 	if err != nil {
 		return nil, false, err
 	}
-	tpl, err := e.templates.Get(ctx, p.Namespace, p.Name, p.Version)
+	tpl, err := e.templates.Resolve(ctx, p.Namespace, p.Name, p.Version)
 	if err != nil {
 		return nil, false, err
 	}
@@ -259,7 +259,7 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 	}
 	ready := map[HandlerRef]int{}
 	for _, st := range created.Steps {
-		if st.State == step.StateEnqueued {
+		if st.State == StepEnqueued {
 			ready[HandlerRef{Namespace: st.Namespace, Handler: st.Handler}]++
 		}
 	}
@@ -272,7 +272,7 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 // the events of a new task, and returns the task's view.
 func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTemplate, t *ent.Task, now, due time.Time) (*TaskView, error) {
 	stepTemplates := tpl.Edges.Steps
-	v := &TaskView{Task: t, Counts: map[step.State]int{}, DependsOn: map[uuid.UUID][]string{}}
+	v := &TaskView{Task: taskFromRow(t), Counts: map[StepState]int{}, DependsOn: map[uuid.UUID][]string{}}
 	position := make(map[string]int, len(stepTemplates))
 	ids := make(map[string]uuid.UUID, len(stepTemplates))
 	for _, st := range stepTemplates {
@@ -315,7 +315,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			SetUpdatedAt(now)
 		stepTransitions = append(stepTransitions,
 			stepTransitionRow(id, t.ID, "", string(step.StatePending), "task created", 0, nil, now))
-		v.Counts[state]++
+		v.Counts[StepState(state)]++
 		if len(st.DependsOn) > 0 {
 			parents := append([]string(nil), st.DependsOn...)
 			sortByPosition(parents, position)
@@ -345,7 +345,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 	}
 	if err := createInChunks(steps, func(b []*ent.StepCreate) error {
 		rows, err := tx.Step.CreateBulk(b...).Save(ctx)
-		v.Steps = append(v.Steps, rows...)
+		v.Steps = append(v.Steps, stepsFromRows(rows)...)
 		return err
 	}); err != nil {
 		return nil, err

@@ -5,7 +5,9 @@
 // Every state change is one guarded update, one transition row and exactly
 // one event (package events), committed in one transaction through
 // storage.DB.Tx. The engine knows nothing about gRPC: it takes plain
-// parameters, returns ent entities and reports failures as *fault.Error.
+// parameters, returns its own types (Task, Step, TaskView, Claim; model.go)
+// and reports failures as *fault.Error. Ent rows stay inside: callers never
+// see the schema's columns, so it can change without them.
 //
 // Claims read the partial index of claimable steps (steps.claimable_at,
 // kept by every move) in claim order, so a claim costs the same whatever the

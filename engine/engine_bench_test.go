@@ -110,7 +110,7 @@ func (bb *benchBundle) claimAll(b *testing.B, n int) []engine.Claim {
 
 func (bb *benchBundle) complete(b *testing.B, c engine.Claim) {
 	b.Helper()
-	err := bb.eng.CompleteStep(bb.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}, map[string]any{"ok": true})
+	err := bb.eng.CompleteStep(bb.ctx, engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}, map[string]any{"ok": true})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -225,7 +225,7 @@ func BenchmarkCompleteStepParallel(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					cl := <-claims
-					if err := bb.eng.CompleteStep(bb.ctx, engine.Lease{StepID: cl.Step.ID.String(), Token: *cl.Step.LeaseToken}, nil); err != nil {
+					if err := bb.eng.CompleteStep(bb.ctx, engine.Lease{StepID: cl.Step.ID.String(), Token: cl.LeaseToken}, nil); err != nil {
 						b.Error(err)
 						return
 					}

@@ -3,8 +3,6 @@ package engine
 import (
 	"fmt"
 	"strings"
-
-	"github.com/taskerhq/tasker/ent/step"
 )
 
 // Edge says Child depends on Parent (step names).
@@ -29,15 +27,15 @@ func (v *TaskView) Edges() []Edge {
 }
 
 // stateColors gives each step state one colour in both renderings.
-var stateColors = map[step.State]string{
-	step.StatePending:          "#d9d9d9",
-	step.StateEnqueued:         "#9ecae1",
-	step.StateInProgress:       "#fdd835",
-	step.StateWaitingForRetry:  "#ffb74d",
-	step.StateComplete:         "#81c784",
-	step.StateError:            "#e57373",
-	step.StateCancelled:        "#a1887f",
-	step.StateResolvedManually: "#ba68c8",
+var stateColors = map[StepState]string{
+	StepPending:          "#d9d9d9",
+	StepEnqueued:         "#9ecae1",
+	StepInProgress:       "#fdd835",
+	StepWaitingForRetry:  "#ffb74d",
+	StepComplete:         "#81c784",
+	StepError:            "#e57373",
+	StepCancelled:        "#a1887f",
+	StepResolvedManually: "#ba68c8",
 }
 
 // DOT renders the task's DAG for Graphviz, nodes filled by state.
@@ -66,10 +64,7 @@ func (v *TaskView) Mermaid() string {
 	for _, e := range v.Edges() {
 		fmt.Fprintf(&b, "  %s --> %s\n", e.Parent, e.Child)
 	}
-	for _, st := range []step.State{
-		step.StatePending, step.StateEnqueued, step.StateInProgress, step.StateWaitingForRetry,
-		step.StateComplete, step.StateError, step.StateCancelled, step.StateResolvedManually,
-	} {
+	for _, st := range stepStates {
 		fmt.Fprintf(&b, "  classDef %s fill:%s\n", st, stateColors[st])
 	}
 	return b.String()

@@ -78,7 +78,7 @@ func TestOperatorsRaceWorkers(t *testing.T) {
 					}
 					claimed.Add(int64(len(claims)))
 					for _, c := range claims {
-						l := engine.Lease{StepID: c.Step.ID.String(), Token: *c.Step.LeaseToken}
+						l := engine.Lease{StepID: c.Step.ID.String(), Token: c.LeaseToken}
 						var err error
 						switch r := rand.Float64(); {
 						case r < 0.6:

@@ -68,7 +68,7 @@ func (op StepOp) parse() (uuid.UUID, error) {
 // CancelStep cancels one unfinished step. Its descendants can no longer
 // run; the task fails once nothing else can progress. A worker holding the
 // step learns it on its next call (Aborted, CANCELLED).
-func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*ent.Step, error) {
+func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*Step, error) {
 	id, err := op.parse()
 	if err != nil {
 		return nil, err
@@ -91,7 +91,7 @@ func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*ent.Step, error) {
 
 // RetryStep puts a step in error back to enqueued with its attempt budget
 // extended by its max_attempts; a task in error resumes.
-func (e *Engine) RetryStep(ctx context.Context, op StepOp) (*ent.Step, error) {
+func (e *Engine) RetryStep(ctx context.Context, op StepOp) (*Step, error) {
 	id, err := op.parse()
 	if err != nil {
 		return nil, err
@@ -124,7 +124,7 @@ func (c *change) retry(ctx context.Context, s *ent.Step, reason string) error {
 // if it had completed, and a task in error resumes when that makes
 // progress possible. Cancelled steps are accepted: it is the one way to let
 // a cancelled step's descendants run.
-func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]any) (*ent.Step, error) {
+func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]any) (*Step, error) {
 	id, err := op.parse()
 	if err != nil {
 		return nil, err
@@ -271,14 +271,18 @@ func reasonOr(reason, def string) string {
 }
 
 // reread returns the step as committed.
-func (e *Engine) reread(ctx context.Context, s *ent.Step, err error) (*ent.Step, error) {
+func (e *Engine) reread(ctx context.Context, s *ent.Step, err error) (*Step, error) {
 	if err != nil {
 		return nil, err
 	}
 	if s == nil {
 		return nil, fmt.Errorf("operator call changed no step")
 	}
-	return e.db.Reader.Step.Get(ctx, s.ID)
+	row, err := e.db.Reader.Step.Get(ctx, s.ID)
+	if err != nil {
+		return nil, err
+	}
+	return stepFromRow(row), nil
 }
 
 // resumeConflict explains the one way reviving a task can collide: a task

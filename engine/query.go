@@ -33,13 +33,13 @@ const (
 // TaskView is a task with what an operator needs to read it: step counts by
 // state and, from GetTask, the steps and their dependencies.
 type TaskView struct {
-	Task *ent.Task
+	Task *Task
 	// Counts holds the number of steps in each state.
-	Counts map[step.State]int
+	Counts map[StepState]int
 	// Due counts enqueued steps whose available_at has passed.
 	Due int
 	// Steps in declaration order (GetTask only).
-	Steps []*ent.Step
+	Steps []*Step
 	// DependsOn maps a step id to its parents' names (GetTask only).
 	DependsOn map[uuid.UUID][]string
 }
@@ -59,7 +59,7 @@ func (v *TaskView) CompletionPercentage() float64 {
 	if total == 0 {
 		return 0
 	}
-	return float64(v.Counts[step.StateComplete]+v.Counts[step.StateResolvedManually]) * 100 / float64(total)
+	return float64(v.Counts[StepComplete]+v.Counts[StepResolvedManually]) * 100 / float64(total)
 }
 
 // ExecutionStatus derives the status from the task state and step counts.
@@ -69,26 +69,26 @@ func (v *TaskView) CompletionPercentage() float64 {
 // complete, so the status agrees with its step counts.
 func (v *TaskView) ExecutionStatus() ExecutionStatus {
 	switch v.Task.State {
-	case task.StateComplete:
+	case TaskComplete:
 		return StatusComplete
-	case task.StateCancelled, task.StateResolvedManually:
-		if v.Counts[step.StateComplete]+v.Counts[step.StateResolvedManually] == v.Total() {
+	case TaskCancelled, TaskResolvedManually:
+		if v.Counts[StepComplete]+v.Counts[StepResolvedManually] == v.Total() {
 			return StatusComplete
 		}
 		return StatusBlockedByFailures
-	case task.StateError:
+	case TaskError:
 		return StatusBlockedByFailures
 	}
 	switch {
-	case v.Counts[step.StateError]+v.Counts[step.StateCancelled] > 0:
+	case v.Counts[StepError]+v.Counts[StepCancelled] > 0:
 		return StatusBlockedByFailures
 	case v.Due > 0:
 		return StatusHasReadySteps
-	case v.Counts[step.StateInProgress] > 0:
+	case v.Counts[StepInProgress] > 0:
 		return StatusProcessing
-	case v.Counts[step.StateWaitingForRetry] > 0:
+	case v.Counts[StepWaitingForRetry] > 0:
 		return StatusWaitingForRetry
-	case v.Counts[step.StateEnqueued] > 0:
+	case v.Counts[StepEnqueued] > 0:
 		// Enqueued but not due: only root steps are ever enqueued for
 		// later, at the task's run_at (every other move into enqueued
 		// makes a step due at once).
@@ -149,10 +149,10 @@ func (e *Engine) GetTask(ctx context.Context, id string) (*TaskView, error) {
 	for _, ps := range dependsOn {
 		sortByPosition(ps, position)
 	}
-	v := &TaskView{Task: t, Counts: map[step.State]int{}, Steps: steps, DependsOn: dependsOn}
+	v := &TaskView{Task: taskFromRow(t), Counts: map[StepState]int{}, Steps: stepsFromRows(steps), DependsOn: dependsOn}
 	now := e.now()
 	for _, s := range steps {
-		v.Counts[s.State]++
+		v.Counts[StepState(s.State)]++
 		if s.State == step.StateEnqueued && s.AvailableAt != nil && !s.AvailableAt.After(now) {
 			v.Due++
 		}
@@ -172,7 +172,7 @@ func sortByPosition(names []string, position map[string]int) {
 type ListTasksParams struct {
 	Namespace     string
 	TemplateName  string
-	States        []task.State
+	States        []TaskState
 	Tags          map[string]string
 	CreatedFrom   *time.Time
 	CreatedTo     *time.Time
@@ -195,8 +195,12 @@ func (e *Engine) ListTasks(ctx context.Context, p ListTasksParams) ([]*TaskView,
 	if p.TemplateName != "" {
 		preds = append(preds, task.TemplateName(p.TemplateName))
 	}
-	if len(p.States) > 0 {
-		preds = append(preds, task.StateIn(p.States...))
+	states, err := taskStateRows("states", p.States)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(states) > 0 {
+		preds = append(preds, task.StateIn(states...))
 	}
 	for k, v := range p.Tags {
 		preds = append(preds, func(s *sql.Selector) {
@@ -219,7 +223,7 @@ func (e *Engine) ListTasks(ctx context.Context, p ListTasksParams) ([]*TaskView,
 		}
 		preds = append(preds, task.ParentTaskID(parent))
 	}
-	fp := page.Fingerprint(p.Namespace, p.TemplateName, p.States, p.Tags, p.CreatedFrom, p.CreatedTo, p.CorrelationID, p.ParentTaskID)
+	fp := page.Fingerprint(p.Namespace, p.TemplateName, states, p.Tags, p.CreatedFrom, p.CreatedTo, p.CorrelationID, p.ParentTaskID)
 	var after uuid.UUID
 	if ok, err := page.Decode("page_token", p.PageToken, fp, &after); err != nil {
 		return nil, "", err
@@ -246,7 +250,7 @@ func (e *Engine) summarize(ctx context.Context, tasks []*ent.Task) ([]*TaskView,
 	byID := make(map[uuid.UUID]*TaskView, len(tasks))
 	ids := make([]uuid.UUID, len(tasks))
 	for i, t := range tasks {
-		views[i] = &TaskView{Task: t, Counts: map[step.State]int{}}
+		views[i] = &TaskView{Task: taskFromRow(t), Counts: map[StepState]int{}}
 		byID[t.ID] = views[i]
 		ids[i] = t.ID
 	}
@@ -267,7 +271,7 @@ func (e *Engine) summarize(ctx context.Context, tasks []*ent.Task) ([]*TaskView,
 		return nil, err
 	}
 	for _, r := range rows {
-		byID[r.TaskID].Counts[r.State] = r.Count
+		byID[r.TaskID].Counts[StepState(r.State)] = r.Count
 	}
 	var due []struct {
 		TaskID uuid.UUID `json:"task_id"`

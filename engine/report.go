@@ -156,7 +156,7 @@ type FailParams struct {
 
 // FailOutcome tells what a failure led to.
 type FailOutcome struct {
-	State       step.State
+	State       StepState
 	AvailableAt *time.Time
 }
 
@@ -190,7 +190,7 @@ func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error
 		if (s.State == step.StateWaitingForRetry || s.State == step.StateError) &&
 			s.LeaseToken != nil && *s.LeaseToken == p.Token {
 			if s.LastErrorMessage == p.Message {
-				out = FailOutcome{State: s.State, AvailableAt: s.AvailableAt}
+				out = FailOutcome{State: StepState(s.State), AvailableAt: s.AvailableAt}
 				return c, nil
 			}
 			byWorker, err := failedByWorker(ctx, tx, s)
@@ -264,7 +264,7 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 			return FailOutcome{}, conflictErr(err, ok, s)
 		}
 		c.becameReady(s) // a claimer sleeping past the due time must wake for it
-		return FailOutcome{State: step.StateWaitingForRetry, AvailableAt: &due}, nil
+		return FailOutcome{State: StepWaitingForRetry, AvailableAt: &due}, nil
 	}
 	if reason == "" {
 		reason = reasonNonRetryable
@@ -276,7 +276,7 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 	if err != nil || !ok {
 		return FailOutcome{}, conflictErr(err, ok, s)
 	}
-	return FailOutcome{State: step.StateError}, c.finalize(ctx)
+	return FailOutcome{State: StepError}, c.finalize(ctx)
 }
 
 func conflictErr(err error, ok bool, s *ent.Step) error {

@@ -53,7 +53,7 @@ func (b *bundle) register(t *testing.T, name string, maxAttempts int32, names []
 	require.NoError(t, err)
 }
 
-func (b *bundle) create(t *testing.T, name string) *ent.Task {
+func (b *bundle) create(t *testing.T, name string) *engine.Task {
 	t.Helper()
 	v, dup, err := b.eng.CreateTask(b.ctx, engine.CreateTaskParams{Namespace: "ns", Name: name, CorrelationID: "corr-" + name})
 	require.NoError(t, err)

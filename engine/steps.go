@@ -16,7 +16,7 @@ import (
 
 // GetStep returns a step in full with its parents' names and its task's
 // correlation id.
-func (e *Engine) GetStep(ctx context.Context, id string) (*ent.Step, []string, string, error) {
+func (e *Engine) GetStep(ctx context.Context, id string) (*Step, []string, string, error) {
 	sid, err := parseID("id", id)
 	if err != nil {
 		return nil, nil, "", err
@@ -43,13 +43,13 @@ func (e *Engine) GetStep(ctx context.Context, id string) (*ent.Step, []string, s
 	if err != nil {
 		return nil, nil, "", err
 	}
-	return s, parents, t.CorrelationID, nil
+	return stepFromRow(s), parents, t.CorrelationID, nil
 }
 
 // ListStepsParams filters and pages ListSteps.
 type ListStepsParams struct {
 	TaskID    string
-	States    []step.State
+	States    []StepState
 	Namespace string
 	Handler   string
 	PageSize  int32
@@ -58,7 +58,7 @@ type ListStepsParams struct {
 
 // ListSteps returns one page of steps: a task's in declaration order, or
 // across tasks oldest first.
-func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*ent.Step, string, error) {
+func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*Step, string, error) {
 	size, err := page.Size("page_size", p.PageSize, 50, 500)
 	if err != nil {
 		return nil, "", err
@@ -71,8 +71,12 @@ func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*ent.Step,
 		}
 		preds = append(preds, step.TaskID(tid))
 	}
-	if len(p.States) > 0 {
-		preds = append(preds, step.StateIn(p.States...))
+	states, err := stepStateRows("states", p.States)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(states) > 0 {
+		preds = append(preds, step.StateIn(states...))
 	}
 	if p.Namespace != "" {
 		preds = append(preds, step.Namespace(p.Namespace))
@@ -80,7 +84,7 @@ func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*ent.Step,
 	if p.Handler != "" {
 		preds = append(preds, step.Handler(p.Handler))
 	}
-	fp := page.Fingerprint(p.TaskID, p.States, p.Namespace, p.Handler)
+	fp := page.Fingerprint(p.TaskID, states, p.Namespace, p.Handler)
 	// Within a task, steps are ordered by declaration; across tasks by id,
 	// which is creation order (UUIDv7).
 	type cursor struct {
@@ -114,5 +118,5 @@ func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*ent.Step,
 		last := steps[size-1]
 		next = page.Encode(fp, cursor{Position: last.Position, ID: last.ID})
 	}
-	return steps, next, nil
+	return stepsFromRows(steps), next, nil
 }

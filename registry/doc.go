@@ -9,6 +9,8 @@
 // registering the same template twice is a no-op and different content for
 // an existing version is refused unless replaced; and it stores versions
 // through ent and finds them again, the latest by semantic version when
-// none is named. It knows nothing of gRPC: the server turns its templates
-// into messages with ToProto and its *fault.Error values into statuses.
+// none is named. It knows nothing of gRPC services: the Store answers with
+// tasker.v1 template messages, which the server returns as they are, and
+// *fault.Error values, which the server turns into statuses. Only the engine
+// reads the stored rows (Resolve), to create tasks from them.
 package registry

@@ -57,13 +57,14 @@ func (s *Store) OnAppend(fn func()) { s.appended = fn }
 // a new version is CREATED; the same content again is UNCHANGED and writes
 // nothing; different content is REPLACED when replace is set, and
 // AlreadyExists otherwise. The template is stored normalized (Normalize),
-// and the row returned has its namespace and steps loaded. A creation or
+// and the one returned is the stored version, output-only fields
+// included. A creation or
 // replacement appends registry.template_registered or
 // registry.template_replaced to the event log in the same transaction,
 // with the correlation id of ctx. Concurrent
 // registrations of the same version all succeed when their content is the
 // same: one creates it, the others find it unchanged.
-func (s *Store) Register(ctx context.Context, tpl *taskerv1.TaskTemplate, replace bool) (*ent.TaskTemplate, taskerv1.RegistrationOutcome, error) {
+func (s *Store) Register(ctx context.Context, tpl *taskerv1.TaskTemplate, replace bool) (*taskerv1.TaskTemplate, taskerv1.RegistrationOutcome, error) {
 	if err := Validate(tpl); err != nil {
 		return nil, 0, err
 	}
@@ -90,7 +91,7 @@ func (s *Store) Register(ctx context.Context, tpl *taskerv1.TaskTemplate, replac
 	if outcome != taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_UNCHANGED && s.appended != nil {
 		s.appended()
 	}
-	return row, outcome, nil
+	return toProto(row), outcome, nil
 }
 
 func (s *Store) register(ctx context.Context, tx *ent.Tx, n *taskerv1.TaskTemplate, hash string, replace bool) (*ent.TaskTemplate, taskerv1.RegistrationOutcome, error) {
@@ -263,17 +264,28 @@ func createSteps(ctx context.Context, tx *ent.Tx, templateID int, steps []*taske
 	return nil
 }
 
-// Get returns one template version with its namespace and steps loaded,
-// or, when version is empty, the latest version (Latest). Errors:
-// InvalidArgument naming namespace, name or version (fields of
-// GetTaskTemplateRequest and CreateTaskRequest alike); NotFound.
+// Get returns one template version, output-only fields included, or, when
+// version is empty, the latest version (Latest). Errors: InvalidArgument
+// naming namespace, name or version; NotFound.
+func (s *Store) Get(ctx context.Context, namespace, name, version string) (*taskerv1.TaskTemplate, error) {
+	row, err := s.Resolve(ctx, namespace, name, version)
+	if err != nil {
+		return nil, err
+	}
+	return toProto(row), nil
+}
+
+// Resolve is Get for the engine, which creates tasks from the stored row
+// itself (its id, identity strategy, schema and step templates): it returns
+// the row with its namespace and steps loaded. Errors are Get's, naming
+// fields of CreateTaskRequest and GetTaskTemplateRequest alike.
 //
 // Every CreateTask resolves its template here, so loaded versions are kept
 // in memory by id and content hash: a call reads only the versions' ids and
 // hashes, and loads a version again only when it is new or was replaced
 // (by this process or another replica). The rows returned are shared and
 // must not be modified.
-func (s *Store) Get(ctx context.Context, namespace, name, version string) (*ent.TaskTemplate, error) {
+func (s *Store) Resolve(ctx context.Context, namespace, name, version string) (*ent.TaskTemplate, error) {
 	ofTemplate, err := templatePredicates(namespace, name, version)
 	if err != nil {
 		return nil, err
@@ -446,10 +458,10 @@ type listCursor struct {
 }
 
 // List pages through template versions ordered by namespace, name and
-// version string (byte order on both dialects), with namespace and steps
-// loaded. nextToken is empty on the last page. Errors: InvalidArgument
+// version string (byte order on both dialects), output-only fields
+// included. nextToken is empty on the last page. Errors: InvalidArgument
 // naming page_size or page_token.
-func (s *Store) List(ctx context.Context, opts ListOptions) (templates []*ent.TaskTemplate, nextToken string, err error) {
+func (s *Store) List(ctx context.Context, opts ListOptions) (templates []*taskerv1.TaskTemplate, nextToken string, err error) {
 	size, err := page.Size("page_size", opts.PageSize, defaultPageSize, maxPageSize)
 	if err != nil {
 		return nil, "", err
@@ -502,7 +514,11 @@ func (s *Store) List(ctx context.Context, opts ListOptions) (templates []*ent.Ta
 		last := rows[size-1]
 		nextToken = page.Encode(fp, listCursor{Namespace: last.Edges.Namespace.Name, Name: last.Name, Version: last.Version})
 	}
-	return rows, nextToken, nil
+	templates = make([]*taskerv1.TaskTemplate, len(rows))
+	for i, row := range rows {
+		templates[i] = toProto(row)
+	}
+	return templates, nextToken, nil
 }
 
 // collate makes PostgreSQL compare names bytewise, as SQLite does, so a
@@ -599,11 +615,11 @@ var (
 	}
 )
 
-// ToProto rebuilds the template message, output-only fields included, from
-// a row loaded with its namespace and steps, as every row the Store returns
+// toProto rebuilds the template message, output-only fields included, from
+// a row loaded with its namespace and steps, as every row the Store reads
 // is. For a registered template it equals Normalize of what was registered
 // plus the output-only fields.
-func ToProto(row *ent.TaskTemplate) *taskerv1.TaskTemplate {
+func toProto(row *ent.TaskTemplate) *taskerv1.TaskTemplate {
 	t := &taskerv1.TaskTemplate{
 		Name:             row.Name,
 		Version:          row.Version,

@@ -63,12 +63,12 @@ func (b *testBundle) events(t *testing.T) []string {
 	return out
 }
 
-// stored is what ToProto must return for a registration of in: the
-// normalized template plus the output-only fields of row.
-func stored(in *taskerv1.TaskTemplate, row *ent.TaskTemplate) *taskerv1.TaskTemplate {
+// stored is what the Store must answer for a registration of in: the
+// normalized template plus the output-only fields of got.
+func stored(in, got *taskerv1.TaskTemplate) *taskerv1.TaskTemplate {
 	want := Normalize(in)
-	want.CreateTime = timestamppb.New(row.CreatedAt)
-	want.UpdateTime = timestamppb.New(row.UpdatedAt)
+	want.CreateTime = got.GetCreateTime()
+	want.UpdateTime = got.GetUpdateTime()
 	want.ContentHash = ContentHash(in)
 	return want
 }
@@ -84,15 +84,19 @@ func TestRegister(t *testing.T) {
 		require.Equal(t, taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_CREATED, outcome)
 		registered := "registry.template_registered shop.eu-west/order_fulfillment@1.2.0-rc.1 c-1"
 		require.Equal(t, []string{registered}, b.events(t))
-		require.Equal(t, row.CreatedAt, row.UpdatedAt)
-		require.WithinDuration(t, time.Now(), row.CreatedAt, time.Minute)
-		require.Empty(t, cmpDiff(stored(in, row), ToProto(row)))
+		require.Equal(t, row.CreateTime.AsTime(), row.UpdateTime.AsTime())
+		require.WithinDuration(t, time.Now(), row.CreateTime.AsTime(), time.Minute)
+		require.Empty(t, cmpDiff(stored(in, row), row))
 		require.Equal(t, [3]int{1, 1, 4}, b.counts(t))
 
 		got, err := b.store.Get(b.ctx, in.Namespace, in.Name, in.Version)
 		require.NoError(t, err)
-		require.Empty(t, cmpDiff(ToProto(row), ToProto(got)), "read back equals what Register returned")
-		require.Equal(t, ContentHash(ToProto(got)), got.ContentHash, "the stored form hashes to the stored hash")
+		require.Empty(t, cmpDiff(row, got), "read back equals what Register returned")
+		require.Equal(t, ContentHash(got), got.ContentHash, "the stored form hashes to the stored hash")
+		resolved, err := b.store.Resolve(b.ctx, in.Namespace, in.Name, in.Version)
+		require.NoError(t, err)
+		require.Equal(t, got.ContentHash, resolved.ContentHash)
+		require.Empty(t, cmpDiff(got, toProto(resolved)), "the engine's row is the same version")
 
 		t.Run("identical content is unchanged and writes nothing", func(t *testing.T) {
 			again := proto.Clone(in).(*taskerv1.TaskTemplate)
@@ -100,12 +104,12 @@ func TestRegister(t *testing.T) {
 			row2, outcome, err := b.store.Register(b.ctx, again, false)
 			require.NoError(t, err)
 			require.Equal(t, taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_UNCHANGED, outcome)
-			require.Empty(t, cmpDiff(ToProto(row), ToProto(row2)))
+			require.Empty(t, cmpDiff(row, row2))
 			require.Equal(t, [3]int{1, 1, 4}, b.counts(t))
 
 			// Normalized input, as GetTaskTemplate returns it, is the same
 			// content too.
-			_, outcome, err = b.store.Register(b.ctx, ToProto(row), false)
+			_, outcome, err = b.store.Register(b.ctx, row, false)
 			require.NoError(t, err)
 			require.Equal(t, taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_UNCHANGED, outcome)
 			require.Equal(t, []string{registered}, b.events(t))
@@ -127,7 +131,7 @@ func TestRegister(t *testing.T) {
 			require.Equal(t, []string{registered}, b.events(t))
 			got, err := b.store.Get(b.ctx, in.Namespace, in.Name, in.Version)
 			require.NoError(t, err)
-			require.Empty(t, cmpDiff(ToProto(row), ToProto(got)))
+			require.Empty(t, cmpDiff(row, got))
 		})
 
 		t.Run("replace", func(t *testing.T) {
@@ -136,15 +140,14 @@ func TestRegister(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, taskerv1.RegistrationOutcome_REGISTRATION_OUTCOME_REPLACED, outcome)
 			require.Equal(t, []string{registered, "registry.template_replaced shop.eu-west/order_fulfillment@1.2.0-rc.1 c-2"}, b.events(t))
-			require.Equal(t, row.ID, row3.ID)
-			require.Equal(t, row.CreatedAt, row3.CreatedAt)
-			require.True(t, row3.UpdatedAt.After(row.UpdatedAt))
-			require.Empty(t, cmpDiff(stored(changed, row3), ToProto(row3)))
-			require.Equal(t, [3]int{1, 1, 2}, b.counts(t))
+			require.Equal(t, row.CreateTime.AsTime(), row3.CreateTime.AsTime())
+			require.True(t, row3.UpdateTime.AsTime().After(row.UpdateTime.AsTime()))
+			require.Empty(t, cmpDiff(stored(changed, row3), row3))
+			require.Equal(t, [3]int{1, 1, 2}, b.counts(t), "the version's row is updated in place")
 
 			got, err := b.store.Get(b.ctx, in.Namespace, in.Name, in.Version)
 			require.NoError(t, err)
-			require.Empty(t, cmpDiff(ToProto(row3), ToProto(got)))
+			require.Empty(t, cmpDiff(row3, got))
 
 			// Replacing with the same content again is unchanged.
 			_, outcome, err = b.store.Register(b.ctx, changed, true)
@@ -173,10 +176,10 @@ func TestRegisterRoundTripsEveryField(t *testing.T) {
 		for _, tpl := range []*taskerv1.TaskTemplate{in, loaded[0].Template, loaded[1].Template} {
 			row, _, err := b.store.Register(b.ctx, tpl, false)
 			require.NoError(t, err)
-			require.Empty(t, cmpDiff(stored(tpl, row), ToProto(row)), ref(tpl))
+			require.Empty(t, cmpDiff(stored(tpl, row), row), ref(tpl))
 			got, err := b.store.Get(b.ctx, tpl.Namespace, tpl.Name, tpl.Version)
 			require.NoError(t, err)
-			require.Empty(t, cmpDiff(stored(tpl, row), ToProto(got)), ref(tpl))
+			require.Empty(t, cmpDiff(stored(tpl, row), got), ref(tpl))
 		}
 	})
 }
@@ -269,8 +272,8 @@ func TestGet(t *testing.T) {
 			got, err := b.store.Get(b.ctx, "shop", tc.name, tc.version)
 			require.NoError(t, err)
 			require.Equal(t, tc.want, got.Version)
-			require.Equal(t, "shop", got.Edges.Namespace.Name)
-			require.Len(t, got.Edges.Steps, 4)
+			require.Equal(t, "shop", got.Namespace)
+			require.Len(t, got.Steps, 4)
 		}
 
 		for _, tc := range []struct{ ns, name, version, resource string }{
@@ -333,8 +336,8 @@ func TestList(t *testing.T) {
 				require.NoError(t, err)
 				require.LessOrEqual(t, len(rows), cmp.Or(int(opts.PageSize), 50))
 				for _, r := range rows {
-					require.Len(t, r.Edges.Steps, 4)
-					got = append(got, ref(ToProto(r)))
+					require.Len(t, r.Steps, 4)
+					got = append(got, ref(r))
 				}
 				if next == "" {
 					return got

@@ -10,9 +10,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/ent"
-	"github.com/taskerhq/tasker/ent/step"
-	"github.com/taskerhq/tasker/ent/task"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
 
@@ -21,24 +18,24 @@ func indexed(field string, i int) string {
 	return field + "[" + strconv.Itoa(i) + "]"
 }
 
-var taskStatesToProto = map[task.State]taskerv1.TaskState{
-	task.StatePending:          taskerv1.TaskState_TASK_STATE_PENDING,
-	task.StateInProgress:       taskerv1.TaskState_TASK_STATE_IN_PROGRESS,
-	task.StateComplete:         taskerv1.TaskState_TASK_STATE_COMPLETE,
-	task.StateError:            taskerv1.TaskState_TASK_STATE_ERROR,
-	task.StateCancelled:        taskerv1.TaskState_TASK_STATE_CANCELLED,
-	task.StateResolvedManually: taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY,
+var taskStatesToProto = map[engine.TaskState]taskerv1.TaskState{
+	engine.TaskPending:          taskerv1.TaskState_TASK_STATE_PENDING,
+	engine.TaskInProgress:       taskerv1.TaskState_TASK_STATE_IN_PROGRESS,
+	engine.TaskComplete:         taskerv1.TaskState_TASK_STATE_COMPLETE,
+	engine.TaskError:            taskerv1.TaskState_TASK_STATE_ERROR,
+	engine.TaskCancelled:        taskerv1.TaskState_TASK_STATE_CANCELLED,
+	engine.TaskResolvedManually: taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY,
 }
 
-var stepStatesToProto = map[step.State]taskerv1.StepState{
-	step.StatePending:          taskerv1.StepState_STEP_STATE_PENDING,
-	step.StateEnqueued:         taskerv1.StepState_STEP_STATE_ENQUEUED,
-	step.StateInProgress:       taskerv1.StepState_STEP_STATE_IN_PROGRESS,
-	step.StateWaitingForRetry:  taskerv1.StepState_STEP_STATE_WAITING_FOR_RETRY,
-	step.StateComplete:         taskerv1.StepState_STEP_STATE_COMPLETE,
-	step.StateError:            taskerv1.StepState_STEP_STATE_ERROR,
-	step.StateCancelled:        taskerv1.StepState_STEP_STATE_CANCELLED,
-	step.StateResolvedManually: taskerv1.StepState_STEP_STATE_RESOLVED_MANUALLY,
+var stepStatesToProto = map[engine.StepState]taskerv1.StepState{
+	engine.StepPending:          taskerv1.StepState_STEP_STATE_PENDING,
+	engine.StepEnqueued:         taskerv1.StepState_STEP_STATE_ENQUEUED,
+	engine.StepInProgress:       taskerv1.StepState_STEP_STATE_IN_PROGRESS,
+	engine.StepWaitingForRetry:  taskerv1.StepState_STEP_STATE_WAITING_FOR_RETRY,
+	engine.StepComplete:         taskerv1.StepState_STEP_STATE_COMPLETE,
+	engine.StepError:            taskerv1.StepState_STEP_STATE_ERROR,
+	engine.StepCancelled:        taskerv1.StepState_STEP_STATE_CANCELLED,
+	engine.StepResolvedManually: taskerv1.StepState_STEP_STATE_RESOLVED_MANUALLY,
 }
 
 var executionStatusToProto = map[engine.ExecutionStatus]taskerv1.ExecutionStatus{
@@ -55,10 +52,6 @@ func timestamp(t *time.Time) *timestamppb.Timestamp {
 		return nil
 	}
 	return timestamppb.New(*t)
-}
-
-func millis(ms int64) *durationpb.Duration {
-	return durationpb.New(time.Duration(ms) * time.Millisecond)
 }
 
 // document decodes a stored JSON object; stored documents were validated
@@ -107,22 +100,20 @@ func taskToProto(v *engine.TaskView) *taskerv1.Task {
 		ExecutionStatus:      executionStatusToProto[v.ExecutionStatus()],
 		StepCounts: &taskerv1.StepCounts{
 			Total:            count(v.Total()),
-			Pending:          count(v.Counts[step.StatePending]),
-			Enqueued:         count(v.Counts[step.StateEnqueued]),
-			InProgress:       count(v.Counts[step.StateInProgress]),
-			WaitingForRetry:  count(v.Counts[step.StateWaitingForRetry]),
-			Complete:         count(v.Counts[step.StateComplete]),
-			Error:            count(v.Counts[step.StateError]),
-			Cancelled:        count(v.Counts[step.StateCancelled]),
-			ResolvedManually: count(v.Counts[step.StateResolvedManually]),
+			Pending:          count(v.Counts[engine.StepPending]),
+			Enqueued:         count(v.Counts[engine.StepEnqueued]),
+			InProgress:       count(v.Counts[engine.StepInProgress]),
+			WaitingForRetry:  count(v.Counts[engine.StepWaitingForRetry]),
+			Complete:         count(v.Counts[engine.StepComplete]),
+			Error:            count(v.Counts[engine.StepError]),
+			Cancelled:        count(v.Counts[engine.StepCancelled]),
+			ResolvedManually: count(v.Counts[engine.StepResolvedManually]),
 		},
 	}
 	if t.ParentTaskID != nil {
 		out.ParentTaskId = t.ParentTaskID.String()
 	}
-	if t.IdempotencyKey != nil {
-		out.IdempotencyKey = *t.IdempotencyKey
-	}
+	out.IdempotencyKey = t.IdempotencyKey
 	for _, s := range v.Steps {
 		ps := stepToProto(s, v.DependsOn[s.ID], false)
 		ps.CorrelationId = t.CorrelationID
@@ -132,7 +123,7 @@ func taskToProto(v *engine.TaskView) *taskerv1.Task {
 }
 
 // stepToProto renders a step; full adds its config and result.
-func stepToProto(s *ent.Step, dependsOn []string, full bool) *taskerv1.Step {
+func stepToProto(s *engine.Step, dependsOn []string, full bool) *taskerv1.Step {
 	out := &taskerv1.Step{
 		Id:          s.ID.String(),
 		TaskId:      s.TaskID.String(),
@@ -145,13 +136,14 @@ func stepToProto(s *ent.Step, dependsOn []string, full bool) *taskerv1.Step {
 		Attempts:    count(s.Attempts),
 		MaxAttempts: count(s.AttemptBudget),
 		RetryPolicy: &taskerv1.RetryPolicy{
-			MaxAttempts:       new(count(s.MaxAttempts)),
-			InitialBackoff:    millis(s.BackoffInitialMs),
-			BackoffMultiplier: new(s.BackoffMultiplier),
-			MaxBackoff:        millis(s.BackoffMaxMs),
-			Jitter:            new(s.BackoffJitter),
+			MaxAttempts:       new(count(s.Retry.MaxAttempts)),
+			InitialBackoff:    durationpb.New(s.Retry.InitialBackoff),
+			BackoffMultiplier: new(s.Retry.BackoffMultiplier),
+			MaxBackoff:        durationpb.New(s.Retry.MaxBackoff),
+			Jitter:            new(s.Retry.Jitter),
 		},
-		LeaseDuration:     millis(s.LeaseDurationMs),
+		LeaseDuration:     durationpb.New(s.LeaseDuration),
+		ClaimedBy:         s.ClaimedBy,
 		AvailableAt:       timestamp(s.AvailableAt),
 		LeaseExpiresAt:    timestamp(s.LeaseExpiresAt),
 		ExecutionDeadline: timestamp(s.ExecutionDeadline),
@@ -159,11 +151,8 @@ func stepToProto(s *ent.Step, dependsOn []string, full bool) *taskerv1.Step {
 		UpdateTime:        timestamppb.New(s.UpdatedAt),
 		FinishTime:        timestamp(s.FinishedAt),
 	}
-	if s.ExecutionTimeoutMs > 0 {
-		out.ExecutionTimeout = millis(s.ExecutionTimeoutMs)
-	}
-	if s.ClaimedBy != nil {
-		out.ClaimedBy = *s.ClaimedBy
+	if s.ExecutionTimeout > 0 {
+		out.ExecutionTimeout = durationpb.New(s.ExecutionTimeout)
 	}
 	if s.LastErrorMessage != "" {
 		out.LastError = &taskerv1.StepError{Message: s.LastErrorMessage, Type: s.LastErrorType, Attempt: count(s.Attempts)}

@@ -32,7 +32,7 @@ func (s *registryService) RegisterTaskTemplate(ctx context.Context, req *taskerv
 		return nil, err
 	}
 	s.appended()
-	return &taskerv1.RegisterTaskTemplateResponse{Template: registry.ToProto(tpl), Outcome: outcome}, nil
+	return &taskerv1.RegisterTaskTemplateResponse{Template: tpl, Outcome: outcome}, nil
 }
 
 func (s *registryService) GetTaskTemplate(ctx context.Context, req *taskerv1.GetTaskTemplateRequest) (*taskerv1.GetTaskTemplateResponse, error) {
@@ -40,7 +40,7 @@ func (s *registryService) GetTaskTemplate(ctx context.Context, req *taskerv1.Get
 	if err != nil {
 		return nil, err
 	}
-	return &taskerv1.GetTaskTemplateResponse{Template: registry.ToProto(tpl)}, nil
+	return &taskerv1.GetTaskTemplateResponse{Template: tpl}, nil
 }
 
 func (s *registryService) ListTaskTemplates(ctx context.Context, req *taskerv1.ListTaskTemplatesRequest) (*taskerv1.ListTaskTemplatesResponse, error) {
@@ -50,11 +50,7 @@ func (s *registryService) ListTaskTemplates(ctx context.Context, req *taskerv1.L
 	if err != nil {
 		return nil, err
 	}
-	resp := &taskerv1.ListTaskTemplatesResponse{NextPageToken: next}
-	for _, t := range tpls {
-		resp.Templates = append(resp.Templates, registry.ToProto(t))
-	}
-	return resp, nil
+	return &taskerv1.ListTaskTemplatesResponse{Templates: tpls, NextPageToken: next}, nil
 }
 
 func (s *registryService) ListNamespaces(ctx context.Context, req *taskerv1.ListNamespacesRequest) (*taskerv1.ListNamespacesResponse, error) {

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/fault"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
@@ -102,7 +101,7 @@ func (s *stepService) ClaimSteps(ctx context.Context, req *taskerv1.ClaimStepsRe
 			Context:           document(c.Task.Context),
 			Attempt:           count(c.Step.Attempts),
 			MaxAttempts:       count(c.Step.AttemptBudget),
-			LeaseToken:        *c.Step.LeaseToken,
+			LeaseToken:        c.LeaseToken,
 			LeaseExpiresAt:    timestamppb.New(*c.Step.LeaseExpiresAt),
 			ExecutionDeadline: timestamp(c.Step.ExecutionDeadline),
 			Priority:          c.Step.Priority,
@@ -238,8 +237,8 @@ func (s *stepService) BatchFailSteps(ctx context.Context, req *taskerv1.BatchFai
 	return resp, nil
 }
 
-var stepStatesFromProto = func() map[taskerv1.StepState]step.State {
-	m := make(map[taskerv1.StepState]step.State, len(stepStatesToProto))
+var stepStatesFromProto = func() map[taskerv1.StepState]engine.StepState {
+	m := make(map[taskerv1.StepState]engine.StepState, len(stepStatesToProto))
 	for k, v := range stepStatesToProto {
 		m[v] = k
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/engine"
-	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
@@ -93,14 +92,13 @@ func (s *taskService) ListTasks(ctx context.Context, req *taskerv1.ListTasksRequ
 	return resp, nil
 }
 
-var taskStatesFromProto = map[taskerv1.TaskState]task.State{
-	taskerv1.TaskState_TASK_STATE_PENDING:           task.StatePending,
-	taskerv1.TaskState_TASK_STATE_IN_PROGRESS:       task.StateInProgress,
-	taskerv1.TaskState_TASK_STATE_COMPLETE:          task.StateComplete,
-	taskerv1.TaskState_TASK_STATE_ERROR:             task.StateError,
-	taskerv1.TaskState_TASK_STATE_CANCELLED:         task.StateCancelled,
-	taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY: task.StateResolvedManually,
-}
+var taskStatesFromProto = func() map[taskerv1.TaskState]engine.TaskState {
+	m := make(map[taskerv1.TaskState]engine.TaskState, len(taskStatesToProto))
+	for k, v := range taskStatesToProto {
+		m[v] = k
+	}
+	return m
+}()
 
 func (s *taskService) CancelTask(ctx context.Context, req *taskerv1.CancelTaskRequest) (*taskerv1.CancelTaskResponse, error) {
 	v, err := s.engine.CancelTask(ctx, engine.TaskOp{TaskID: req.GetId(), Reason: req.GetReason()})
