@@ -165,7 +165,7 @@ func BenchmarkFanOutReads(b *testing.B) {
 						b.Fatal(err)
 					}
 					wg.Go(func() {
-						_ = sub.Run(subCtx, func(context.Context, *ent.Event) error { delivered.Add(1); return nil }, nil)
+						_ = sub.Run(subCtx, func(context.Context, *events.Stored) error { delivered.Add(1); return nil }, nil)
 					})
 				}
 				for l.Subscriptions() < n {

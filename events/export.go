@@ -9,8 +9,6 @@ import (
 	"io"
 	"strconv"
 	"time"
-
-	"github.com/taskerhq/tasker/ent"
 )
 
 // Record is an event in the stable form exporters write: plain strings for
@@ -33,7 +31,7 @@ type Record struct {
 }
 
 // RecordOf returns the record of an event of the log.
-func RecordOf(ev *ent.Event) Record {
+func RecordOf(ev *Stored) Record {
 	r := Record{
 		Type:            ev.Type,
 		CorrelationID:   ev.CorrelationID,
@@ -42,9 +40,7 @@ func RecordOf(ev *ent.Event) Record {
 		TemplateVersion: ev.TemplateVersion,
 		Payload:         CanonicalJSON(ev.Payload),
 		Time:            ev.CreatedAt.UTC(),
-	}
-	if ev.Sequence != nil {
-		r.Sequence = *ev.Sequence
+		Sequence:        ev.Sequence,
 	}
 	if ev.TaskID != nil {
 		r.TaskID = ev.TaskID.String()

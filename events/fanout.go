@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/taskerhq/tasker/backoff"
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/fault"
 )
 
@@ -54,7 +53,7 @@ type liveFeed struct {
 	mu sync.Mutex
 	// events are matching events above from that the subscription has not
 	// taken yet, in sequence order.
-	events []*ent.Event
+	events []*Stored
 	// scanned is the reader's position when it last handed over a page.
 	scanned int64
 	// from is the subscription's position when it joined: events up to it
@@ -187,7 +186,7 @@ func (f *fanout) detachAll() {
 
 // publish offers a page the reader read, up to scanned, to every live
 // subscription, and detaches those whose buffer cannot take it.
-func (f *fanout) publish(evs []*ent.Event, scanned int64) {
+func (f *fanout) publish(evs []*Stored, scanned int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for s := range f.live {
@@ -235,12 +234,12 @@ func (f *fanout) leave(s *Subscription) {
 // them all: then the feed is detached and offer returns false. A page
 // goes whole or not at all, so a detached subscription resumes reading
 // right after the last page it took.
-func (fd *liveFeed) offer(m *Matcher, evs []*ent.Event, scanned int64, limit int) bool {
+func (fd *liveFeed) offer(m *Matcher, evs []*Stored, scanned int64, limit int) bool {
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
 	n := 0
 	for _, ev := range evs {
-		if *ev.Sequence > fd.from && m.Match(ev) {
+		if ev.Sequence > fd.from && m.Match(ev) {
 			n++
 		}
 	}
@@ -251,7 +250,7 @@ func (fd *liveFeed) offer(m *Matcher, evs []*ent.Event, scanned int64, limit int
 	}
 	if n > 0 {
 		for _, ev := range evs {
-			if *ev.Sequence > fd.from && m.Match(ev) {
+			if ev.Sequence > fd.from && m.Match(ev) {
 				fd.events = append(fd.events, ev)
 			}
 		}
@@ -269,7 +268,7 @@ func (fd *liveFeed) detach() {
 }
 
 // take returns what the reader handed over since the last take.
-func (fd *liveFeed) take() (evs []*ent.Event, scanned int64, detached bool) {
+func (fd *liveFeed) take() (evs []*Stored, scanned int64, detached bool) {
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
 	evs, fd.events = fd.events, nil

@@ -9,7 +9,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
@@ -31,7 +30,7 @@ func (b *bundle) collect(t *testing.T, ctx context.Context, opts events.Subscrip
 	require.NoError(t, err)
 	c := &collector{gate: gate, done: make(chan error, 1)}
 	go func() {
-		c.done <- sub.Run(ctx, func(ctx context.Context, ev *ent.Event) error {
+		c.done <- sub.Run(ctx, func(ctx context.Context, ev *events.Stored) error {
 			if c.gate != nil {
 				select {
 				case <-c.gate:
@@ -41,7 +40,7 @@ func (b *bundle) collect(t *testing.T, ctx context.Context, opts events.Subscrip
 			}
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			c.seqs = append(c.seqs, *ev.Sequence)
+			c.seqs = append(c.seqs, ev.Sequence)
 			return nil
 		}, nil)
 	}()
@@ -123,7 +122,7 @@ func TestFanOut(t *testing.T) {
 				m, err := events.ParseFilter(f)
 				require.NoError(t, err)
 				if m.Match(ev) {
-					byFilter[i] = append(byFilter[i], *ev.Sequence)
+					byFilter[i] = append(byFilter[i], ev.Sequence)
 				}
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/ent/predicate"
 	"github.com/taskerhq/tasker/fault"
@@ -188,7 +187,7 @@ func truncate(s string, n int) string {
 func (m *Matcher) Filter() Filter { return m.filter }
 
 // Match reports whether ev is selected.
-func (m *Matcher) Match(ev *ent.Event) bool {
+func (m *Matcher) Match(ev *Stored) bool {
 	f := m.filter
 	switch {
 	case f.Namespace != "" && ev.Namespace != f.Namespace,

@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
 )
@@ -70,7 +69,7 @@ func TestParseFilter(t *testing.T) {
 func TestMatcher(t *testing.T) {
 	t.Parallel()
 	task := uuid.New()
-	ev := &ent.Event{Type: "step.completed", Namespace: "shop", TemplateName: "order", CorrelationID: "c1", TaskID: &task}
+	ev := &events.Stored{Type: "step.completed", Namespace: "shop", TemplateName: "order", CorrelationID: "c1", TaskID: &task}
 	for _, tc := range []struct {
 		f    events.Filter
 		want bool
@@ -93,7 +92,7 @@ func TestMatcher(t *testing.T) {
 	}
 	m, err := events.ParseFilter(events.Filter{TaskID: task.String()})
 	require.NoError(t, err)
-	require.False(t, m.Match(&ent.Event{Type: "billing.sent"}), "an event without a task does not match a task filter")
+	require.False(t, m.Match(&events.Stored{Type: "billing.sent"}), "an event without a task does not match a task filter")
 }
 
 // violations returns the fields named by an InvalidArgument error.

@@ -41,7 +41,7 @@ type Custom struct {
 // "payload", "task_id", "step_id"); NotFound for an unknown task or step;
 // Unavailable when, on PostgreSQL, the event committed but was not numbered
 // within PublishTimeout (no sequencer running).
-func (l *Log) Publish(ctx context.Context, c Custom) (*ent.Event, error) {
+func (l *Log) Publish(ctx context.Context, c Custom) (*Stored, error) {
 	var vs []fault.Violation
 	if err := ValidateCustomType(c.Type); err != nil {
 		vs = append(vs, fault.Violation{Field: "type", Description: err.Error()})
@@ -117,7 +117,7 @@ func (l *Log) Publish(ctx context.Context, c Custom) (*ent.Event, error) {
 // numbered returns the event with row id once it has its sequence: at once
 // on SQLite, where Append numbers in the transaction; on PostgreSQL once
 // the sequencer has stamped it, waiting at most PublishTimeout.
-func (l *Log) numbered(ctx context.Context, id int64) (*ent.Event, error) {
+func (l *Log) numbered(ctx context.Context, id int64) (*Stored, error) {
 	ctx, cancel := context.WithTimeout(ctx, PublishTimeout)
 	defer cancel()
 	for {
@@ -133,7 +133,7 @@ func (l *Log) numbered(ctx context.Context, id int64) (*ent.Event, error) {
 			return nil, l.publishWaitErr(ctx, fmt.Errorf("events: read published event: %w", l.db.InterpretError(err)))
 		}
 		if ev.Sequence != nil {
-			return ev, nil
+			return storedOf(ev), nil
 		}
 		if err := l.Wait(ctx, head); err != nil {
 			return nil, l.publishWaitErr(ctx, err)

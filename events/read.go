@@ -79,7 +79,7 @@ type Query struct {
 type Page struct {
 	// Events are the matching events in sequence order; every one has a
 	// sequence.
-	Events []*ent.Event
+	Events []*Stored
 	// Scanned is the highest sequence considered: the last event's when the
 	// page is full, otherwise the head at query time, bounded by Until. A
 	// reader resumes with After = Scanned and skips what its filter
@@ -151,7 +151,7 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 	p := Page{Scanned: max(q.After, bound), Head: head}
 	if bound > q.After {
 		l.reads.Add(1)
-		p.Events, err = l.db.Reader.Event.Query().
+		rows, err := l.db.Reader.Event.Query().
 			Where(event.SequenceGT(q.After), event.SequenceLTE(bound)).
 			Where(m.predicates()...).
 			Order(ent.Asc(event.FieldSequence)).
@@ -160,8 +160,9 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 		if err != nil {
 			return Page{}, fmt.Errorf("events: list: %w", l.db.InterpretError(err))
 		}
+		p.Events = storedAll(rows)
 		if len(p.Events) == limit {
-			p.Scanned = *p.Events[limit-1].Sequence
+			p.Scanned = p.Events[limit-1].Sequence
 		}
 	}
 

@@ -8,7 +8,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
@@ -41,7 +40,7 @@ func TestList(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, p.Events, len(all))
 		for i, ev := range p.Events {
-			require.Equal(t, int64(i+1), *ev.Sequence)
+			require.Equal(t, int64(i+1), ev.Sequence)
 			require.Equal(t, all[i].Type, ev.Type)
 		}
 		require.Equal(t, int64(7), p.Scanned)
@@ -75,7 +74,7 @@ func TestList(t *testing.T) {
 			require.Equal(t, int64(7), p.Scanned, "%s: a page that is not full scanned to the head", tc.name)
 			var matched []int64
 			for i, ev := range all {
-				if m.Match(&ent.Event{Type: ev.Type, Namespace: ev.Namespace, TemplateName: ev.TemplateName, CorrelationID: ev.CorrelationID, TaskID: ev.TaskID}) {
+				if m.Match(&events.Stored{Type: ev.Type, Namespace: ev.Namespace, TemplateName: ev.TemplateName, CorrelationID: ev.CorrelationID, TaskID: ev.TaskID}) {
 					matched = append(matched, int64(i+1))
 				}
 			}
@@ -213,10 +212,10 @@ func TestWait(t *testing.T) {
 	})
 }
 
-func sequences(evs []*ent.Event) []int64 {
+func sequences(evs []*events.Stored) []int64 {
 	var s []int64
 	for _, ev := range evs {
-		s = append(s, *ev.Sequence)
+		s = append(s, ev.Sequence)
 	}
 	return s
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/taskerhq/tasker/backoff"
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/fault"
 )
 
@@ -21,7 +20,7 @@ import (
 // after a backoff, so a subscriber sees every matching event at least
 // once, in order; it should be idempotent. ctx ends when the process
 // stops.
-type SubscriberFunc func(ctx context.Context, ev *ent.Event) error
+type SubscriberFunc func(ctx context.Context, ev *Stored) error
 
 // Registry holds the in-process subscribers and the exporters of a
 // process. It is filled at start-up (Subscribe, RegisterExporter) and
@@ -192,7 +191,7 @@ func (r *Registry) headWithRetry(ctx context.Context, l *Log) (int64, error) {
 // follow runs one subscriber from after until ctx ends.
 func (r *Registry) follow(ctx context.Context, l *Log, sub subscriber, after int64) {
 	log := r.logger.With(slog.String("subscriber", sub.name))
-	deliver := func(ctx context.Context, ev *ent.Event) error { return r.deliver(ctx, log, sub, ev) }
+	deliver := func(ctx context.Context, ev *Stored) error { return r.deliver(ctx, log, sub, ev) }
 	start := StartAfter
 	wait := backoff.New(r.RetryMin, r.RetryMax)
 	for ctx.Err() == nil {
@@ -220,7 +219,7 @@ func (r *Registry) follow(ctx context.Context, l *Log, sub subscriber, after int
 }
 
 // deliver hands ev to sub until it succeeds or ctx ends.
-func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber, ev *ent.Event) error {
+func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber, ev *Stored) error {
 	wait := backoff.New(r.RetryMin, r.RetryMax)
 	for {
 		err := call(ctx, sub.fn, ev)
@@ -231,7 +230,7 @@ func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber
 			return ctx.Err()
 		}
 		pause := wait.Next()
-		log.WarnContext(ctx, "event subscriber failed; delivering the event again", slog.Int64("sequence", *ev.Sequence),
+		log.WarnContext(ctx, "event subscriber failed; delivering the event again", slog.Int64("sequence", ev.Sequence),
 			slog.String("type", ev.Type), slog.Any("error", err), slog.Duration("backoff", pause))
 		if !sleep(ctx, pause) {
 			return ctx.Err()
@@ -240,7 +239,7 @@ func (r *Registry) deliver(ctx context.Context, log *slog.Logger, sub subscriber
 }
 
 // call runs fn, turning a panic into an error.
-func call(ctx context.Context, fn SubscriberFunc, ev *ent.Event) (err error) {
+func call(ctx context.Context, fn SubscriberFunc, ev *Stored) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("panic: %v", p)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
@@ -35,7 +34,7 @@ func TestRegistryExporters(t *testing.T) {
 func TestRegistrySubscribeRefusals(t *testing.T) {
 	t.Parallel()
 	r := events.NewRegistry(testLogger(t))
-	fn := func(context.Context, *ent.Event) error { return nil }
+	fn := func(context.Context, *events.Stored) error { return nil }
 	require.NoError(t, r.Subscribe("audit", events.Filter{}, fn))
 	require.Error(t, r.Subscribe("audit", events.Filter{}, fn), "a duplicate name")
 	require.Error(t, r.Subscribe("Audit Log", events.Filter{}, fn), "a bad name")
@@ -58,24 +57,24 @@ func TestRegistryRun(t *testing.T) {
 		var mu sync.Mutex
 		var steps, all []int64
 		failures, failAt := 2, int64(-1)
-		r.MustSubscribe("steps", events.Filter{Types: []string{"step.*"}}, func(_ context.Context, ev *ent.Event) error {
+		r.MustSubscribe("steps", events.Filter{Types: []string{"step.*"}}, func(_ context.Context, ev *events.Stored) error {
 			mu.Lock()
 			defer mu.Unlock()
-			if *ev.Sequence == failAt && failures > 0 {
+			if ev.Sequence == failAt && failures > 0 {
 				failures--
 				return errors.New("downstream unavailable")
 			}
-			steps = append(steps, *ev.Sequence)
+			steps = append(steps, ev.Sequence)
 			return nil
 		})
-		r.MustSubscribe("all", events.Filter{}, func(_ context.Context, ev *ent.Event) error {
+		r.MustSubscribe("all", events.Filter{}, func(_ context.Context, ev *events.Stored) error {
 			mu.Lock()
 			defer mu.Unlock()
-			all = append(all, *ev.Sequence)
+			all = append(all, ev.Sequence)
 			return nil
 		})
 		release := make(chan struct{})
-		r.MustSubscribe("stuck", events.Filter{}, func(ctx context.Context, _ *ent.Event) error {
+		r.MustSubscribe("stuck", events.Filter{}, func(ctx context.Context, _ *events.Stored) error {
 			select {
 			case <-release:
 			case <-ctx.Done():
@@ -93,7 +92,7 @@ func TestRegistryRun(t *testing.T) {
 			defer mu.Unlock()
 			return len(all) > 0
 		}, 10*time.Second, 20*time.Millisecond)
-		require.Error(t, r.Subscribe("late", events.Filter{}, func(context.Context, *ent.Event) error { return nil }),
+		require.Error(t, r.Subscribe("late", events.Filter{}, func(context.Context, *events.Stored) error { return nil }),
 			"Subscribe is refused once Run runs")
 		n, err := db.Client.Event.Query().Count(ctx)
 		require.NoError(t, err)

@@ -97,8 +97,8 @@ func TestSequenceContract(t *testing.T) {
 					return
 				}
 				for _, ev := range p.Events {
-					views[r] = append(views[r], seen{*ev.Sequence, ev.ID})
-					last[r].Store(*ev.Sequence)
+					views[r] = append(views[r], seen{ev.Sequence, ev.ID})
+					last[r].Store(ev.Sequence)
 				}
 				after = p.Scanned
 			}
@@ -139,7 +139,7 @@ func TestSequenceContract(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, p.Events, 1, "tx1's uncommitted event is neither visible nor numbered")
 	require.Equal(t, "tx2", p.Events[0].CorrelationID)
-	require.Equal(t, int64(1), *p.Events[0].Sequence)
+	require.Equal(t, int64(1), p.Events[0].Sequence)
 	close(commit)
 	require.NoError(t, <-tx1)
 	b.waitHead(t, 2)

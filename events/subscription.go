@@ -222,7 +222,7 @@ func (s *Subscription) Scanned() int64 { return s.scanned }
 // reader lets it go, and it reads pages again from right after the last
 // event the feed gave it. Sequence numbers make both hand-overs exact: no
 // event is missed or delivered twice.
-func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *ent.Event) error,
+func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *Stored) error,
 	heartbeat func(ctx context.Context, scanned int64) error,
 ) error {
 	if s.done {
@@ -251,7 +251,7 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *e
 			}
 			// Scanned moves event by event, so a callback that fails
 			// leaves it right after the last delivered event.
-			s.scanned = *ev.Sequence
+			s.scanned = ev.Sequence
 			if s.opts.UntilTaskFinished && finishing(ev.Type) {
 				return nil
 			}
@@ -275,7 +275,7 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *e
 // follow delivers what the reader's feed hands over until the reader lets
 // the subscription go (false, nil), the task has finished with
 // UntilTaskFinished (true, nil), or ctx or a callback fails.
-func (s *Subscription) follow(ctx context.Context, deliver func(context.Context, *ent.Event) error, hb *heartbeats) (bool, error) {
+func (s *Subscription) follow(ctx context.Context, deliver func(context.Context, *Stored) error, hb *heartbeats) (bool, error) {
 	defer s.log.fan.leave(s)
 	for {
 		evs, scanned, detached := s.feed.take()
@@ -285,7 +285,7 @@ func (s *Subscription) follow(ctx context.Context, deliver func(context.Context,
 					return false, err
 				}
 			}
-			s.scanned = *ev.Sequence
+			s.scanned = ev.Sequence
 			if s.opts.UntilTaskFinished && finishing(ev.Type) {
 				return true, nil
 			}

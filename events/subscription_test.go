@@ -9,7 +9,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
 	"github.com/taskerhq/tasker/storage"
@@ -44,10 +43,10 @@ func TestSubscription(t *testing.T) {
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- sub.Run(runCtx, func(_ context.Context, ev *ent.Event) error {
+			done <- sub.Run(runCtx, func(_ context.Context, ev *events.Stored) error {
 				mu.Lock()
 				defer mu.Unlock()
-				got = append(got, *ev.Sequence)
+				got = append(got, ev.Sequence)
 				return nil
 			}, func(_ context.Context, s int64) error {
 				mu.Lock()

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/taskerhq/tasker/correlation"
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -55,11 +54,11 @@ type rendering struct {
 }
 
 // get returns the rendering of ev, a numbered event of the log.
-func (c *renderCache) get(ev *ent.Event) *taskerv1.Event {
-	if ev.Sequence == nil {
+func (c *renderCache) get(ev *events.Stored) *taskerv1.Event {
+	if ev.Sequence == 0 {
 		return eventToProto(ev)
 	}
-	seq := *ev.Sequence
+	seq := ev.Sequence
 	slot := &c.slots[seq%int64(len(c.slots))]
 	c.mu.Lock()
 	r := *slot
@@ -142,7 +141,7 @@ func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.Ser
 		return s.streamErr(err)
 	}
 	err = sub.Run(ctx,
-		func(_ context.Context, ev *ent.Event) error {
+		func(_ context.Context, ev *events.Stored) error {
 			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: s.rendered.get(ev)}})
 		},
 		func(_ context.Context, scanned int64) error {
@@ -263,7 +262,7 @@ func filterFromProto(f *taskerv1.EventFilter) events.Filter {
 }
 
 // eventToProto renders a numbered event of the log.
-func eventToProto(ev *ent.Event) *taskerv1.Event {
+func eventToProto(ev *events.Stored) *taskerv1.Event {
 	out := &taskerv1.Event{
 		Type:            ev.Type,
 		CorrelationId:   ev.CorrelationID,
@@ -272,9 +271,7 @@ func eventToProto(ev *ent.Event) *taskerv1.Event {
 		TemplateVersion: ev.TemplateVersion,
 		Payload:         document(ev.Payload),
 		Time:            timestamppb.New(ev.CreatedAt),
-	}
-	if ev.Sequence != nil {
-		out.Sequence = *ev.Sequence
+		Sequence:        ev.Sequence,
 	}
 	if ev.TaskID != nil {
 		out.TaskId = ev.TaskID.String()

@@ -16,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/server"
@@ -269,7 +268,7 @@ func TestInProcessSubscribers(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		subs := events.NewRegistry(slog.New(slog.DiscardHandler))
 		got := make(chan string, 16)
-		subs.MustSubscribe("notes", events.Filter{Types: []string{"audit.*"}}, func(_ context.Context, ev *ent.Event) error {
+		subs.MustSubscribe("notes", events.Filter{Types: []string{"audit.*"}}, func(_ context.Context, ev *events.Stored) error {
 			got <- ev.Type
 			return nil
 		})
