@@ -47,8 +47,8 @@ func (f *eventFilterFlags) proto() *taskerv1.EventFilter {
 }
 
 func eventsCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "events", Short: "Read the event log of a running server: export a slice, or follow it live"}
-	cmd.AddCommand(eventsExportCommand(), eventsTailCommand())
+	cmd := &cobra.Command{Use: "events", Aliases: []string{"event"}, Short: "Read the event log of a running server: export a slice, follow it live, list the event types"}
+	cmd.AddCommand(eventsExportCommand(), eventsTailCommand(), eventTypesCommand())
 	return cmd
 }
 

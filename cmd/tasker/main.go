@@ -16,8 +16,8 @@ import (
 
 func main() {
 	if err := run(); err != nil {
-		fmt.Fprintln(os.Stderr, "tasker:", err)
-		os.Exit(1)
+		printError(os.Stderr, err)
+		os.Exit(exitCode(err))
 	}
 }
 
@@ -31,12 +31,17 @@ func rootCommand() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "tasker",
 		Short:         "Tasker runs DAG workflows: templates, tasks, workers and a resumable event stream",
+		Long:          "Tasker runs DAG workflows: templates, tasks, workers and a resumable event stream.\n\n" + exitCodesHelp,
+		Version:       buildVersion().String(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCommand(), migrateCommand(), templateCommand(), tokenCommand())
 	root.AddCommand(eventsCommand())
+	root.AddCommand(taskCommand(), stepCommand(), handlerCommand(), versionCommand())
 	root.AddCommand(bench.Command())
+	root.SetVersionTemplate("tasker {{.Version}}\n")
+	markUsage(root)
 	return root
 }
 
