@@ -3,13 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -162,4 +165,169 @@ func stepIDs(t *testing.T, srv *servertest.Server, taskID string) map[string]str
 		ids[s.GetName()] = s.GetId()
 	}
 	return ids
+}
+
+// claim claims the one ready step of handler for the test's worker.
+func claim(t *testing.T, srv *servertest.Server, handler string) *taskerv1.ClaimedStep {
+	t.Helper()
+	client := taskerv1.NewStepServiceClient(srv.Conn)
+	var got *taskerv1.ClaimedStep
+	require.Eventually(t, func() bool {
+		resp, err := client.ClaimSteps(context.Background(), &taskerv1.ClaimStepsRequest{
+			WorkerId: "cli-test", MaxSteps: 1,
+			Handlers: []*taskerv1.HandlerRef{{Namespace: "demo", Handler: handler}},
+		})
+		require.NoError(t, err)
+		if len(resp.GetSteps()) == 0 {
+			return false
+		}
+		got = resp.GetSteps()[0]
+		return true
+	}, 10*time.Second, 20*time.Millisecond)
+	return got
+}
+
+// failA claims the task's step a and fails it for good, then waits for the
+// task to be in error.
+func failA(t *testing.T, srv *servertest.Server, taskID string) {
+	t.Helper()
+	s := claim(t, srv, "demo_echo")
+	require.Equal(t, "a", s.GetStepName())
+	require.Equal(t, taskID, s.GetTaskId())
+	_, err := taskerv1.NewStepServiceClient(srv.Conn).FailStep(context.Background(), &taskerv1.FailStepRequest{
+		StepId: s.GetStepId(), LeaseToken: s.GetLeaseToken(), NonRetryable: true,
+		Error: &taskerv1.StepError{Message: "boom", Type: "test"},
+	})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return taskState(t, srv, taskID) == taskerv1.TaskState_TASK_STATE_ERROR },
+		10*time.Second, 20*time.Millisecond)
+}
+
+func taskState(t *testing.T, srv *servertest.Server, id string) taskerv1.TaskState {
+	t.Helper()
+	resp, err := taskerv1.NewTaskServiceClient(srv.Conn).GetTask(context.Background(), &taskerv1.GetTaskRequest{Id: id})
+	require.NoError(t, err)
+	return resp.GetTask().GetState()
+}
+
+// TestCLIOperations: retry and resolve a failed task and step, and watch a
+// task to its end; each command reports the new state.
+func TestCLIOperations(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t, "sqlite")
+	srv := servertest.Start(t, db, servertest.Options{Logger: slog.New(slog.DiscardHandler)})
+	cli := cliRun{t: t, addr: srv.Addr}
+	cli.ok("template", "apply", filepath.Join("..", "..", "examples", "templates", "diamond.yaml"))
+	create := func() string {
+		id := uuidRE.FindString(cli.ok("task", "create", "demo", "diamond", "-o", "json"))
+		require.NotEmpty(t, id)
+		return id
+	}
+
+	// A failed step retried, then its failed task retried, then resolved.
+	id := create()
+	failA(t, srv, id)
+	out, errOut, code := cli.run("step", "get", stepIDs(t, srv, id)["a"], "-o", "table")
+	require.Zero(t, code, errOut)
+	require.Contains(t, out, "boom (attempt 1, test)")
+	golden(t, "step_retry.txt", cli.ok("step", "retry", stepIDs(t, srv, id)["a"], "--reason", "again", "-o", "table"))
+	failA(t, srv, id)
+	golden(t, "task_retry.txt", cli.ok("task", "retry", id, "-o", "table"))
+	failA(t, srv, id)
+	golden(t, "task_resolve.txt", cli.ok("task", "resolve", id, "--reason", "done by hand", "-o", "table"))
+	require.Equal(t, taskerv1.TaskState_TASK_STATE_RESOLVED_MANUALLY, taskState(t, srv, id))
+
+	// A failed step resolved with the result its children see.
+	id = create()
+	failA(t, srv, id)
+	golden(t, "step_resolve.txt", cli.ok("step", "resolve", stepIDs(t, srv, id)["a"], "--result", `{"message":"by hand"}`, "-o", "table"))
+	out = cli.ok("step", "get", stepIDs(t, srv, id)["a"], "-o", "json")
+	require.Contains(t, out, `"message": "by hand"`)
+	cli.ok("task", "cancel", id) // its steps b and c are ready: not to be claimed below
+
+	// Watch follows a task until it completes, and exits 0.
+	id = create()
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, errOut, code := cli.run("task", "watch", id, "--heartbeat", "100ms")
+		done <- result{out, errOut, code}
+	}()
+	// a, then b and c, then d.
+	for _, h := range []string{"demo_echo", "demo_echo", "demo_sleep", "demo_echo"} {
+		s := claim(t, srv, h)
+		require.Equal(t, id, s.GetTaskId())
+		_, err := taskerv1.NewStepServiceClient(srv.Conn).CompleteStep(context.Background(), &taskerv1.CompleteStepRequest{
+			StepId: s.GetStepId(), LeaseToken: s.GetLeaseToken(),
+		})
+		require.NoError(t, err)
+	}
+	r := <-done
+	require.Zero(t, r.code, r.errOut)
+	require.Contains(t, r.out, `"type":"task.completed"`)
+	require.Equal(t, taskerv1.TaskState_TASK_STATE_COMPLETE, taskState(t, srv, id))
+}
+
+// TestCLIErrors: every command reports errors one way (code, message,
+// fields, correlation id) and exits 2 for usage errors, 3 for not found
+// and 1 for the rest.
+func TestCLIErrors(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t, "sqlite")
+	srv := servertest.Start(t, db, servertest.Options{Logger: slog.New(slog.DiscardHandler)})
+	cli := cliRun{t: t, addr: srv.Addr}
+	cli.ok("template", "apply", filepath.Join("..", "..", "examples", "templates", "diamond.yaml"))
+
+	cases := []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"task_get_not_found", []string{"task", "get", "01a23406-b553-7be1-85f6-a071b5fe0712"}, exitNotFound},
+		{"task_create_no_template", []string{"task", "create", "demo", "nope"}, exitNotFound},
+		{"task_create_bad_context", []string{"task", "create", "demo", "diamond", "--context", "[1]"}, exitUsage},
+		{"task_create_bad_run_at", []string{"task", "create", "demo", "diamond", "--run-at", "soon"}, exitUsage},
+		{"task_list_bad_state", []string{"task", "list", "--state", "bogus"}, exitUsage},
+		{"task_get_no_id", []string{"task", "get"}, exitUsage},
+		{"bad_output", []string{"task", "list", "-o", "xml"}, exitUsage},
+		{"unknown_flag", []string{"step", "list", "--nope"}, exitUsage},
+		{"task_get_bad_id", []string{"task", "get", "not-an-id"}, exitError},
+		{"template_get_not_found", []string{"template", "get", "demo", "nope"}, exitNotFound},
+		{"graph_bad_format", []string{"task", "graph", "x", "--format", "png"}, exitUsage},
+	}
+	for _, tc := range cases {
+		_, errOut, code := cli.run(append(tc.args, "--correlation-id", "cli-test-1")...)
+		require.Equal(t, tc.code, code, "%s: %s", tc.name, errOut)
+		golden(t, "error_"+tc.name+".txt", errOut)
+	}
+
+	_, errOut, code := cli.run("task", "list", "--correlation-id", "has space")
+	require.Equal(t, exitUsage, code)
+	golden(t, "error_bad_correlation_id.txt", errOut)
+
+	// A refused state change names the reason and the state.
+	id := uuidRE.FindString(cli.ok("task", "create", "demo", "diamond"))
+	cli.ok("task", "cancel", id)
+	_, errOut, code = cli.run("task", "cancel", id, "--correlation-id", "cli-test-2")
+	require.Equal(t, exitError, code)
+	golden(t, "error_task_cancel_cancelled.txt", errOut)
+}
+
+// TestVersion: --version and `version -o json` name the build.
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, err := runTasker(t, "--version")
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(out, "tasker "), out)
+	require.Contains(t, out, runtime.Version())
+	out, err = runTasker(t, "version", "-o", "json")
+	require.NoError(t, err)
+	var v map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &v))
+	require.Equal(t, runtime.Version(), v["goVersion"])
+	require.Contains(t, v, "revision")
+	require.Contains(t, v, "version")
 }

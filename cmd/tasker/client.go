@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 	"sigs.k8s.io/yaml"
 
@@ -189,6 +190,20 @@ func readJSONArg(flag, v string, stdin io.Reader) ([]byte, error) {
 		return nil, usageErrorf("%s: %v", flag, err)
 	}
 	return data, nil
+}
+
+// parseStruct reads a JSON object for flag. encoding/json checks it first:
+// its messages are stable and name the offset, protojson's are neither.
+func parseStruct(flag string, data []byte) (*structpb.Struct, error) {
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, usageErrorf("%s: want a JSON object: %v", flag, err)
+	}
+	s := &structpb.Struct{}
+	if err := protojson.Unmarshal(data, s); err != nil {
+		return nil, usageErrorf("%s: want a JSON object: %v", flag, err)
+	}
+	return s, nil
 }
 
 // errorsAs is errors.As for a pointer target type.

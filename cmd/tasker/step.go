@@ -97,9 +97,8 @@ func stepResolveCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req.Result = &structpb.Struct{}
-			if err := protojson.Unmarshal(data, req.Result); err != nil {
-				return usageErrorf("--result: want a JSON object: %v", err)
+			if req.Result, err = parseStruct("--result", data); err != nil {
+				return err
 			}
 		}
 		resp, err := taskerv1.NewStepServiceClient(c.conn).ResolveStep(ctx, req)

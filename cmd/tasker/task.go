@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/durationpb"
-	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -57,9 +56,8 @@ func taskCreateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req.Context = &structpb.Struct{}
-			if err := protojson.Unmarshal(data, req.Context); err != nil {
-				return usageErrorf("--context: want a JSON object: %v", err)
+			if req.Context, err = parseStruct("--context", data); err != nil {
+				return err
 			}
 		}
 		if runAt != "" {
