@@ -96,8 +96,17 @@ test: check-generate lint breaking pgcheck ## Everything CI runs: generated code
 	go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: test-short
-test-short: ## Only the Go tests
-	go test $(GO_TEST_FLAGS) ./...
+test-short: ## The inner loop: Go tests on SQLite only, without the race detector
+	TASKER_TEST_DIALECTS=sqlite go test -timeout 10m ./...
+
+.PHONY: release
+release: ## Static binaries (linux, darwin; amd64, arm64; CGO off) and SHA256SUMS in dist/
+	rm -rf dist && mkdir -p dist
+	for os in linux darwin; do for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch go build -trimpath -buildvcs=true -ldflags '-s -w' \
+			-o dist/tasker-$$os-$$arch ./cmd/tasker || exit 1; \
+	done; done
+	cd dist && sha256sum tasker-* > SHA256SUMS && cat SHA256SUMS
 
 BENCH_FLAGS ?=
 

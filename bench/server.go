@@ -201,8 +201,9 @@ func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string)
 	// Settings from the environment would make the child differ from what
 	// the results say.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TASKER_") })
-	// The child must not outlive a bench that is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The child must not outlive a bench that is killed (where the system
+	// can say so).
+	cmd.SysProcAttr = childProcAttr()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err

@@ -38,7 +38,7 @@ func (w *Worker) complete(ctx context.Context, e *execution, result map[string]a
 		w.refused(ctx, e.log, "CompleteStep", err)
 		return
 	}
-	e.log.InfoContext(ctx, "step completed", slog.Duration("took", took))
+	e.log.InfoContext(ctx, "step completed", durationAttr("took", took))
 }
 
 // fail reports a handler's error as FailStep, with the type, retryability
@@ -64,7 +64,7 @@ func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took 
 		w.refused(ctx, e.log, "FailStep", err)
 		return
 	}
-	attrs := []any{slog.Duration("took", took), slog.String("error_type", f.typ)}
+	attrs := []any{durationAttr("took", took), slog.String("error_type", f.typ)}
 	if pe := (*panicError)(nil); errors.As(handlerErr, &pe) {
 		// The stack goes to the log once; the step's last error has it too.
 		e.log.ErrorContext(ctx, "handler panicked", slog.Any("panic", pe.value), slog.String("stack", string(pe.stack)))
@@ -114,7 +114,7 @@ func (w *Worker) report(ctx context.Context, log *slog.Logger, leaseEnd func() t
 			return err
 		}
 		log.WarnContext(ctx, "report failed; retrying", slog.String("method", method), slog.Int("report_attempt", attempt),
-			slog.Duration("retry_in", wait), slog.Any("error", err))
+			durationAttr("retry_in", wait), slog.Any("error", err))
 		if !sleep(ctx, wait) {
 			return err
 		}

@@ -271,7 +271,7 @@ func (w *Worker) claimLoop(ctx, handlerCtx, base context.Context) error {
 			}
 			failures++
 			delay := claimBackoff(failures)
-			w.log.WarnContext(ctx, "claim failed; retrying", slog.Any("error", err), slog.Duration("retry_in", delay))
+			w.log.WarnContext(ctx, "claim failed; retrying", slog.Any("error", err), durationAttr("retry_in", delay))
 			if !sleep(ctx, delay) {
 				return nil
 			}
@@ -465,7 +465,7 @@ func (w *Worker) shutdown(base context.Context, stopHandlers context.CancelCause
 	timer := time.NewTimer(w.opts.ShutdownTimeout)
 	defer timer.Stop()
 	if n := w.inFlight(); n > 0 {
-		w.log.InfoContext(base, "shutting down; waiting for running steps", slog.Int("running", n), slog.Duration("timeout", w.opts.ShutdownTimeout))
+		w.log.InfoContext(base, "shutting down; waiting for running steps", slog.Int("running", n), durationAttr("timeout", w.opts.ShutdownTimeout))
 	}
 wait:
 	for w.inFlight() > 0 {
@@ -521,4 +521,11 @@ func (w *Worker) reporting() int {
 		}
 	}
 	return n
+}
+
+// durationAttr logs d in human form ("97ms", "1.5s") whatever the handler:
+// slog's JSON handler writes a Duration as nanoseconds, which no one reads
+// at a glance.
+func durationAttr(key string, d time.Duration) slog.Attr {
+	return slog.String(key, d.Round(time.Microsecond).String())
 }

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,8 +21,23 @@ import (
 )
 
 // Dialects lists the dialects every storage behaviour is tested on, in the
-// names Open accepts.
-var Dialects = []string{"sqlite", "postgres"}
+// names Open accepts: both, unless TASKER_TEST_DIALECTS names a subset
+// (`make test-short` runs SQLite only).
+var Dialects = dialects()
+
+func dialects() []string {
+	v := os.Getenv("TASKER_TEST_DIALECTS")
+	if v == "" {
+		return []string{"sqlite", "postgres"}
+	}
+	var out []string
+	for _, d := range strings.Split(v, ",") {
+		if d = strings.TrimSpace(d); d == "sqlite" || d == "postgres" {
+			out = append(out, d)
+		}
+	}
+	return out
+}
 
 // DefaultPostgresURL is the server tests use when TASKER_TEST_POSTGRES_URL
 // is not set: a local PostgreSQL with the default superuser.
@@ -107,6 +124,9 @@ func baseURL() string {
 // for goleak to find.
 func connect(t testing.TB) *pgx.Conn {
 	t.Helper()
+	if !slices.Contains(Dialects, "postgres") {
+		t.Skip("TASKER_TEST_DIALECTS leaves PostgreSQL out")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, baseURL())
