@@ -36,6 +36,12 @@ const (
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type RegistryServiceClient interface {
 	// RegisterTaskTemplate validates and stores one version of a template.
 	//
@@ -163,6 +169,12 @@ func (c *registryServiceClient) ListHandlers(ctx context.Context, in *ListHandle
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type RegistryServiceServer interface {
 	// RegisterTaskTemplate validates and stores one version of a template.
 	//

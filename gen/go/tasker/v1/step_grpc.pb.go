@@ -45,6 +45,12 @@ const (
 // step; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // Worker calls (ExtendLease, CompleteStep, FailStep, ReleaseStep and their
 // batches) name a step and the lease token of its claim. They answer
 // Aborted with reason LEASE_LOST when the lease expired, was reaped or
@@ -316,6 +322,12 @@ func (c *stepServiceClient) BatchFailSteps(ctx context.Context, in *BatchFailSte
 // the field for malformed or out-of-bounds input; NotFound for an unknown
 // step; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 //
 // Worker calls (ExtendLease, CompleteStep, FailStep, ReleaseStep and their
 // batches) name a step and the lease token of its claim. They answer

@@ -39,6 +39,12 @@ const (
 // task; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // The correlation id of a call is read from the x-correlation-id request
 // header (or generated) and returned in the x-correlation-id response header.
 type TaskServiceClient interface {
@@ -202,6 +208,12 @@ func (c *taskServiceClient) GetTaskGraph(ctx context.Context, in *GetTaskGraphRe
 // the field for malformed or out-of-bounds input; NotFound for an unknown
 // task; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 //
 // The correlation id of a call is read from the x-correlation-id request
 // header (or generated) and returned in the x-correlation-id response header.

@@ -1,0 +1,78 @@
+package server_test
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+	"github.com/taskerhq/tasker/storage"
+	"github.com/taskerhq/tasker/storage/storagetest"
+)
+
+// TestOutOfRangeValuesAreInvalidArgument: values protobuf decodes but the
+// contract does not allow (a timestamp past year 9999, an enum number
+// outside its declaration, a Duration with nanos ≥ 1e9, NaN or ±Inf in a
+// Struct) are InvalidArgument naming the field, on unary calls and streams,
+// and change nothing.
+func TestOutOfRangeValuesAreInvalidArgument(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		ctx := testContext(t)
+		registerChain(ctx, t, b, "bad")
+		task, err := createChain(ctx, b, "bad", 1)
+		require.NoError(t, err)
+		step := claimAs(ctx, t, b, "bad", "w1")
+
+		requireBad := func(err error, field string) {
+			t.Helper()
+			st := requireCode(t, err, codes.InvalidArgument)
+			require.Equal(t, []string{field}, badFields(st))
+		}
+
+		_, err = b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{CreateTimeTo: &timestamppb.Timestamp{Seconds: 1 << 50}})
+		requireBad(err, "create_time_to")
+		_, err = b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{States: []taskerv1.TaskState{taskerv1.TaskState_TASK_STATE_PENDING, 77}})
+		requireBad(err, "states[1]")
+		_, err = b.steps.ListSteps(ctx, &taskerv1.ListStepsRequest{TaskId: task.GetId(), View: 99})
+		requireBad(err, "view")
+
+		nan := &structpb.Struct{Fields: map[string]*structpb.Value{
+			"order": structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"total": structpb.NewNumberValue(math.NaN())}}),
+		}}
+		_, err = b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "bad", Name: "chain", Context: nan})
+		requireBad(err, "context.order.total")
+		_, err = b.events.PublishEvent(ctx, &taskerv1.PublishEventRequest{Type: "custom.bad", Payload: &structpb.Struct{
+			Fields: map[string]*structpb.Value{"x": structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{structpb.NewNumberValue(math.Inf(1))}})},
+		}})
+		requireBad(err, "payload.x[0]")
+		_, err = b.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{
+			StepId: step.GetStepId(), LeaseToken: step.GetLeaseToken(),
+			Result: &structpb.Struct{Fields: map[string]*structpb.Value{"r": structpb.NewNumberValue(math.Inf(-1))}},
+		})
+		requireBad(err, "result.r")
+		_, err = b.steps.FailStep(ctx, &taskerv1.FailStepRequest{
+			StepId: step.GetStepId(), LeaseToken: step.GetLeaseToken(),
+			Error: &taskerv1.StepError{Message: "x"}, RetryAfter: &durationpb.Duration{Nanos: 1e9},
+		})
+		requireBad(err, "retry_after")
+
+		stream, err := b.events.Subscribe(ctx, &taskerv1.SubscribeRequest{Start: 9})
+		require.NoError(t, err)
+		_, err = stream.Recv()
+		requireBad(err, "start")
+
+		// Nothing changed: one task, its step still held by w1.
+		list, err := b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{CreateTimeTo: timestamppb.New(time.Now().Add(time.Hour))})
+		require.NoError(t, err)
+		require.Len(t, list.GetTasks(), 1)
+		require.Equal(t, taskerv1.StepState_STEP_STATE_IN_PROGRESS, getStep(ctx, t, b, step.GetStepId()).GetState())
+	})
+}
