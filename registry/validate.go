@@ -47,6 +47,24 @@ var (
 	stepRE      = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 )
 
+// CheckNamespace returns "" when name is a valid namespace name (the rule of
+// RegisterTaskTemplate), or what is wrong with it, without quoting it.
+func CheckNamespace(name string) string { return ruleViolation(name, namespaceRE) }
+
+// CheckHandler returns "" when name is a valid handler name (the rule of
+// RegisterTaskTemplate), or what is wrong with it, without quoting it.
+func CheckHandler(name string) string { return ruleViolation(name, stepRE) }
+
+func ruleViolation(name string, re *regexp.Regexp) string {
+	switch {
+	case name == "":
+		return "is required"
+	case !re.MatchString(name):
+		return "must match " + re.String()
+	}
+	return ""
+}
+
 // violations collects the bad fields of one request, so a client fixes them
 // all in one round trip.
 type violations []fault.Violation

@@ -1,7 +1,9 @@
 package server_test
 
 import (
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,49 @@ func TestOutOfRangeValuesAreInvalidArgument(t *testing.T) {
 		require.NoError(t, err)
 		require.Len(t, list.GetTasks(), 1)
 		require.Equal(t, taskerv1.StepState_STEP_STATE_IN_PROGRESS, getStep(ctx, t, b, step.GetStepId()).GetState())
+	})
+}
+
+// TestClaimStepsNamesFollowTemplateRules: ClaimSteps refuses namespaces and
+// handlers a template could not declare, more than 100 of them, and worker
+// ids longer than 128 bytes or not printable, and records no such worker.
+func TestClaimStepsNamesFollowTemplateRules(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		ctx := testContext(t)
+		claim := func(worker string, hs ...*taskerv1.HandlerRef) error {
+			_, err := b.steps.ClaimSteps(ctx, &taskerv1.ClaimStepsRequest{WorkerId: worker, Handlers: hs, MaxSteps: 1})
+			return err
+		}
+		requireBad := func(err error, fields ...string) {
+			t.Helper()
+			st := requireCode(t, err, codes.InvalidArgument)
+			require.Equal(t, fields, badFields(st))
+			require.NotContains(t, st.Message(), "Not Valid!", "the message quotes no value")
+		}
+		ok := &taskerv1.HandlerRef{Namespace: "shop", Handler: "work"}
+
+		requireBad(claim("w1", ok, &taskerv1.HandlerRef{Namespace: "shop", Handler: "Not Valid!"}), "handlers[1].handler")
+		requireBad(claim("w1", &taskerv1.HandlerRef{Namespace: strings.Repeat("n", 64), Handler: "work"}), "handlers[0].namespace")
+		requireBad(claim("w1", &taskerv1.HandlerRef{Namespace: "Shop", Handler: strings.Repeat("h", 60_000)}),
+			"handlers[0].namespace", "handlers[0].handler")
+		many := make([]*taskerv1.HandlerRef, 101)
+		for i := range many {
+			many[i] = &taskerv1.HandlerRef{Namespace: "shop", Handler: fmt.Sprintf("h%d", i)}
+		}
+		requireBad(claim("w1", many...), "handlers")
+		requireBad(claim(strings.Repeat("w", 129), ok), "worker_id")
+		requireBad(claim("w\n1", ok), "worker_id")
+
+		require.NoError(t, claim(strings.Repeat("w", 128), many[:100]...))
+		resp, err := b.registry.ListHandlers(ctx, &taskerv1.ListHandlersRequest{})
+		require.NoError(t, err)
+		for _, h := range resp.GetHandlers() {
+			require.Equal(t, "shop", h.GetHandler().GetNamespace())
+			for _, w := range h.GetWorkers() {
+				require.Equal(t, strings.Repeat("w", 128), w.GetWorkerId())
+			}
+		}
 	})
 }

@@ -961,9 +961,12 @@ func (x *CancelStepResponse) GetStep() *Step {
 // ClaimStepsRequest asks for due work.
 type ClaimStepsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable id of the worker process, 1 to 128 bytes; shown by ListHandlers.
+	// Stable id of the worker process, 1 to 128 bytes of printable UTF-8;
+	// shown by ListHandlers.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// The (namespace, handler) pairs the worker serves; 1 to 100.
+	// The (namespace, handler) pairs the worker serves; 1 to 100. Names follow
+	// the template rules of RegisterTaskTemplate: namespace
+	// ^[a-z][a-z0-9_.-]{0,62}$, handler ^[a-z][a-z0-9_]{0,62}$.
 	Handlers []*HandlerRef `protobuf:"bytes,2,rep,name=handlers,proto3" json:"handlers,omitempty"`
 	// At most this many steps; 1 to 100.
 	MaxSteps int32 `protobuf:"varint,3,opt,name=max_steps,json=maxSteps,proto3" json:"max_steps,omitempty"`

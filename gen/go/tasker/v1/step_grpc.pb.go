@@ -120,7 +120,8 @@ type StepServiceClient interface {
 	// Parents' results that would push the response over the message size
 	// limit are marked omitted; read them with GetStep.
 	//
-	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	// Errors: InvalidArgument (worker_id, handlers[i].namespace,
+	// handlers[i].handler, max_steps, wait).
 	//
 	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(ctx context.Context, in *ClaimStepsRequest, opts ...grpc.CallOption) (*ClaimStepsResponse, error)
@@ -398,7 +399,8 @@ type StepServiceServer interface {
 	// Parents' results that would push the response over the message size
 	// limit are marked omitted; read them with GetStep.
 	//
-	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	// Errors: InvalidArgument (worker_id, handlers[i].namespace,
+	// handlers[i].handler, max_steps, wait).
 	//
 	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(context.Context, *ClaimStepsRequest) (*ClaimStepsResponse, error)
