@@ -20,7 +20,11 @@ import (
 
 // Bounds of a template, as documented on RegisterTaskTemplate.
 const (
-	maxSteps        = 1000
+	// maxSteps and maxEdges bound the rows one CreateTask writes in one
+	// transaction (a step and its dependencies each), which holds SQLite's
+	// single writer: 450 steps with 101,000 edges held it for seconds.
+	maxSteps        = 500
+	maxEdges        = 5000
 	maxDescription  = 4 << 10
 	maxDocument     = 64 << 10 // a step's config or the context schema, as JSON
 	maxTemplateSize = 1 << 20  // proto.Size of the whole template
@@ -150,6 +154,13 @@ func validateTemplate(vs *violations, t *taskerv1.TaskTemplate) {
 		vs.add(p+".steps", "at least one step is required")
 	case len(steps) > maxSteps:
 		vs.add(p+".steps", "has %d steps; at most %d", len(steps), maxSteps)
+	}
+	edges := 0
+	for _, s := range steps {
+		edges += len(s.GetDependsOn())
+	}
+	if edges > maxEdges {
+		vs.add(p+".steps", "has %d dependencies (depends_on entries in all); at most %d", edges, maxEdges)
 	}
 	index := make(map[string]int, len(steps))
 	for i, s := range steps {

@@ -237,11 +237,29 @@ func TestValidateTooManySteps(t *testing.T) {
 	t.Parallel()
 	tpl := validTemplate()
 	tpl.Steps = nil
-	for i := range 1001 {
+	for i := range 501 {
 		tpl.Steps = append(tpl.Steps, &taskerv1.StepTemplate{Name: "s" + itoa(i), Handler: "h"})
 	}
 	requireViolations(t, Validate(tpl), "template.steps")
-	tpl.Steps = tpl.Steps[:1000]
+	tpl.Steps = tpl.Steps[:500]
+	require.NoError(t, Validate(tpl))
+}
+
+func TestValidateTooManyDependencies(t *testing.T) {
+	t.Parallel()
+	tpl := validTemplate()
+	tpl.Steps = nil
+	// Each step depends on every earlier one: 100 steps make 4,950 edges.
+	for i := range 102 {
+		s := &taskerv1.StepTemplate{Name: "s" + itoa(i), Handler: "h"}
+		for j := range i {
+			s.DependsOn = append(s.DependsOn, "s"+itoa(j))
+		}
+		tpl.Steps = append(tpl.Steps, s)
+	}
+	vs := requireViolations(t, Validate(tpl), "template.steps")
+	require.Contains(t, vs[0].Description, "5151 dependencies")
+	tpl.Steps = tpl.Steps[:100]
 	require.NoError(t, Validate(tpl))
 }
 

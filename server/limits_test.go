@@ -122,3 +122,40 @@ func TestClaimStepsNamesFollowTemplateRules(t *testing.T) {
 		}
 	})
 }
+
+// TestTemplateSizeLimits: a template with more than 500 steps or 5,000
+// dependencies in all is refused at registration, naming template.steps, so
+// no CreateTask can hold the database's writer for seconds.
+func TestTemplateSizeLimits(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		ctx := testContext(t)
+		register := func(steps []*taskerv1.StepTemplate) error {
+			_, err := b.registry.RegisterTaskTemplate(ctx, &taskerv1.RegisterTaskTemplateRequest{Template: &taskerv1.TaskTemplate{
+				Namespace: "big", Name: fmt.Sprintf("t%d", len(steps)), Version: "1.0.0", Steps: steps,
+			}})
+			return err
+		}
+		flat := make([]*taskerv1.StepTemplate, 501)
+		for i := range flat {
+			flat[i] = &taskerv1.StepTemplate{Name: fmt.Sprintf("s%d", i), Handler: "work"}
+		}
+		st := requireCode(t, register(flat), codes.InvalidArgument)
+		require.Equal(t, []string{"template.steps"}, badFields(st))
+		require.NoError(t, register(flat[:500]))
+
+		// Each step depends on every earlier one: 102 steps make 5,151.
+		dense := make([]*taskerv1.StepTemplate, 102)
+		for i := range dense {
+			dense[i] = &taskerv1.StepTemplate{Name: fmt.Sprintf("s%d", i), Handler: "work"}
+			for j := range i {
+				dense[i].DependsOn = append(dense[i].DependsOn, fmt.Sprintf("s%d", j))
+			}
+		}
+		st = requireCode(t, register(dense), codes.InvalidArgument)
+		require.Equal(t, []string{"template.steps"}, badFields(st))
+		require.Contains(t, st.Message(), "at most 5000")
+		require.NoError(t, register(dense[:100]))
+	})
+}

@@ -48,11 +48,14 @@ type RegistryServiceClient interface {
 	// Validation: namespace, template, step and handler names match
 	// ^[a-z][a-z0-9_]{0,62}$ (namespace and template names may also use '-'
 	// and '.'); version is a semantic version (1.2.3, 1.2.3-rc.1); at least one
-	// and at most 1000 steps; step names unique; every depends_on names a step
-	// of the template; the dependency graph has no cycle (the error names the
-	// cycle, e.g. "a -> b -> a"); retry policy, lease and timeout within their
-	// documented bounds; context_schema is a valid JSON Schema; config and the
-	// whole template within size limits.
+	// and at most 500 steps; at most 5000 dependencies (depends_on entries of
+	// all steps); step names unique; every depends_on names a step of the
+	// template; the dependency graph has no cycle (the error names the cycle,
+	// e.g. "a -> b -> a"); retry policy, lease and timeout within their
+	// documented bounds; context_schema is a valid JSON Schema; each config and
+	// the context schema at most 64 KiB as JSON, the whole template at most
+	// 1 MiB encoded. The step and dependency limits bound the rows one
+	// CreateTask writes in one transaction.
 	//
 	// Registering identical content again is a successful no-op
 	// (outcome UNCHANGED). Different content for an existing version is
@@ -181,11 +184,14 @@ type RegistryServiceServer interface {
 	// Validation: namespace, template, step and handler names match
 	// ^[a-z][a-z0-9_]{0,62}$ (namespace and template names may also use '-'
 	// and '.'); version is a semantic version (1.2.3, 1.2.3-rc.1); at least one
-	// and at most 1000 steps; step names unique; every depends_on names a step
-	// of the template; the dependency graph has no cycle (the error names the
-	// cycle, e.g. "a -> b -> a"); retry policy, lease and timeout within their
-	// documented bounds; context_schema is a valid JSON Schema; config and the
-	// whole template within size limits.
+	// and at most 500 steps; at most 5000 dependencies (depends_on entries of
+	// all steps); step names unique; every depends_on names a step of the
+	// template; the dependency graph has no cycle (the error names the cycle,
+	// e.g. "a -> b -> a"); retry policy, lease and timeout within their
+	// documented bounds; context_schema is a valid JSON Schema; each config and
+	// the context schema at most 64 KiB as JSON, the whole template at most
+	// 1 MiB encoded. The step and dependency limits bound the rows one
+	// CreateTask writes in one transaction.
 	//
 	// Registering identical content again is a successful no-op
 	// (outcome UNCHANGED). Different content for an existing version is
