@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"strings"
@@ -157,5 +158,84 @@ func TestTemplateSizeLimits(t *testing.T) {
 		require.Equal(t, []string{"template.steps"}, badFields(st))
 		require.Contains(t, st.Message(), "at most 5000")
 		require.NoError(t, register(dense[:100]))
+	})
+}
+
+// TestPagesAreBoundedByBytes: tasks, step results and events of 60 KB each
+// are legal, and a page of 100 of them would pass gRPC's default 4 MiB
+// receive limit; each listing cuts its pages at 2 MiB instead (40 items make
+// two pages), and paging still returns every item.
+func TestPagesAreBoundedByBytes(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		// Longer than testContext: 120 writes of 60 KB under -race.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		registerChain(ctx, t, b, "big")
+		blob := func(i int) *structpb.Struct {
+			return &structpb.Struct{Fields: map[string]*structpb.Value{
+				"i": structpb.NewNumberValue(float64(i)), "blob": structpb.NewStringValue(strings.Repeat("x", 60_000)),
+			}}
+		}
+		const n = 40
+		for i := range n {
+			_, err := b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "big", Name: "chain", Context: blob(i)})
+			require.NoError(t, err)
+			_, err = b.events.PublishEvent(ctx, &taskerv1.PublishEventRequest{Type: "custom.big", Payload: blob(i)})
+			require.NoError(t, err)
+		}
+		for done := 0; done < n; {
+			resp, err := b.steps.ClaimSteps(ctx, &taskerv1.ClaimStepsRequest{
+				WorkerId: "w", Handlers: []*taskerv1.HandlerRef{{Namespace: "big", Handler: "work"}}, MaxSteps: 10,
+			})
+			require.NoError(t, err)
+			for _, s := range resp.GetSteps() {
+				_, err := b.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{StepId: s.GetStepId(), LeaseToken: s.GetLeaseToken(), Result: blob(done)})
+				require.NoError(t, err)
+				done++
+			}
+		}
+
+		// pages lists with fetch until the token runs out, and returns the
+		// number of items seen and of pages.
+		pages := func(fetch func(token string) (int, string, error)) (items, count int) {
+			t.Helper()
+			token := ""
+			for {
+				got, next, err := fetch(token)
+				require.NoError(t, err)
+				require.Positive(t, got)
+				items += got
+				count++
+				if next == "" {
+					return items, count
+				}
+				token = next
+			}
+		}
+		items, count := pages(func(token string) (int, string, error) {
+			resp, err := b.events.ListEvents(ctx, &taskerv1.ListEventsRequest{
+				Filter: &taskerv1.EventFilter{Types: []string{"custom.big"}}, PageSize: n, PageToken: token,
+			})
+			return len(resp.GetEvents()), resp.GetNextPageToken(), err
+		})
+		require.Equal(t, n, items)
+		require.GreaterOrEqual(t, count, 2, "60 KB events: at most 34 to a 2 MiB page")
+		items, count = pages(func(token string) (int, string, error) {
+			resp, err := b.tasks.ListTasks(ctx, &taskerv1.ListTasksRequest{Namespace: "big", PageSize: n, PageToken: token})
+			return len(resp.GetTasks()), resp.GetNextPageToken(), err
+		})
+		require.Equal(t, n, items)
+		require.GreaterOrEqual(t, count, 2)
+		items, count = pages(func(token string) (int, string, error) {
+			resp, err := b.steps.ListSteps(ctx, &taskerv1.ListStepsRequest{
+				Namespace: "big", States: []taskerv1.StepState{taskerv1.StepState_STEP_STATE_COMPLETE},
+				View: taskerv1.StepView_STEP_VIEW_FULL, PageSize: n, PageToken: token,
+			})
+			return len(resp.GetSteps()), resp.GetNextPageToken(), err
+		})
+		require.Equal(t, n, items)
+		require.GreaterOrEqual(t, count, 2)
 	})
 }

@@ -505,6 +505,10 @@ type ListStepsRequest struct {
 	View StepView `protobuf:"varint,5,opt,name=view,proto3,enum=tasker.v1.StepView" json:"view,omitempty"`
 	// 1 to 500; 0 means 50 (100 with FULL results counted toward the
 	// message size limit).
+	// A page also stops before the item that would take it past 2 MiB
+	// encoded (it always holds at least one), so a page of large items stays
+	// under gRPC's default 4 MiB receive limit; a short page with a
+	// next_page_token is not the end.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same filters.
 	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
