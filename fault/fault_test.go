@@ -2,7 +2,9 @@ package fault
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 )
@@ -32,4 +34,13 @@ func TestInvalidsJoinsMessages(t *testing.T) {
 	fe := Invalids([]Violation{{"a", "bad"}, {"b", "worse"}})
 	require.Equal(t, "invalid argument: a: bad; b: worse", fe.Error())
 	require.Panics(t, func() { _ = Invalids(nil) })
+}
+
+func TestClipCutsOnARuneBoundary(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, "short", Clip("short"))
+	long := strings.Repeat("é", 30) // 60 bytes
+	got := Clip(long)
+	require.Equal(t, strings.Repeat("é", 20)+"…", got)
+	require.True(t, utf8.ValidString(got))
 }

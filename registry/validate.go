@@ -272,19 +272,9 @@ func checkName(vs *violations, field, name string, re *regexp.Regexp) {
 }
 
 // clip shortens a value quoted in a message: the error goes back to the
-// client in a response header, and a value that breaks a rule may be long.
-func clip(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	for i := max; i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i] + "…"
-		}
-	}
-	return ""
-}
+// client and into the log, and a value that breaks a rule may be long or
+// secret.
+func clip(s string) string { return fault.Clip(s) }
 
 func checkDescription(vs *violations, field, s string) {
 	switch {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
+	"github.com/taskerhq/tasker/server/servertest"
 	"github.com/taskerhq/tasker/storage"
 	"github.com/taskerhq/tasker/storage/storagetest"
 )
@@ -237,5 +239,55 @@ func TestPagesAreBoundedByBytes(t *testing.T) {
 		})
 		require.Equal(t, n, items)
 		require.GreaterOrEqual(t, count, 2)
+	})
+}
+
+// TestErrorsDoNotEchoValues: a context failing its schema is refused naming
+// the path and the schema rule, not the value (a PIN sent in a context
+// reached the log), and a long value quoted in an error is cut (to 40
+// bytes, 256 for a resource name), in the response and in the log at every
+// level.
+func TestErrorsDoNotEchoValues(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		var logs lockedBuffer
+		b := serve(t, db, servertest.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+		ctx := testContext(t)
+		tpl := chain("pins")
+		schema, err := structpb.NewStruct(map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"card": map[string]any{"type": "object", "properties": map[string]any{
+					"pin": map[string]any{"type": "string", "pattern": "^[0-9]{6}$"},
+				}},
+			},
+		})
+		require.NoError(t, err)
+		tpl.ContextSchema = schema
+		_, err = b.registry.RegisterTaskTemplate(ctx, &taskerv1.RegisterTaskTemplateRequest{Template: tpl})
+		require.NoError(t, err)
+
+		const pin = "4711"
+		c, err := structpb.NewStruct(map[string]any{"card": map[string]any{"pin": pin}})
+		require.NoError(t, err)
+		_, err = b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "pins", Name: "chain", Context: c})
+		st := requireCode(t, err, codes.InvalidArgument)
+		require.Equal(t, []string{"context.card.pin"}, badFields(st))
+		require.Contains(t, st.Message(), "/properties/card/properties/pin/pattern")
+		require.NotContains(t, st.Message(), pin)
+
+		long := "secret-" + strings.Repeat("s", 10_000)
+		_, err = b.registry.GetTaskTemplate(ctx, &taskerv1.GetTaskTemplateRequest{Namespace: "pins", Name: long})
+		st = requireCode(t, err, codes.NotFound)
+		require.Less(t, len(st.Message()), 400, "a name no template can have is cut: %s", st.Message())
+		_, err = b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "pins", Name: "chain", IdempotencyKey: long})
+		if err != nil {
+			st = requireCode(t, err, codes.InvalidArgument)
+			require.Less(t, len(st.Message()), 200, st.Message())
+		}
+
+		require.NoError(t, b.stop())
+		require.NotContains(t, logs.String(), pin)
+		require.NotContains(t, logs.String(), strings.Repeat("s", 300))
 	})
 }

@@ -59,7 +59,9 @@ type TaskServiceClient interface {
 	// the template's context schema, tags, priority, run_at, idempotency_key
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
-	// request).
+	// request). A context failing its schema gets one violation per failed
+	// rule (at most 20), named by the context path (context.card.pin) and the
+	// schema rule (/properties/card/properties/pin/pattern), never the value.
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(ctx context.Context, in *CreateTaskRequest, opts ...grpc.CallOption) (*CreateTaskResponse, error)
@@ -229,7 +231,9 @@ type TaskServiceServer interface {
 	// the template's context schema, tags, priority, run_at, idempotency_key
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
-	// request).
+	// request). A context failing its schema gets one violation per failed
+	// rule (at most 20), named by the context path (context.card.pin) and the
+	// schema rule (/properties/card/properties/pin/pattern), never the value.
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(context.Context, *CreateTaskRequest) (*CreateTaskResponse, error)
