@@ -119,6 +119,8 @@ fuzz: ## Fuzz the parsers of untrusted input for 30s each
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./page
 	go test -run '^$$' -fuzz FuzzParseYAML -fuzztime 30s ./registry
 	go test -run '^$$' -fuzz FuzzMessage -fuzztime 30s ./reqcheck
+	go test -run '^$$' -fuzz FuzzCheckNames -fuzztime 30s ./registry
+	go test -run '^$$' -fuzz FuzzClip -fuzztime 30s ./fault
 
 .PHONY: clean
 clean: ## Remove build output and installed tools

@@ -358,3 +358,23 @@ func TestCompileSchemaValidates(t *testing.T) {
 	require.Error(t, sch.Validate(map[string]any{"items": []any{}}))
 	require.Error(t, sch.Validate(map[string]any{"cart_id": "c1", "items": "no"}))
 }
+
+// FuzzCheckNames: the name rules ClaimSteps applies accept exactly what a
+// template may declare, and their messages never quote the name.
+func FuzzCheckNames(f *testing.F) {
+	for _, s := range []string{"", "work", "Not Valid!", "shop.eu-west", strings.Repeat("a", 64), "a\x00b", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ns, h := CheckNamespace(s), CheckHandler(s)
+		require.Equal(t, namespaceRE.MatchString(s), ns == "")
+		require.Equal(t, stepRE.MatchString(s), h == "")
+		if h == "" {
+			require.Empty(t, ns, "every handler name is a namespace name")
+		}
+		if len(s) > 3 {
+			require.NotContains(t, ns, s)
+			require.NotContains(t, h, s)
+		}
+	})
+}
