@@ -127,6 +127,9 @@ chaos: ## The fault-injection suite at full size (kill -9, replica loss, databas
 fuzz: ## Fuzz the parsers of untrusted input for 30s each
 	go test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./page
 	go test -run '^$$' -fuzz FuzzParseYAML -fuzztime 30s ./registry
+	go test -run '^$$' -fuzz FuzzMessage -fuzztime 30s ./reqcheck
+	go test -run '^$$' -fuzz FuzzCheckNames -fuzztime 30s ./registry
+	go test -run '^$$' -fuzz FuzzClip -fuzztime 30s ./fault
 
 .PHONY: clean
 clean: ## Remove build output and installed tools

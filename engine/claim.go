@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
@@ -15,6 +18,7 @@ import (
 	"github.com/taskerhq/tasker/ent/stepdependency"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/registry"
 )
 
 // Bounds of a claim request, as the contract documents them.
@@ -41,15 +45,22 @@ type ClaimParams struct {
 
 func (p *ClaimParams) validate() error {
 	var vs []fault.Violation
-	if p.WorkerID == "" || len(p.WorkerID) > maxWorkerID {
-		vs = append(vs, fault.Violation{Field: "worker_id", Description: fmt.Sprintf("must be 1 to %d bytes", maxWorkerID)})
+	if msg := checkWorkerID(p.WorkerID); msg != "" {
+		vs = append(vs, fault.Violation{Field: "worker_id", Description: msg})
 	}
 	if len(p.Handlers) == 0 || len(p.Handlers) > maxClaimHandlers {
 		vs = append(vs, fault.Violation{Field: "handlers", Description: fmt.Sprintf("must name 1 to %d handlers", maxClaimHandlers)})
-	}
-	for i, h := range p.Handlers {
-		if h.Namespace == "" || h.Handler == "" {
-			vs = append(vs, fault.Violation{Field: fmt.Sprintf("handlers[%d]", i), Description: "needs a namespace and a handler"})
+	} else {
+		// Names follow the template rules, so nothing a template could not
+		// declare reaches the worker table (and a typo is an error rather
+		// than a worker that never gets work).
+		for i, h := range p.Handlers {
+			if msg := registry.CheckNamespace(h.Namespace); msg != "" {
+				vs = append(vs, fault.Violation{Field: fmt.Sprintf("handlers[%d].namespace", i), Description: msg})
+			}
+			if msg := registry.CheckHandler(h.Handler); msg != "" {
+				vs = append(vs, fault.Violation{Field: fmt.Sprintf("handlers[%d].handler", i), Description: msg})
+			}
 		}
 	}
 	if p.Max < 1 || p.Max > maxClaimSteps {
@@ -62,6 +73,19 @@ func (p *ClaimParams) validate() error {
 		return fault.Invalids(vs)
 	}
 	return nil
+}
+
+// checkWorkerID returns "" for a usable worker id, or what is wrong with it:
+// 1 to maxWorkerID bytes of printable UTF-8, as it is stored, logged and
+// shown by ListHandlers.
+func checkWorkerID(id string) string {
+	if id == "" || len(id) > maxWorkerID {
+		return fmt.Sprintf("must be 1 to %d bytes", maxWorkerID)
+	}
+	if !utf8.ValidString(id) || strings.IndexFunc(id, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return "must be printable UTF-8"
+	}
+	return ""
 }
 
 // ParentResult is a parent's result handed to a claimed step.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"sync"
 	"time"
 
@@ -442,11 +443,49 @@ func (e *Engine) checkContext(tpl *ent.TaskTemplate, contextJSON []byte) error {
 	if err := schema.Validate(doc); err != nil {
 		var ve *jsonschema.ValidationError
 		if errors.As(err, &ve) {
-			return fault.Invalid("context", "does not match the template's context schema: %s", ve.Error())
+			return fault.Invalids(schemaViolations(ve))
 		}
-		return fault.Invalid("context", "does not match the template's context schema: %v", err)
+		return fault.Invalid("context", "does not match the template's context schema")
 	}
 	return nil
+}
+
+// maxSchemaViolations bounds the violations one context reports.
+const maxSchemaViolations = 20
+
+// schemaViolations names each failed rule of ve by the context path and the
+// schema keyword (context.card.pin: fails the schema rule
+// /properties/card/properties/pin/pattern), never by the value: the
+// library's own messages quote the value ("'1234' does not match
+// pattern ..."), and a context may carry a secret.
+func schemaViolations(ve *jsonschema.ValidationError) []fault.Violation {
+	var vs []fault.Violation
+	var walk func(*jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(vs) >= maxSchemaViolations {
+			return
+		}
+		if len(e.Causes) > 0 {
+			for _, c := range e.Causes {
+				walk(c)
+			}
+			return
+		}
+		field := "context"
+		for _, k := range e.InstanceLocation {
+			field += "." + fault.Clip(k)
+		}
+		// The schema's location of the rule: its JSON pointer, then the
+		// keyword. Both come from the template, not the request.
+		_, pointer, _ := strings.Cut(e.SchemaURL, "#")
+		rule := pointer + "/" + strings.Join(e.ErrorKind.KeywordPath(), "/")
+		vs = append(vs, fault.Violation{Field: field, Description: "fails the context schema's rule " + rule})
+	}
+	walk(ve)
+	if len(vs) == 0 {
+		vs = append(vs, fault.Violation{Field: "context", Description: "does not match the template's context schema"})
+	}
+	return vs
 }
 
 // schemaCache keeps compiled context schemas by template version content;

@@ -180,6 +180,28 @@ type ListTasksParams struct {
 	ParentTaskID  string
 	PageSize      int32
 	PageToken     string
+	// MaxBytes, with Size, bounds the page by size as well as count: tasks
+	// are kept while their sizes sum to at most MaxBytes, and the first
+	// always is. 0 (or a nil Size) bounds by count only.
+	MaxBytes int
+	Size     func(*TaskView) int
+}
+
+// fitting returns how many of items, from the first, have sizes summing to
+// at most maxBytes; at least one when there are any, so a listing always
+// progresses.
+func fitting[T any](items []T, maxBytes int, size func(T) int) int {
+	if maxBytes <= 0 || size == nil {
+		return len(items)
+	}
+	total := 0
+	for i, it := range items {
+		total += size(it)
+		if total > maxBytes && i > 0 {
+			return i
+		}
+	}
+	return len(items)
 }
 
 // ListTasks returns one page of tasks, newest first, with step counts.
@@ -241,7 +263,14 @@ func (e *Engine) ListTasks(ctx context.Context, p ListTasksParams) ([]*TaskView,
 		next = page.Encode(fp, tasks[size-1].ID)
 	}
 	views, err := e.summarize(ctx, tasks)
-	return views, next, err
+	if err != nil {
+		return nil, "", err
+	}
+	if n := fitting(views, p.MaxBytes, p.Size); n < len(views) {
+		views = views[:n]
+		next = page.Encode(fp, views[n-1].Task.ID)
+	}
+	return views, next, nil
 }
 
 // summarize counts the steps of tasks by state in one grouped query.

@@ -54,6 +54,9 @@ type ListStepsParams struct {
 	Handler   string
 	PageSize  int32
 	PageToken string
+	// MaxBytes and Size bound the page by size as ListTasksParams's do.
+	MaxBytes int
+	Size     func(*Step) int
 }
 
 // ListSteps returns one page of steps: a task's in declaration order, or
@@ -118,5 +121,10 @@ func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*Step, str
 		last := steps[size-1]
 		next = page.Encode(fp, cursor{Position: last.Position, ID: last.ID})
 	}
-	return stepsFromRows(steps), next, nil
+	out := stepsFromRows(steps)
+	if n := fitting(out, p.MaxBytes, p.Size); n < len(out) {
+		out = out[:n]
+		next = page.Encode(fp, cursor{Position: steps[n-1].Position, ID: steps[n-1].ID})
+	}
+	return out, next, nil
 }

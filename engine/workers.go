@@ -24,11 +24,44 @@ import (
 // for ListHandlers.
 const workerSeenEvery = 5 * time.Second
 
+// maxCachedWorkers bounds the workers remembered in memory: an entry is a
+// few hundred bytes (the handler set is part of it), and anyone may claim
+// under a new worker id.
+const maxCachedWorkers = 10_000
+
 // workerCache remembers what was last written per worker, so most polls
-// and heartbeats write nothing.
+// and heartbeats write nothing. It forgets a worker not seen for
+// workerSeenEvery (its next call writes its last-seen time anyway, so
+// forgetting costs nothing) and holds at most maxCachedWorkers.
 type workerCache struct {
 	mu   sync.Mutex
 	seen map[string]workerSeen
+	// swept is when stale entries were last removed.
+	swept time.Time
+}
+
+// put remembers w for id; the caller holds mu.
+func (c *workerCache) put(id string, w workerSeen) {
+	if _, ok := c.seen[id]; !ok && len(c.seen) >= maxCachedWorkers {
+		// A sweep is O(n): at most one per workerSeenEvery, when full.
+		if w.at.Sub(c.swept) >= workerSeenEvery {
+			c.swept = w.at
+			for k, v := range c.seen {
+				if w.at.Sub(v.at) >= workerSeenEvery {
+					delete(c.seen, k)
+				}
+			}
+		}
+		// Still full of live workers: forget any one of them; it costs
+		// that worker one extra write.
+		for k := range c.seen {
+			if len(c.seen) < maxCachedWorkers {
+				break
+			}
+			delete(c.seen, k)
+		}
+	}
+	c.seen[id] = w
 }
 
 type workerSeen struct {
@@ -65,7 +98,7 @@ func (e *Engine) noteWorker(ctx context.Context, workerID string, hs []HandlerRe
 	if hs == nil {
 		key = prev.handlers
 	}
-	e.workers.seen[workerID] = workerSeen{handlers: key, at: now}
+	e.workers.put(workerID, workerSeen{handlers: key, at: now})
 	e.workers.mu.Unlock()
 
 	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
@@ -198,7 +231,7 @@ func (e *Engine) ListHandlers(ctx context.Context, ns string, activeWithin time.
 
 // WorkerHeartbeat refreshes a worker's last-seen time from a heartbeat.
 func (e *Engine) WorkerHeartbeat(ctx context.Context, workerID string) {
-	if workerID != "" && len(workerID) <= maxWorkerID {
+	if checkWorkerID(workerID) == "" {
 		e.noteWorker(ctx, workerID, nil)
 	}
 }

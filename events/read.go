@@ -20,6 +20,12 @@ const (
 	DefaultListLimit = 100
 	// MaxListLimit is the largest page List returns.
 	MaxListLimit = 1000
+	// DefaultPageBytes is Query.MaxBytes when it is 0: half gRPC's default
+	// 4 MiB receive limit, so a page of large events reaches any client.
+	DefaultPageBytes = 2 << 20
+	// readChunk is how many events List reads from the database at a time,
+	// so a page cut short by bytes holds little more than it returns.
+	readChunk = 64
 )
 
 // Log reads the event log: numbered events only, in sequence order, and
@@ -73,6 +79,19 @@ type Query struct {
 	// Limit bounds the events returned: 0 means DefaultListLimit, more than
 	// MaxListLimit means MaxListLimit.
 	Limit int
+	// MaxBytes bounds the page by size as well: events are added while
+	// their sizes sum to at most MaxBytes, but the first always is. 0 means
+	// DefaultPageBytes.
+	MaxBytes int
+	// Size measures an event for MaxBytes (the server passes its encoded
+	// size); nil counts its payload and identifying strings.
+	Size func(*Stored) int
+}
+
+// approximateSize is Query.Size when the caller gives none.
+func approximateSize(ev *Stored) int {
+	return len(ev.Payload) + len(ev.Type) + len(ev.CorrelationID) + len(ev.Namespace) +
+		len(ev.TemplateName) + len(ev.TemplateVersion) + 64
 }
 
 // Page is the answer to a Query.
@@ -87,6 +106,9 @@ type Page struct {
 	Scanned int64
 	// Head is the highest sequence in the log at query time.
 	Head int64
+	// Full reports that the page stopped at its count or byte limit, so
+	// more events may follow at once.
+	Full bool
 }
 
 // Head returns the highest numbered sequence, 0 when the log is empty.
@@ -150,19 +172,13 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 	}
 	p := Page{Scanned: max(q.After, bound), Head: head}
 	if bound > q.After {
-		l.reads.Add(1)
-		rows, err := l.db.Reader.Event.Query().
-			Where(event.SequenceGT(q.After), event.SequenceLTE(bound)).
-			Where(m.predicates()...).
-			Order(ent.Asc(event.FieldSequence)).
-			Limit(limit).
-			All(ctx)
+		full, err := l.read(ctx, q, m, bound, limit, &p)
 		if err != nil {
-			return Page{}, fmt.Errorf("events: list: %w", l.db.InterpretError(err))
+			return Page{}, err
 		}
-		p.Events = storedAll(rows)
-		if len(p.Events) == limit {
-			p.Scanned = p.Events[limit-1].Sequence
+		if full {
+			p.Full = true
+			p.Scanned = p.Events[len(p.Events)-1].Sequence
 		}
 	}
 
@@ -177,6 +193,47 @@ func (l *Log) List(ctx context.Context, q Query) (Page, error) {
 		return Page{}, truncated(q.After, oldest)
 	}
 	return p, nil
+}
+
+// read fills p.Events with the events of (q.After, bound] that match m, at
+// most limit of them and q.MaxBytes in all, reading readChunk at a time. It
+// reports whether the page is full, so Scanned must stop at its last event.
+func (l *Log) read(ctx context.Context, q Query, m *Matcher, bound int64, limit int, p *Page) (bool, error) {
+	maxBytes, size := q.MaxBytes, q.Size
+	if maxBytes <= 0 {
+		maxBytes = DefaultPageBytes
+	}
+	if size == nil {
+		size = approximateSize
+	}
+	after, total := q.After, 0
+	for len(p.Events) < limit {
+		n := min(readChunk, limit-len(p.Events))
+		l.reads.Add(1)
+		batch, err := l.db.Reader.Event.Query().
+			Where(event.SequenceGT(after), event.SequenceLTE(bound)).
+			Where(m.predicates()...).
+			Order(ent.Asc(event.FieldSequence)).
+			Limit(n).
+			All(ctx)
+		if err != nil {
+			return false, fmt.Errorf("events: list: %w", l.db.InterpretError(err))
+		}
+		for _, ev := range batch {
+			st := storedOf(ev)
+			sz := size(st)
+			if len(p.Events) > 0 && total+sz > maxBytes {
+				return true, nil
+			}
+			total += sz
+			p.Events = append(p.Events, st)
+		}
+		if len(batch) < n {
+			return false, nil
+		}
+		after = *batch[len(batch)-1].Sequence
+	}
+	return true, nil
 }
 
 // truncated is the error for a resume point older than the retained log.

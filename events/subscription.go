@@ -260,7 +260,7 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *S
 		if err := hb.due(ctx, s.scanned); err != nil {
 			return err
 		}
-		if len(p.Events) == s.opts.PageSize || notRunning == nil {
+		if p.Full || notRunning == nil {
 			// More to read at once, or caught up with the head of a
 			// moment ago: join the reader, or read up to it if it moved
 			// on meanwhile.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Code classifies an error the way the contract's error table does.
@@ -127,13 +128,39 @@ func Invalids(vs []Violation) *Error {
 	return &Error{Code: InvalidArgument, Message: strings.Join(parts, "; "), Violations: vs}
 }
 
+// MaxQuoted is how many bytes of a request value an error quotes: enough to
+// recognise it, too little to carry a secret or a large payload into the
+// response or the log.
+const MaxQuoted = 40
+
+// Clip cuts s to MaxQuoted bytes on a rune boundary, marking the cut with
+// "…". Every value of a request quoted in an error goes through it.
+func Clip(s string) string { return clipTo(s, MaxQuoted) }
+
+// maxName bounds a resource name quoted in an error: longer than any valid
+// name (namespace/name@version is at most 256 bytes), so only names no
+// resource can have are cut.
+const maxName = 256
+
+func clipTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for i := n; i > 0; i-- {
+		if utf8.RuneStart(s[i]) {
+			return s[:i] + "…"
+		}
+	}
+	return "…"
+}
+
 // NotFoundf reports an unknown resource, e.g. NotFoundf("task", id).
 func NotFoundf(resourceType, name string) *Error {
 	return &Error{
 		Code:         NotFound,
-		Message:      fmt.Sprintf("%s %q not found", resourceType, name),
+		Message:      fmt.Sprintf("%s %q not found", resourceType, clipTo(name, maxName)),
 		ResourceType: resourceType,
-		ResourceName: name,
+		ResourceName: clipTo(name, maxName),
 	}
 }
 
@@ -141,9 +168,9 @@ func NotFoundf(resourceType, name string) *Error {
 func AlreadyExistsf(resourceType, name, format string, args ...any) *Error {
 	return &Error{
 		Code:         AlreadyExists,
-		Message:      fmt.Sprintf("%s %q: %s", resourceType, name, fmt.Sprintf(format, args...)),
+		Message:      fmt.Sprintf("%s %q: %s", resourceType, clipTo(name, maxName), fmt.Sprintf(format, args...)),
 		ResourceType: resourceType,
-		ResourceName: name,
+		ResourceName: clipTo(name, maxName),
 	}
 }
 
@@ -193,7 +220,7 @@ func ScopeMissing(method, scope string) *Error {
 func NamespaceDenied(scope, ns, format string, args ...any) *Error {
 	return &Error{
 		Code: PermissionDenied, Reason: ReasonNamespaceDenied,
-		Metadata: map[string]string{"scope": scope, "namespace": ns},
+		Metadata: map[string]string{"scope": scope, "namespace": Clip(ns)},
 		Message:  fmt.Sprintf(format, args...),
 	}
 }

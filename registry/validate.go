@@ -20,7 +20,11 @@ import (
 
 // Bounds of a template, as documented on RegisterTaskTemplate.
 const (
-	maxSteps        = 1000
+	// maxSteps and maxEdges bound the rows one CreateTask writes in one
+	// transaction (a step and its dependencies each), which holds SQLite's
+	// single writer: 450 steps with 101,000 edges held it for seconds.
+	maxSteps        = 500
+	maxEdges        = 5000
 	maxDescription  = 4 << 10
 	maxDocument     = 64 << 10 // a step's config or the context schema, as JSON
 	maxTemplateSize = 1 << 20  // proto.Size of the whole template
@@ -46,6 +50,24 @@ var (
 	namespaceRE = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
 	stepRE      = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 )
+
+// CheckNamespace returns "" when name is a valid namespace name (the rule of
+// RegisterTaskTemplate), or what is wrong with it, without quoting it.
+func CheckNamespace(name string) string { return ruleViolation(name, namespaceRE) }
+
+// CheckHandler returns "" when name is a valid handler name (the rule of
+// RegisterTaskTemplate), or what is wrong with it, without quoting it.
+func CheckHandler(name string) string { return ruleViolation(name, stepRE) }
+
+func ruleViolation(name string, re *regexp.Regexp) string {
+	switch {
+	case name == "":
+		return "is required"
+	case !re.MatchString(name):
+		return "must match " + re.String()
+	}
+	return ""
+}
 
 // violations collects the bad fields of one request, so a client fixes them
 // all in one round trip.
@@ -132,6 +154,13 @@ func validateTemplate(vs *violations, t *taskerv1.TaskTemplate) {
 		vs.add(p+".steps", "at least one step is required")
 	case len(steps) > maxSteps:
 		vs.add(p+".steps", "has %d steps; at most %d", len(steps), maxSteps)
+	}
+	edges := 0
+	for _, s := range steps {
+		edges += len(s.GetDependsOn())
+	}
+	if edges > maxEdges {
+		vs.add(p+".steps", "has %d dependencies (depends_on entries in all); at most %d", edges, maxEdges)
 	}
 	index := make(map[string]int, len(steps))
 	for i, s := range steps {
@@ -243,19 +272,9 @@ func checkName(vs *violations, field, name string, re *regexp.Regexp) {
 }
 
 // clip shortens a value quoted in a message: the error goes back to the
-// client in a response header, and a value that breaks a rule may be long.
-func clip(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	for i := max; i > 0; i-- {
-		if utf8.RuneStart(s[i]) {
-			return s[:i] + "…"
-		}
-	}
-	return ""
-}
+// client and into the log, and a value that breaks a rule may be long or
+// secret.
+func clip(s string) string { return fault.Clip(s) }
 
 func checkDescription(vs *violations, field, s string) {
 	switch {

@@ -237,11 +237,29 @@ func TestValidateTooManySteps(t *testing.T) {
 	t.Parallel()
 	tpl := validTemplate()
 	tpl.Steps = nil
-	for i := range 1001 {
+	for i := range 501 {
 		tpl.Steps = append(tpl.Steps, &taskerv1.StepTemplate{Name: "s" + itoa(i), Handler: "h"})
 	}
 	requireViolations(t, Validate(tpl), "template.steps")
-	tpl.Steps = tpl.Steps[:1000]
+	tpl.Steps = tpl.Steps[:500]
+	require.NoError(t, Validate(tpl))
+}
+
+func TestValidateTooManyDependencies(t *testing.T) {
+	t.Parallel()
+	tpl := validTemplate()
+	tpl.Steps = nil
+	// Each step depends on every earlier one: 100 steps make 4,950 edges.
+	for i := range 102 {
+		s := &taskerv1.StepTemplate{Name: "s" + itoa(i), Handler: "h"}
+		for j := range i {
+			s.DependsOn = append(s.DependsOn, "s"+itoa(j))
+		}
+		tpl.Steps = append(tpl.Steps, s)
+	}
+	vs := requireViolations(t, Validate(tpl), "template.steps")
+	require.Contains(t, vs[0].Description, "5151 dependencies")
+	tpl.Steps = tpl.Steps[:100]
 	require.NoError(t, Validate(tpl))
 }
 
@@ -339,4 +357,24 @@ func TestCompileSchemaValidates(t *testing.T) {
 	require.NoError(t, sch.Validate(map[string]any{"cart_id": "c1", "items": []any{}}))
 	require.Error(t, sch.Validate(map[string]any{"items": []any{}}))
 	require.Error(t, sch.Validate(map[string]any{"cart_id": "c1", "items": "no"}))
+}
+
+// FuzzCheckNames: the name rules ClaimSteps applies accept exactly what a
+// template may declare, and their messages never quote the name.
+func FuzzCheckNames(f *testing.F) {
+	for _, s := range []string{"", "work", "Not Valid!", "shop.eu-west", strings.Repeat("a", 64), "a\x00b", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ns, h := CheckNamespace(s), CheckHandler(s)
+		require.Equal(t, namespaceRE.MatchString(s), ns == "")
+		require.Equal(t, stepRE.MatchString(s), h == "")
+		if h == "" {
+			require.Empty(t, ns, "every handler name is a namespace name")
+		}
+		if len(s) > 3 {
+			require.NotContains(t, ns, s)
+			require.NotContains(t, h, s)
+		}
+	})
 }

@@ -257,7 +257,7 @@ func (a *authorizer) namespace(p *auth.Principal, scope auth.Scope, ns string) e
 	if ns == "" || p.Allows(ns) {
 		return nil
 	}
-	return fault.NamespaceDenied(string(scope), ns, "this token may not use namespace %q", ns)
+	return fault.NamespaceDenied(string(scope), ns, "this token may not use namespace %q", fault.Clip(ns))
 }
 
 // filter checks the namespace filter of a list call: a token limited to

@@ -228,7 +228,15 @@ func (s *eventService) ListEvents(ctx context.Context, req *taskerv1.ListEventsR
 			after = until
 		}
 	}
-	p, err := s.log.List(ctx, events.Query{Filter: filter, After: after, Until: until, Limit: size})
+	// The page is bounded by its encoded size too, measured on the events
+	// as sent; each is converted once, while it is measured.
+	converted := map[*events.Stored]*taskerv1.Event{}
+	measure := func(ev *events.Stored) int {
+		pe := eventToProto(ev)
+		converted[ev] = pe
+		return itemSize(pe)
+	}
+	p, err := s.log.List(ctx, events.Query{Filter: filter, After: after, Until: until, Limit: size, MaxBytes: maxPageBytes, Size: measure})
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +246,7 @@ func (s *eventService) ListEvents(ctx context.Context, req *taskerv1.ListEventsR
 		HeadSequence:    p.Head,
 	}
 	for _, ev := range p.Events {
-		resp.Events = append(resp.Events, eventToProto(ev))
+		resp.Events = append(resp.Events, converted[ev])
 	}
 	// The range is exhausted once the scan reached its end: until, or the
 	// head at query time. Events numbered later are for the next listing,

@@ -13,8 +13,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/taskerhq/tasker/correlation"
+	"github.com/taskerhq/tasker/reqcheck"
 )
 
 // withCorrelation reads the x-correlation-id header (or makes an id), puts
@@ -44,6 +46,35 @@ func correlationStreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamS
 	wrapped := grpcmw.WrapServerStream(ss)
 	wrapped.WrappedContext = withCorrelation(ss.Context())
 	return handler(srv, wrapped)
+}
+
+// checkUnaryInterceptor refuses a request whose values protobuf decodes but
+// the contract does not allow (see reqcheck) before any handler runs, so a
+// new RPC is covered without a line of its own.
+func checkUnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if m, ok := req.(proto.Message); ok {
+		if err := reqcheck.Message(m); err != nil {
+			return nil, err
+		}
+	}
+	return handler(ctx, req)
+}
+
+func checkStreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, validatedStream{ss})
+}
+
+// validatedStream checks every message a stream receives.
+type validatedStream struct{ grpc.ServerStream }
+
+func (s validatedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if pm, ok := m.(proto.Message); ok {
+		return reqcheck.Message(pm)
+	}
+	return nil
 }
 
 // slogLogger adapts slog to the middleware's logging interface.
@@ -77,8 +108,9 @@ func recoveryOption(log *slog.Logger) recovery.Option {
 // interceptors returns the chains, outermost first: correlation (so every
 // later step sees the id), logging (so it records the final code), error
 // mapping, authorization when authz is set (inside error mapping, so its
-// denials and database errors become statuses like any other), then
-// recovery closest to the handler.
+// denials and database errors become statuses like any other; before the
+// request check, so an unauthenticated caller learns nothing about its
+// request), the request check, then recovery closest to the handler.
 func interceptors(log *slog.Logger, errs *errorMapper, authz *authorizer) (grpc.ServerOption, grpc.ServerOption) {
 	mwLog := slogLogger(log)
 	unary := []grpc.UnaryServerInterceptor{
@@ -95,7 +127,7 @@ func interceptors(log *slog.Logger, errs *errorMapper, authz *authorizer) (grpc.
 		unary = append(unary, authz.unaryInterceptor)
 		stream = append(stream, authz.streamInterceptor)
 	}
-	unary = append(unary, recovery.UnaryServerInterceptor(recoveryOption(log)))
-	stream = append(stream, recovery.StreamServerInterceptor(recoveryOption(log)))
+	unary = append(unary, checkUnaryInterceptor, recovery.UnaryServerInterceptor(recoveryOption(log)))
+	stream = append(stream, checkStreamInterceptor, recovery.StreamServerInterceptor(recoveryOption(log)))
 	return grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)
 }

@@ -60,13 +60,18 @@ func (s *stepService) ListSteps(ctx context.Context, req *taskerv1.ListStepsRequ
 		p.States = append(p.States, state)
 	}
 	full := req.GetView() == taskerv1.StepView_STEP_VIEW_FULL
+	converted := map[*engine.Step]*taskerv1.Step{}
+	p.MaxBytes, p.Size = maxPageBytes, func(st *engine.Step) int {
+		converted[st] = stepToProto(st, nil, full)
+		return itemSize(converted[st])
+	}
 	steps, next, err := s.engine.ListSteps(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	resp := &taskerv1.ListStepsResponse{NextPageToken: next}
 	for _, st := range steps {
-		resp.Steps = append(resp.Steps, stepToProto(st, nil, full))
+		resp.Steps = append(resp.Steps, converted[st])
 	}
 	return resp, nil
 }

@@ -81,13 +81,18 @@ func (s *taskService) ListTasks(ctx context.Context, req *taskerv1.ListTasksRequ
 		t := ts.AsTime()
 		p.CreatedTo = &t
 	}
+	converted := map[*engine.TaskView]*taskerv1.Task{}
+	p.MaxBytes, p.Size = maxPageBytes, func(v *engine.TaskView) int {
+		converted[v] = taskToProto(v)
+		return itemSize(converted[v])
+	}
 	views, next, err := s.engine.ListTasks(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	resp := &taskerv1.ListTasksResponse{NextPageToken: next}
 	for _, v := range views {
-		resp.Tasks = append(resp.Tasks, taskToProto(v))
+		resp.Tasks = append(resp.Tasks, converted[v])
 	}
 	return resp, nil
 }

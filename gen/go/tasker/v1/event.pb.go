@@ -609,6 +609,10 @@ type ListEventsRequest struct {
 	// Only events up to this sequence, inclusive; 0 for no bound.
 	UntilSequence int64 `protobuf:"varint,3,opt,name=until_sequence,json=untilSequence,proto3" json:"until_sequence,omitempty"`
 	// 1 to 1000; 0 means 100.
+	// A page also stops before the item that would take it past 2 MiB
+	// encoded (it always holds at least one), so a page of large items stays
+	// under gRPC's default 4 MiB receive limit; a short page with a
+	// next_page_token is not the end.
 	PageSize int32 `protobuf:"varint,4,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same request.
 	PageToken     string `protobuf:"bytes,5,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`

@@ -35,6 +35,12 @@ const (
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type EventServiceClient interface {
 	// Subscribe streams matching events as they are committed. The first
 	// message is SubscriptionStarted with the head sequence; heartbeats carry
@@ -148,6 +154,12 @@ func (c *eventServiceClient) ListEventTypes(ctx context.Context, in *ListEventTy
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type EventServiceServer interface {
 	// Subscribe streams matching events as they are committed. The first
 	// message is SubscriptionStarted with the head sequence; heartbeats carry

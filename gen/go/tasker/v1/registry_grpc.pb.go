@@ -36,17 +36,26 @@ const (
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type RegistryServiceClient interface {
 	// RegisterTaskTemplate validates and stores one version of a template.
 	//
 	// Validation: namespace, template, step and handler names match
 	// ^[a-z][a-z0-9_]{0,62}$ (namespace and template names may also use '-'
 	// and '.'); version is a semantic version (1.2.3, 1.2.3-rc.1); at least one
-	// and at most 1000 steps; step names unique; every depends_on names a step
-	// of the template; the dependency graph has no cycle (the error names the
-	// cycle, e.g. "a -> b -> a"); retry policy, lease and timeout within their
-	// documented bounds; context_schema is a valid JSON Schema; config and the
-	// whole template within size limits.
+	// and at most 500 steps; at most 5000 dependencies (depends_on entries of
+	// all steps); step names unique; every depends_on names a step of the
+	// template; the dependency graph has no cycle (the error names the cycle,
+	// e.g. "a -> b -> a"); retry policy, lease and timeout within their
+	// documented bounds; context_schema is a valid JSON Schema; each config and
+	// the context schema at most 64 KiB as JSON, the whole template at most
+	// 1 MiB encoded. The step and dependency limits bound the rows one
+	// CreateTask writes in one transaction.
 	//
 	// Registering identical content again is a successful no-op
 	// (outcome UNCHANGED). Different content for an existing version is
@@ -163,17 +172,26 @@ func (c *registryServiceClient) ListHandlers(ctx context.Context, in *ListHandle
 // Errors common to every RPC: InvalidArgument with a BadRequest detail naming
 // the field for malformed or out-of-bounds input; Internal (masked) for
 // anything unexpected; Unauthenticated/PermissionDenied when auth is on.
+//
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
 type RegistryServiceServer interface {
 	// RegisterTaskTemplate validates and stores one version of a template.
 	//
 	// Validation: namespace, template, step and handler names match
 	// ^[a-z][a-z0-9_]{0,62}$ (namespace and template names may also use '-'
 	// and '.'); version is a semantic version (1.2.3, 1.2.3-rc.1); at least one
-	// and at most 1000 steps; step names unique; every depends_on names a step
-	// of the template; the dependency graph has no cycle (the error names the
-	// cycle, e.g. "a -> b -> a"); retry policy, lease and timeout within their
-	// documented bounds; context_schema is a valid JSON Schema; config and the
-	// whole template within size limits.
+	// and at most 500 steps; at most 5000 dependencies (depends_on entries of
+	// all steps); step names unique; every depends_on names a step of the
+	// template; the dependency graph has no cycle (the error names the cycle,
+	// e.g. "a -> b -> a"); retry policy, lease and timeout within their
+	// documented bounds; context_schema is a valid JSON Schema; each config and
+	// the context schema at most 64 KiB as JSON, the whole template at most
+	// 1 MiB encoded. The step and dependency limits bound the rows one
+	// CreateTask writes in one transaction.
 	//
 	// Registering identical content again is a successful no-op
 	// (outcome UNCHANGED). Different content for an existing version is

@@ -505,6 +505,10 @@ type ListStepsRequest struct {
 	View StepView `protobuf:"varint,5,opt,name=view,proto3,enum=tasker.v1.StepView" json:"view,omitempty"`
 	// 1 to 500; 0 means 50 (100 with FULL results counted toward the
 	// message size limit).
+	// A page also stops before the item that would take it past 2 MiB
+	// encoded (it always holds at least one), so a page of large items stays
+	// under gRPC's default 4 MiB receive limit; a short page with a
+	// next_page_token is not the end.
 	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same filters.
 	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
@@ -961,9 +965,12 @@ func (x *CancelStepResponse) GetStep() *Step {
 // ClaimStepsRequest asks for due work.
 type ClaimStepsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable id of the worker process, 1 to 128 bytes; shown by ListHandlers.
+	// Stable id of the worker process, 1 to 128 bytes of printable UTF-8;
+	// shown by ListHandlers.
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	// The (namespace, handler) pairs the worker serves; 1 to 100.
+	// The (namespace, handler) pairs the worker serves; 1 to 100. Names follow
+	// the template rules of RegisterTaskTemplate: namespace
+	// ^[a-z][a-z0-9_.-]{0,62}$, handler ^[a-z][a-z0-9_]{0,62}$.
 	Handlers []*HandlerRef `protobuf:"bytes,2,rep,name=handlers,proto3" json:"handlers,omitempty"`
 	// At most this many steps; 1 to 100.
 	MaxSteps int32 `protobuf:"varint,3,opt,name=max_steps,json=maxSteps,proto3" json:"max_steps,omitempty"`

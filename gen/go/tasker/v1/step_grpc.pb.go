@@ -45,6 +45,12 @@ const (
 // step; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // Worker calls (ExtendLease, CompleteStep, FailStep, ReleaseStep and their
 // batches) name a step and the lease token of its claim. They answer
 // Aborted with reason LEASE_LOST when the lease expired, was reaped or
@@ -114,7 +120,8 @@ type StepServiceClient interface {
 	// Parents' results that would push the response over the message size
 	// limit are marked omitted; read them with GetStep.
 	//
-	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	// Errors: InvalidArgument (worker_id, handlers[i].namespace,
+	// handlers[i].handler, max_steps, wait).
 	//
 	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(ctx context.Context, in *ClaimStepsRequest, opts ...grpc.CallOption) (*ClaimStepsResponse, error)
@@ -317,6 +324,12 @@ func (c *stepServiceClient) BatchFailSteps(ctx context.Context, in *BatchFailSte
 // step; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // Worker calls (ExtendLease, CompleteStep, FailStep, ReleaseStep and their
 // batches) name a step and the lease token of its claim. They answer
 // Aborted with reason LEASE_LOST when the lease expired, was reaped or
@@ -386,7 +399,8 @@ type StepServiceServer interface {
 	// Parents' results that would push the response over the message size
 	// limit are marked omitted; read them with GetStep.
 	//
-	// Errors: InvalidArgument (worker_id, handlers, max_steps, wait).
+	// Errors: InvalidArgument (worker_id, handlers[i].namespace,
+	// handlers[i].handler, max_steps, wait).
 	//
 	// Scope: steps:work; checked against the namespace it acts on (SECURITY.md).
 	ClaimSteps(context.Context, *ClaimStepsRequest) (*ClaimStepsResponse, error)

@@ -771,6 +771,10 @@ type ListTasksRequest struct {
 	// Only children of this task.
 	ParentTaskId string `protobuf:"bytes,8,opt,name=parent_task_id,json=parentTaskId,proto3" json:"parent_task_id,omitempty"`
 	// 1 to 500; 0 means 50.
+	// A page also stops before the item that would take it past 2 MiB
+	// encoded (it always holds at least one), so a page of large items stays
+	// under gRPC's default 4 MiB receive limit; a short page with a
+	// next_page_token is not the end.
 	PageSize int32 `protobuf:"varint,9,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token, with the same filters.
 	PageToken     string `protobuf:"bytes,10,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`

@@ -39,6 +39,12 @@ const (
 // task; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // The correlation id of a call is read from the x-correlation-id request
 // header (or generated) and returned in the x-correlation-id response header.
 type TaskServiceClient interface {
@@ -53,7 +59,9 @@ type TaskServiceClient interface {
 	// the template's context schema, tags, priority, run_at, idempotency_key
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
-	// request).
+	// request). A context failing its schema gets one violation per failed
+	// rule (at most 20), named by the context path (context.card.pin) and the
+	// schema rule (/properties/card/properties/pin/pattern), never the value.
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(ctx context.Context, in *CreateTaskRequest, opts ...grpc.CallOption) (*CreateTaskResponse, error)
@@ -203,6 +211,12 @@ func (c *taskServiceClient) GetTaskGraph(ctx context.Context, in *GetTaskGraphRe
 // task; Internal (masked) for anything unexpected;
 // Unauthenticated/PermissionDenied when auth is on.
 //
+// Out of bounds in any request, whatever the field: a Timestamp outside
+// 0001-01-01 to 9999-12-31, a Duration with nanos of 1e9 or more (or of the
+// other sign than its seconds), an enum number the enum does not declare,
+// and NaN or an infinity as a number (in a Struct such as a context, result
+// or payload). At most 20 violations are listed.
+//
 // The correlation id of a call is read from the x-correlation-id request
 // header (or generated) and returned in the x-correlation-id response header.
 type TaskServiceServer interface {
@@ -217,7 +231,9 @@ type TaskServiceServer interface {
 	// the template's context schema, tags, priority, run_at, idempotency_key
 	// missing for a caller_key template); NotFound (template or version, or
 	// parent task); AlreadyExists (idempotency key reused with a different
-	// request).
+	// request). A context failing its schema gets one violation per failed
+	// rule (at most 20), named by the context path (context.card.pin) and the
+	// schema rule (/properties/card/properties/pin/pattern), never the value.
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(context.Context, *CreateTaskRequest) (*CreateTaskResponse, error)
