@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
@@ -48,6 +49,10 @@ type Config struct {
 	// MaxStreams bounds the Subscribe streams open at once; one more is
 	// refused with ResourceExhausted. Default 10,000.
 	MaxStreams int
+	// MaxStreamsPerConnection bounds the concurrent calls and streams of
+	// one client connection (HTTP/2 MAX_CONCURRENT_STREAMS); more wait for
+	// one to end. Default 1,000.
+	MaxStreamsPerConnection uint32
 	// Listener tunes the process's PostgreSQL listener (keepalive, poll
 	// while disconnected, reconnection backoff); the zero value is the
 	// default.
@@ -63,6 +68,10 @@ type Config struct {
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
 const DefaultMaxStreams = 10_000
+
+// DefaultMaxStreamsPerConnection is Config.MaxStreamsPerConnection's
+// default.
+const DefaultMaxStreamsPerConnection = 1_000
 
 // Server serves the tasker.v1 services over gRPC and the admin endpoints
 // over HTTP.
@@ -109,6 +118,9 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	if cfg.ReadinessInterval <= 0 {
 		cfg.ReadinessInterval = 5 * time.Second
 	}
+	if cfg.MaxStreamsPerConnection == 0 {
+		cfg.MaxStreamsPerConnection = DefaultMaxStreamsPerConnection
+	}
 	if cfg.MaxStreams <= 0 {
 		cfg.MaxStreams = DefaultMaxStreams
 	}
@@ -134,6 +146,14 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
+		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConnection),
+		// Clients may ping to keep idle connections (long-polls, quiet
+		// streams) alive, but not more often than every 10s: a client
+		// pinging faster is sent GOAWAY. The server pings a connection
+		// quiet for 2 minutes and drops it if no answer comes in 20s, so
+		// half-open connections do not hold streams for ever.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
