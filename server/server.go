@@ -76,6 +76,7 @@ type Server struct {
 	// listener is the process's one PostgreSQL LISTEN connection, shared
 	// by the event log, the sequencer and the engine's claimers.
 	listener  *storage.Listener
+	metrics   *metrics
 	grpc      *grpc.Server
 	health    *health.Server
 	readiness *readiness
@@ -93,7 +94,12 @@ func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log,
 	eventLog := events.NewLog(db, log)
 	templates := registry.NewStore(db)
 	templates.OnAppend(eventLog.Appended)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	m, err := newMetrics(eventLog)
+	if err != nil {
+		// Only a fresh registry is used, so no name can clash.
+		panic(err)
+	}
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended, Metrics: m})
 	return templates, eventLog, eng
 }
 
@@ -120,7 +126,8 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	// Registering fails only on a listener that already runs, which this
 	// new one does not.
-	if err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener)); err != nil {
+	err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener))
+	if err != nil {
 		panic(err)
 	}
 	s.readiness = newReadiness(log, db.Ready, s.health, cfg.ReadinessInterval)
@@ -130,8 +137,16 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0)}
 	}
 	unary, stream := interceptors(log, errs, authz)
+	// The engine counts into the metrics Components gave it; an engine
+	// assembled elsewhere gets instruments of its own here, so /metrics
+	// still serves the RPCs.
+	if m, ok := eng.Metrics().(*metrics); ok {
+		s.metrics = m
+	} else if s.metrics, err = newMetrics(eventLog); err != nil {
+		panic(err)
+	}
 	opts := []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(s.metrics.provider))),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 	}
@@ -146,14 +161,15 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	// The admin port serves only /healthz and /readyz, which reveal no
-	// data and so need no token; an endpoint added here that does must
-	// check one.
+	// /healthz and /readyz reveal no data and so need no token; /metrics
+	// does, and checks one (serveMetrics). An endpoint added here that
+	// reveals data must check one too.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
 }
