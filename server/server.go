@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -59,6 +60,10 @@ type Config struct {
 	// TLS, when set, serves both the gRPC and the admin listener over TLS
 	// with it; with ClientAuth set, clients must present a certificate.
 	TLS *tls.Config
+	// TracerProvider receives the spans of every RPC; nil uses the
+	// global provider (otel.GetTracerProvider), a no-op unless the
+	// embedding program set one.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
@@ -146,7 +151,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		panic(err)
 	}
 	opts := []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithMeterProvider(s.metrics.provider))),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 	}
@@ -172,6 +177,16 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
+}
+
+// otelOptions points otelgrpc at the server's meter provider and its
+// configured tracer provider.
+func (s *Server) otelOptions() []otelgrpc.Option {
+	opts := []otelgrpc.Option{otelgrpc.WithMeterProvider(s.metrics.provider)}
+	if s.cfg.TracerProvider != nil {
+		opts = append(opts, otelgrpc.WithTracerProvider(s.cfg.TracerProvider))
+	}
+	return opts
 }
 
 // readyz answers 200 when the last readiness probe found the database
