@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/taskerhq/tasker/auth"
+	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -95,7 +96,11 @@ type Server struct {
 // Components builds the parts a Server runs on db, wired to each other:
 // the template store and the engine report their commits to the event log.
 // serve, the test server and the in-process bench all assemble them here.
+//
+// Their log lines written with a call's context carry its correlation_id
+// and, when a span is active, trace_id and span_id (correlation.Handler).
 func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log, *engine.Engine) {
+	log = correlation.Logger(log)
 	eventLog := events.NewLog(db, log)
 	templates := registry.NewStore(db)
 	templates.OnAppend(eventLog.Appended)
@@ -110,7 +115,11 @@ func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log,
 
 // New wires the services. It registers nothing with the outside world until
 // Serve. eventLog must be the log eng reports its commits to.
+//
+// Its log lines written with a call's context carry the call's
+// correlation_id, trace_id and span_id (correlation.Handler).
 func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, eventLog *events.Log, cfg Config) *Server {
+	log = correlation.Logger(log)
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
 	}

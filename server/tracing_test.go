@@ -1,6 +1,9 @@
 package server_test
 
 import (
+	"encoding/json"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -8,6 +11,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/metadata"
 
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/server"
@@ -63,4 +67,51 @@ func attr(s tracetest.SpanStub, key string) string {
 		}
 	}
 	return ""
+}
+
+// TestLogLinesJoinTraces: a call's log line carries its correlation id and
+// the trace and span ids of its server span, so logs, events and traces of
+// one call join.
+func TestLogLinesJoinTraces(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		spans := tracetest.NewInMemoryExporter()
+		provider := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+		t.Cleanup(func() { require.NoError(t, provider.Shutdown(testContext(t))) })
+		var logs lockedBuffer
+		logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		b := serve(t, db, servertest.Options{Logger: logger, Config: server.Config{TracerProvider: provider}})
+		ctx := testContext(t)
+
+		callCtx := metadata.AppendToOutgoingContext(ctx, "x-correlation-id", "join-1")
+		_, err := b.registry.RegisterTaskTemplate(callCtx, &taskerv1.RegisterTaskTemplateRequest{Template: diamond("shop", "1.0.0")})
+		require.NoError(t, err)
+
+		var span tracetest.SpanStub
+		require.Eventually(t, func() bool {
+			for _, s := range spans.GetSpans() {
+				if s.Name == "tasker.v1.RegistryService/RegisterTaskTemplate" {
+					span = s
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond)
+		var line map[string]any
+		require.Eventually(t, func() bool {
+			for raw := range strings.SplitSeq(strings.TrimSpace(logs.String()), "\n") {
+				var rec map[string]any
+				if json.Unmarshal([]byte(raw), &rec) == nil && rec["grpc.method"] == "RegisterTaskTemplate" {
+					line = rec
+					return true
+				}
+			}
+			return false
+		}, 10*time.Second, 10*time.Millisecond)
+		require.Equal(t, "join-1", line["correlation_id"])
+		require.Equal(t, span.SpanContext.TraceID().String(), line["trace_id"])
+		require.Equal(t, span.SpanContext.SpanID().String(), line["span_id"])
+		require.Equal(t, "join-1", attr(span, "tasker.correlation_id"))
+		require.Equal(t, 1, strings.Count(logs.String(), `"correlation_id"`), "the id is added once: %s", logs.String())
+	})
 }
