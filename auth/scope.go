@@ -21,13 +21,16 @@ const (
 	StepsOperate   Scope = "steps:operate"
 	EventsRead     Scope = "events:read"
 	EventsPublish  Scope = "events:publish"
-	Admin          Scope = "admin"
+	// MetricsRead reads the admin port's /metrics, which reveals the
+	// namespaces and handlers in use and the load on them.
+	MetricsRead Scope = "metrics:read"
+	Admin       Scope = "admin"
 )
 
 // Scopes lists every scope, in the order the documentation gives them.
 var Scopes = []Scope{
 	TemplatesRead, TemplatesWrite, TasksRead, TasksWrite, TasksOperate,
-	StepsRead, StepsWork, StepsOperate, EventsRead, EventsPublish, Admin,
+	StepsRead, StepsWork, StepsOperate, EventsRead, EventsPublish, MetricsRead, Admin,
 }
 
 // AllNamespaces in a token's namespaces lets it act on every namespace.

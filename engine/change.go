@@ -36,6 +36,8 @@ type change struct {
 	// were scheduled for a retry), to wake that many claimers after the
 	// commit.
 	ready map[HandlerRef]int
+	// obs are the observations reported to the Recorder after the commit.
+	obs []Observation
 }
 
 // lockTask reads the task and, on PostgreSQL, locks its row. Every
@@ -126,6 +128,7 @@ func keepClaimable(m *ent.StepMutation, to step.State) error {
 // recordStep buffers the transition row and event of a step move that was
 // already applied.
 func (c *change) recordStep(s *ent.Step, from step.State, m stepMove, reason string, payload map[string]any) {
+	c.observeStep(s, from, m, reason)
 	attempt := s.Attempts
 	c.stepTransitions = append(c.stepTransitions,
 		stepTransitionRow(s.ID, s.TaskID, string(from), string(m.To), reason, attempt, payload, c.now))
@@ -188,6 +191,7 @@ func (c *change) recordTask(m taskMove, reason string, payload map[string]any) {
 		p[k] = v
 	}
 	c.evs = append(c.evs, taskEvent(c.task, m.Event, c.now, p))
+	c.observeTask(m)
 	c.task.State = m.To
 }
 

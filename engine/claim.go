@@ -270,9 +270,10 @@ func firstOfHandlers(idColumn string, hs []HandlerRef, now time.Time, limit int)
 // events.
 func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) {
 	var claimed []*ent.Step
+	var batch []*change
 	tasks := map[uuid.UUID]*ent.Task{}
 	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
-		claimed = claimed[:0]
+		claimed, batch = claimed[:0], nil
 		clear(tasks)
 		now := e.now()
 		candidates, err := e.candidates(ctx, tx, p, now)
@@ -306,7 +307,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 			return err
 		}
 		changes := make(map[uuid.UUID]*change, len(ts))
-		batch := make([]*change, 0, len(ts))
+		batch = make([]*change, 0, len(ts))
 		for _, t := range ts {
 			tasks[t.ID] = t
 			c := &change{e: e, tx: tx, task: t, now: now}
@@ -350,7 +351,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 	if err != nil || len(claimed) == 0 {
 		return nil, err
 	}
-	e.appended()
+	e.committed(batch...)
 	for _, s := range claimed {
 		e.noteLease(*s.LeaseExpiresAt)
 		if s.ExecutionDeadline != nil {

@@ -266,6 +266,7 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 	}
 	e.workCommitted(ready)
 	e.appended()
+	e.record(Observation{Kind: ObservedTaskCreated, Namespace: p.Namespace})
 	return created, nil
 }
 
@@ -418,13 +419,17 @@ func (e *Engine) findDuplicate(ctx context.Context, p *CreateTaskParams, identit
 }
 
 func (e *Engine) recordDuplicate(ctx context.Context, existing *ent.Task, p *CreateTaskParams) error {
-	defer e.appended()
-	return e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
 		ev := taskEvent(existing, events.WorkflowDuplicateDetected, e.now(), map[string]any{
 			"idempotency_key": p.IdempotencyKey, "request_correlation_id": p.CorrelationID,
 		})
 		return events.Append(ctx, tx, e.db.SQL(), ev)
 	})
+	e.appended()
+	if err == nil {
+		e.record(Observation{Kind: ObservedTaskDuplicated, Namespace: existing.Namespace})
+	}
+	return err
 }
 
 // checkContext validates a context against the template's JSON Schema.

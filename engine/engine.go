@@ -17,6 +17,8 @@ type Options struct {
 	// IdempotencyWindow is how long an idempotency key stays bound to the
 	// task it created; after it the key may create a new task. Default 24h.
 	IdempotencyWindow time.Duration
+	// Metrics, when set, is told what each commit changed.
+	Metrics Recorder
 }
 
 // Engine runs tasks on one database.

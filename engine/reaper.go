@@ -105,6 +105,12 @@ func (e *Engine) reapOnce(ctx context.Context) (time.Time, error) {
 	return next, nil
 }
 
+// The reasons the reaper records for the attempts it ends.
+const (
+	reasonTimeout      = "execution timeout"
+	reasonLeaseExpired = "lease expired"
+)
+
 // reap ends the attempt of one expired step, fenced by its lease token.
 func (e *Engine) reap(ctx context.Context, seen *ent.Step) error {
 	if seen.LeaseToken == nil {
@@ -126,9 +132,9 @@ func (e *Engine) reap(ctx context.Context, seen *ent.Step) error {
 		message, errType, reason := "", "", ""
 		switch {
 		case s.ExecutionDeadline != nil && !c.now.Before(*s.ExecutionDeadline):
-			message, errType, reason = "execution timeout passed", timeoutErrorType, "execution timeout"
+			message, errType, reason = "execution timeout passed", timeoutErrorType, reasonTimeout
 		case s.LeaseExpiresAt != nil && !c.now.Before(*s.LeaseExpiresAt):
-			message, errType, reason = "lease expired: the worker stopped heartbeating", "lease_expired", "lease expired"
+			message, errType, reason = "lease expired: the worker stopped heartbeating", "lease_expired", reasonLeaseExpired
 		default:
 			return c, nil // extended meanwhile
 		}

@@ -394,10 +394,7 @@ func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)
 	if err != nil {
 		return err
 	}
-	if c != nil && len(c.ready) > 0 {
-		e.workCommitted(c.ready)
-	}
-	e.appended()
+	e.committed(c)
 	return nil
 }
 

@@ -1,6 +1,12 @@
 // Package server exposes Tasker over gRPC: the four tasker.v1 services,
-// grpc.health.v1, server reflection and an HTTP admin port with /healthz and
-// /readyz.
+// grpc.health.v1, server reflection and an HTTP admin port with /healthz,
+// /readyz and /metrics.
+//
+// /metrics serves, in the Prometheus text format, the OpenTelemetry
+// instruments the engine counts into after each commit (engine.Recorder)
+// and otelgrpc's RPC metrics; each server has its own meter provider and
+// registry. RPC spans go to Config.TracerProvider, and the log lines of a
+// call carry its correlation, trace and span ids (correlation.Handler).
 //
 // It decodes requests, calls the registry and the engine, and encodes
 // responses; it holds no business rules. Its interceptor chain gives every

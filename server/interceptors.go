@@ -84,16 +84,11 @@ func slogLogger(l *slog.Logger) logging.Logger {
 	})
 }
 
+// loggingOptions log one line per finished call; its correlation_id,
+// trace_id and span_id come from the logger's correlation.Handler, as on
+// every other line written with the call's context.
 func loggingOptions() []logging.Option {
-	return []logging.Option{
-		logging.WithLogOnEvents(logging.FinishCall),
-		logging.WithFieldsFromContext(func(ctx context.Context) logging.Fields {
-			if id := correlation.FromContext(ctx); id != "" {
-				return logging.Fields{"correlation_id", id}
-			}
-			return nil
-		}),
-	}
+	return []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
 }
 
 // recoveryOption turns a panic into a plain error, which the error

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
@@ -20,6 +21,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/taskerhq/tasker/auth"
+	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
@@ -64,6 +66,10 @@ type Config struct {
 	// TLS, when set, serves both the gRPC and the admin listener over TLS
 	// with it; with ClientAuth set, clients must present a certificate.
 	TLS *tls.Config
+	// TracerProvider receives the spans of every RPC; nil uses the
+	// global provider (otel.GetTracerProvider), a no-op unless the
+	// embedding program set one.
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
@@ -85,6 +91,7 @@ type Server struct {
 	// listener is the process's one PostgreSQL LISTEN connection, shared
 	// by the event log, the sequencer and the engine's claimers.
 	listener  *storage.Listener
+	metrics   *metrics
 	grpc      *grpc.Server
 	health    *health.Server
 	readiness *readiness
@@ -98,17 +105,30 @@ type Server struct {
 // Components builds the parts a Server runs on db, wired to each other:
 // the template store and the engine report their commits to the event log.
 // serve, the test server and the in-process bench all assemble them here.
+//
+// Their log lines written with a call's context carry its correlation_id
+// and, when a span is active, trace_id and span_id (correlation.Handler).
 func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log, *engine.Engine) {
+	log = correlation.Logger(log)
 	eventLog := events.NewLog(db, log)
 	templates := registry.NewStore(db)
 	templates.OnAppend(eventLog.Appended)
-	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended})
+	m, err := newMetrics(eventLog)
+	if err != nil {
+		// Only a fresh registry is used, so no name can clash.
+		panic(err)
+	}
+	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended, Metrics: m})
 	return templates, eventLog, eng
 }
 
 // New wires the services. It registers nothing with the outside world until
 // Serve. eventLog must be the log eng reports its commits to.
+//
+// Its log lines written with a call's context carry the call's
+// correlation_id, trace_id and span_id (correlation.Handler).
 func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engine.Engine, eventLog *events.Log, cfg Config) *Server {
+	log = correlation.Logger(log)
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 15 * time.Second
 	}
@@ -132,7 +152,8 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	// Registering fails only on a listener that already runs, which this
 	// new one does not.
-	if err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener)); err != nil {
+	err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener))
+	if err != nil {
 		panic(err)
 	}
 	s.readiness = newReadiness(log, db.Ready, s.health, cfg.ReadinessInterval)
@@ -142,8 +163,16 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0)}
 	}
 	unary, stream := interceptors(log, errs, authz)
+	// The engine counts into the metrics Components gave it; an engine
+	// assembled elsewhere gets instruments of its own here, so /metrics
+	// still serves the RPCs.
+	if m, ok := eng.Metrics().(*metrics); ok {
+		s.metrics = m
+	} else if s.metrics, err = newMetrics(eventLog); err != nil {
+		panic(err)
+	}
 	opts := []grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConnection),
@@ -166,16 +195,27 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
 
-	// The admin port serves only /healthz and /readyz, which reveal no
-	// data and so need no token; an endpoint added here that does must
-	// check one.
+	// /healthz and /readyz reveal no data and so need no token; /metrics
+	// does, and checks one (serveMetrics). An endpoint added here that
+	// reveals data must check one too.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("GET /metrics", s.serveMetrics)
 	s.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	return s
+}
+
+// otelOptions points otelgrpc at the server's meter provider and its
+// configured tracer provider.
+func (s *Server) otelOptions() []otelgrpc.Option {
+	opts := []otelgrpc.Option{otelgrpc.WithMeterProvider(s.metrics.provider)}
+	if s.cfg.TracerProvider != nil {
+		opts = append(opts, otelgrpc.WithTracerProvider(s.cfg.TracerProvider))
+	}
+	return opts
 }
 
 // readyz answers 200 when the last readiness probe found the database

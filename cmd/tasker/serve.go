@@ -44,8 +44,9 @@ func serveCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Tasker service",
-		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz and /readyz.\n" +
-			"With no flags it stores everything in ./tasker.db (SQLite).",
+		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz and /metrics.\n" +
+			"With no flags it stores everything in ./tasker.db (SQLite). Traces go where the standard OTEL_* variables\n" +
+			"say (OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT…); none are sent by default.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			for _, b := range []struct {
@@ -104,6 +105,19 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
+	tracer, stopTracing, err := setupTracing(ctx, log)
+	if err != nil {
+		return err
+	}
+	// Flush the spans of the last calls once the server has stopped; ctx
+	// is done by then.
+	defer func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.WarnContext(flushCtx, "flushing traces failed", slog.Any("error", err))
+		}
+	}()
 	// Listen first: a port already taken must stop start-up before it
 	// creates or migrates a database. Serve closes the listeners; the
 	// deferred closes are for the returns before it.
@@ -142,7 +156,8 @@ func serve(ctx context.Context, f serveFlags) error {
 		}
 	}
 
-	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg}
+	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
+		TracerProvider: tracer}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}
