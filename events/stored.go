@@ -44,11 +44,3 @@ func storedOf(row *ent.Event) *Stored {
 	}
 	return s
 }
-
-func storedAll(rows []*ent.Event) []*Stored {
-	out := make([]*Stored, len(rows))
-	for i, r := range rows {
-		out[i] = storedOf(r)
-	}
-	return out
-}

@@ -24,27 +24,25 @@ func TestStreamsPerConnection(t *testing.T) {
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		b := serve(t, db, servertest.Options{Config: server.Config{MaxStreamsPerConnection: 2}})
 		ctx := testContext(t)
-		open := func(ctx context.Context) (taskerv1.EventService_SubscribeClient, error) {
+		// open opens a stream and waits for its started message.
+		open := func(ctx context.Context) error {
 			stream, err := b.events.Subscribe(ctx, &taskerv1.SubscribeRequest{})
 			if err != nil {
-				return nil, err
+				return err
 			}
-			_, err = stream.Recv() // the started message: the stream is open
-			return stream, err
+			_, err = stream.Recv()
+			return err
 		}
 		firstCtx, closeFirst := context.WithCancel(ctx)
-		_, err := open(firstCtx)
-		require.NoError(t, err)
-		_, err = open(ctx)
-		require.NoError(t, err)
+		require.NoError(t, open(firstCtx))
+		require.NoError(t, open(ctx))
 
 		thirdCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
-		_, err = open(thirdCtx)
+		err := open(thirdCtx)
 		require.Equal(t, codes.DeadlineExceeded, status.Code(err), "a third stream waits for a free one: %v", err)
 
 		closeFirst()
-		_, err = open(ctx)
-		require.NoError(t, err, "once a stream ends, the next one opens")
+		require.NoError(t, open(ctx), "once a stream ends, the next one opens")
 	})
 }
