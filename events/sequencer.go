@@ -64,6 +64,8 @@ type Sequencer struct {
 	logger  *slog.Logger
 	opts    SequencerOptions
 	leading atomic.Bool
+	// looks counts the leader's looks for unnumbered events.
+	looks atomic.Int64
 	// wake holds one pending wake-up from the listener (Listen).
 	wake chan struct{}
 }
@@ -85,6 +87,11 @@ func NewSequencer(db *storage.DB, logger *slog.Logger, opts SequencerOptions) *S
 // Leading reports whether this sequencer is the database's leader right
 // now.
 func (s *Sequencer) Leading() bool { return s.leading.Load() }
+
+// Looks returns how many times this sequencer, as leader, has looked for
+// unnumbered events: a measure of how often it wakes, for diagnostics and
+// tests.
+func (s *Sequencer) Looks() int64 { return s.looks.Load() }
 
 // Run sequences until ctx ends, then returns nil, having released
 // leadership. Failures (a lost connection, a failed transaction) are
@@ -188,6 +195,7 @@ FROM summary`
 // stamp runs stampSQL once and returns how many events it numbered and
 // the head after them.
 func (s *Sequencer) stamp(ctx context.Context, conn *pgx.Conn) (n, head int64, err error) {
+	s.looks.Add(1)
 	var notified *string
 	if err := conn.QueryRow(ctx, stampSQL, s.opts.BatchSize).Scan(&n, &head, &notified); err != nil {
 		return 0, 0, fmt.Errorf("events: number events: %w", err)

@@ -316,7 +316,9 @@ func TestSequencerFallback(t *testing.T) {
 	seq := events.NewSequencer(db, logger, events.SequencerOptions{Fallback: 10 * time.Millisecond, Stamped: l.Notify})
 	run(t, seq.Run)
 	require.Eventually(t, seq.Leading, 10*time.Second, 5*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // several fallbacks with nothing to do
+	// Several fallback looks with nothing to do.
+	looked := seq.Looks()
+	require.Eventually(t, func() bool { return seq.Looks() >= looked+5 }, 10*time.Second, time.Millisecond)
 
 	require.NoError(t, db.Client.Event.Create().SetType(events.TaskCreated).SetPayload([]byte(`{}`)).SetCreatedAt(time.Now()).Exec(ctx))
 	require.NoError(t, l.Wait(ctx, 0))
