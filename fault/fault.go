@@ -23,6 +23,7 @@ const (
 	Unauthenticated
 	PermissionDenied
 	Unavailable
+	ResourceExhausted
 )
 
 var codeNames = map[Code]string{
@@ -35,6 +36,7 @@ var codeNames = map[Code]string{
 	Unauthenticated:    "unauthenticated",
 	PermissionDenied:   "permission denied",
 	Unavailable:        "unavailable",
+	ResourceExhausted:  "resource exhausted",
 }
 
 func (c Code) String() string {
@@ -61,6 +63,9 @@ const (
 	// ReasonNamespaceDenied: the token may not act on the namespace in
 	// metadata "namespace" (empty when the call needs every namespace).
 	ReasonNamespaceDenied = "NAMESPACE_DENIED"
+	// ReasonRateLimited: the token made more calls than its rate allows;
+	// RetryInfo says when the next one will be taken.
+	ReasonRateLimited = "RATE_LIMITED"
 )
 
 // Violation is one bad field of a request, named by its path in the request

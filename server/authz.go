@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
 
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"google.golang.org/grpc"
@@ -205,6 +206,8 @@ type authorizer struct {
 	log        *slog.Logger
 	authn      *auth.Authenticator
 	namespaces *auth.Namespaces
+	// limits is the per-token rate limit; nil for none.
+	limits *rateLimits
 }
 
 // authenticate returns the principal of the call and its method's rule;
@@ -233,6 +236,11 @@ func (a *authorizer) authenticate(ctx context.Context, method string) (*auth.Pri
 	}
 	if !p.Has(r.scope) {
 		return nil, rule{}, fault.ScopeMissing(method, string(r.scope))
+	}
+	if a.limits != nil {
+		if err := a.limits.allow(p.Name, time.Now()); err != nil {
+			return nil, rule{}, err
+		}
 	}
 	return p, r, nil
 }

@@ -31,6 +31,7 @@ var grpcCodes = map[fault.Code]codes.Code{
 	fault.Unauthenticated:    codes.Unauthenticated,
 	fault.PermissionDenied:   codes.PermissionDenied,
 	fault.Unavailable:        codes.Unavailable,
+	fault.ResourceExhausted:  codes.ResourceExhausted,
 }
 
 // faultStatus turns a domain error into a status with typed details:

@@ -63,6 +63,9 @@ type Config struct {
 	// health and reflection, and checks its scopes and namespaces; nil
 	// serves everyone (loopback only, or behind --insecure).
 	Authenticator *auth.Authenticator
+	// RateLimit limits the calls of each token (with an Authenticator);
+	// the zero value is no limit.
+	RateLimit RateLimit
 	// TLS, when set, serves both the gRPC and the admin listener over TLS
 	// with it; with ClientAuth set, clients must present a certificate.
 	TLS *tls.Config
@@ -160,7 +163,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	errs := &errorMapper{log: log, interpret: db.InterpretError, unavailable: s.readiness.unavailable}
 	var authz *authorizer
 	if cfg.Authenticator != nil {
-		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0)}
+		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0), limits: newRateLimits(cfg.RateLimit)}
 	}
 	unary, stream := interceptors(log, errs, authz)
 	// The engine counts into the metrics Components gave it; an engine

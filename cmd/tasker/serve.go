@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -37,6 +38,8 @@ type serveFlags struct {
 	tlsCert           string
 	tlsKey            string
 	tlsClientCA       string
+	rateLimit         string
+	rateBurst         string
 }
 
 func serveCommand() *cobra.Command {
@@ -81,6 +84,8 @@ func serveCommand() *cobra.Command {
 	fl.BoolVar(&f.insecure, "insecure", false, "allow --auth none on a non-loopback address [TASKER_INSECURE]")
 	fl.StringVar(&f.tlsCert, "tls-cert", env("TASKER_TLS_CERT", ""), "serve gRPC and admin over TLS with this certificate (PEM) [TASKER_TLS_CERT]")
 	fl.StringVar(&f.tlsKey, "tls-key", env("TASKER_TLS_KEY", ""), "key (PEM) of --tls-cert [TASKER_TLS_KEY]")
+	fl.StringVar(&f.rateLimit, "rate-limit", env("TASKER_RATE_LIMIT", "0"), "calls a second each token may make on average; 0 for no limit (with tokens only) [TASKER_RATE_LIMIT]")
+	fl.StringVar(&f.rateBurst, "rate-burst", env("TASKER_RATE_BURST", "0"), "calls a token may make at once beyond --rate-limit; 0 for the rate rounded up [TASKER_RATE_BURST]")
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
 	return cmd
 }
@@ -91,6 +96,10 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	retention, err := retentionOf(f)
+	if err != nil {
+		return err
+	}
+	limit, err := rateLimitOf(f.rateLimit, f.rateBurst)
 	if err != nil {
 		return err
 	}
@@ -157,7 +166,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 
 	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
-		TracerProvider: tracer}
+		TracerProvider: tracer, RateLimit: limit}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}
@@ -289,4 +298,20 @@ func retentionOf(f serveFlags) (events.Retention, error) {
 	}
 	r.MaxAge, r.MaxCount = age, count
 	return r, r.Validate()
+}
+
+// rateLimitOf parses --rate-limit and --rate-burst.
+func rateLimitOf(limit, burst string) (server.RateLimit, error) {
+	r, err := strconv.ParseFloat(limit, 64)
+	if err != nil || r < 0 || math.IsNaN(r) || math.IsInf(r, 0) {
+		return server.RateLimit{}, fmt.Errorf("--rate-limit: want calls a second, 0 for no limit; got %q", limit)
+	}
+	b, err := strconv.Atoi(burst)
+	if err != nil || b < 0 {
+		return server.RateLimit{}, fmt.Errorf("--rate-burst: want a whole number, 0 for the rate rounded up; got %q", burst)
+	}
+	if b == 0 {
+		b = max(1, int(math.Ceil(r)))
+	}
+	return server.RateLimit{Rate: r, Burst: b}, nil
 }
