@@ -385,9 +385,14 @@ func TestAuthorizationLists(t *testing.T) {
 		denied(err)
 		_, err = events.ListEvents(ctx, &taskerv1.ListEventsRequest{Filter: &taskerv1.EventFilter{TaskId: billingTask.GetTask().GetId()}})
 		denied(err)
-		page, err := events.ListEvents(ctx, &taskerv1.ListEventsRequest{Filter: &taskerv1.EventFilter{Namespace: "shop"}})
-		require.NoError(t, err)
-		require.NotEmpty(t, page.GetEvents())
+		// On PostgreSQL the sequencer numbers events just after their
+		// commit: wait until the shop's are listed.
+		var page *taskerv1.ListEventsResponse
+		require.Eventually(t, func() bool {
+			page, err = events.ListEvents(ctx, &taskerv1.ListEventsRequest{Filter: &taskerv1.EventFilter{Namespace: "shop"}})
+			require.NoError(t, err)
+			return len(page.GetEvents()) > 0
+		}, 10*time.Second, 5*time.Millisecond, "the shop's events are listed")
 		for _, e := range page.GetEvents() {
 			require.Equal(t, "shop", e.GetNamespace())
 		}
