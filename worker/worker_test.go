@@ -275,7 +275,12 @@ func TestNonRetryableFailureWaitsForIndependentBranch(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
 		b := setup(t, db)
-		b.register(t, tmpl("nr", "branches", node("bad", "bad"), node("after_bad", "ok", "bad"), node("slow", "slow")))
+		// The slow branch holds a lease long enough that a loaded machine's
+		// late heartbeat cannot expire it: the test is about the failure,
+		// not about leases.
+		slowStep := node("slow", "slow")
+		slowStep.LeaseDuration = durationpb.New(30 * time.Second)
+		b.register(t, tmpl("nr", "branches", node("bad", "bad"), node("after_bad", "ok", "bad"), slowStep))
 		c := newCalls()
 		release := make(chan struct{})
 		var once sync.Once
