@@ -27,6 +27,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/taskerhq/tasker/backoff"
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/event"
 	"github.com/taskerhq/tasker/ent/step"
@@ -195,7 +196,7 @@ func ptr[T any](v T) *T { return &v }
 // retry runs call until it succeeds, a non-transient error comes back, or
 // ctx ends: the way a client rides out a server restart or an outage.
 func retry[T any](ctx context.Context, call func(ctx context.Context, attempt int) (T, error)) (T, error) {
-	backoff := 10 * time.Millisecond
+	wait := backoff.New(10*time.Millisecond, 500*time.Millisecond)
 	for attempt := 0; ; attempt++ {
 		callCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		v, err := call(callCtx, attempt)
@@ -213,9 +214,8 @@ func retry[T any](ctx context.Context, call func(ctx context.Context, attempt in
 		select {
 		case <-ctx.Done():
 			return v, err
-		case <-time.After(backoff):
+		case <-time.After(wait.Next()):
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 

@@ -155,7 +155,10 @@ func BenchmarkFanOutReads(b *testing.B) {
 					b.Fatal(err)
 				}
 				runBench(b, ln.Run, l.Run, seq.Run)
+				// delivered counts deliveries; each one pokes progress, which
+				// the loop below waits on.
 				var delivered atomic.Int64
+				progress := make(chan struct{}, 1)
 				subCtx, cancel := context.WithCancel(ctx)
 				var wg sync.WaitGroup
 				b.Cleanup(func() { cancel(); wg.Wait() })
@@ -165,12 +168,27 @@ func BenchmarkFanOutReads(b *testing.B) {
 						b.Fatal(err)
 					}
 					wg.Go(func() {
-						_ = sub.Run(subCtx, func(context.Context, *events.Stored) error { delivered.Add(1); return nil }, nil)
+						_ = sub.Run(subCtx, func(context.Context, *events.Stored) error {
+							delivered.Add(1)
+							select {
+							case progress <- struct{}{}:
+							default:
+							}
+							return nil
+						}, nil)
 					})
 				}
+				// The subscriptions join the reader's feed as they start: poll
+				// for that, with a deadline.
+				joined := time.Now().Add(time.Minute)
+				tick := time.NewTicker(time.Millisecond)
 				for l.Subscriptions() < n {
-					time.Sleep(time.Millisecond) //nolint:forbidigo // a benchmark's set-up, not a test's synchronisation
+					if time.Now().After(joined) {
+						b.Fatalf("%d of %d subscriptions joined the reader", l.Subscriptions(), n)
+					}
+					<-tick.C
 				}
+				tick.Stop()
 				ev := benchEvent()
 				reads := l.Reads()
 				b.ResetTimer()
@@ -180,7 +198,7 @@ func BenchmarkFanOutReads(b *testing.B) {
 					}
 					l.Appended()
 					for delivered.Load() < int64((i+1)*n) {
-						time.Sleep(50 * time.Microsecond) //nolint:forbidigo // waiting for delivery, measured
+						<-progress
 					}
 				}
 				b.StopTimer()
