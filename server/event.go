@@ -55,9 +55,6 @@ type rendering struct {
 
 // get returns the rendering of ev, a numbered event of the log.
 func (c *renderCache) get(ev *events.Stored) *taskerv1.Event {
-	if ev.Sequence == 0 {
-		return eventToProto(ev)
-	}
 	seq := ev.Sequence
 	slot := &c.slots[seq%int64(len(c.slots))]
 	c.mu.Lock()

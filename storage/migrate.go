@@ -193,7 +193,7 @@ func (db *DB) MigrateTo(ctx context.Context, ms Migrations) (applied []string, e
 		if err := db.ensureRevisionTable(ctx, ms); err != nil {
 			return err
 		}
-		st, err := db.migrationStatus(ctx, ms)
+		st, err := db.MigrationStatus(ctx, ms)
 		if err != nil {
 			return err
 		}
@@ -217,10 +217,6 @@ func (db *DB) MigrateTo(ctx context.Context, ms Migrations) (applied []string, e
 // MigrationStatus reports which of ms the database has and lacks, without
 // changing anything.
 func (db *DB) MigrationStatus(ctx context.Context, ms Migrations) (MigrationStatus, error) {
-	return db.migrationStatus(ctx, ms)
-}
-
-func (db *DB) migrationStatus(ctx context.Context, ms Migrations) (MigrationStatus, error) {
 	var st MigrationStatus
 	recorded, err := db.readRevisions(ctx)
 	if err != nil {
@@ -522,7 +518,7 @@ func (db *DB) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := db.migrationStatus(ctx, ms)
+	st, err := db.MigrationStatus(ctx, ms)
 	switch {
 	case err != nil:
 		return err
