@@ -77,7 +77,10 @@ build: ## Build bin/tasker
 
 .PHONY: run
 run: ## Serve on ./tasker.db, gRPC 127.0.0.1:50051, admin 127.0.0.1:9090
-	go run ./cmd/tasker serve --templates examples/templates
+	@echo "make run: building bin/tasker (the first build compiles SQLite and gRPC and takes a minute or two)"
+	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	@echo "make run: starting bin/tasker serve with the templates of examples/templates; Ctrl-C stops it"
+	$(BIN_DIR)/tasker serve --templates examples/templates
 
 .PHONY: pgcheck
 pgcheck: ## Tell whether the test PostgreSQL is reachable (fatal under CI=true)

@@ -187,21 +187,50 @@ type ListTasksParams struct {
 	Size     func(*TaskView) int
 }
 
-// fitting returns how many of items, from the first, have sizes summing to
-// at most maxBytes; at least one when there are any, so a listing always
-// progresses.
-func fitting[T any](items []T, maxBytes int, size func(T) int) int {
-	if maxBytes <= 0 || size == nil {
-		return len(items)
+// listChunk is how many rows a size-bounded listing reads at a time, so a
+// page cut by MaxBytes holds at most this many rows beyond it in memory.
+const listChunk = 64
+
+// readPage fills one page of at most size items, reading them listChunk at
+// a time through read (at most n items after last, or from the page's
+// start when first) while their sizes sum to at most maxBytes; the first
+// item always fits, so a listing progresses. more tells whether items
+// follow the page. With maxBytes 0 or a nil sizeOf, it reads the page in one
+// go and bounds it by count only.
+func readPage[T any](size, maxBytes int, sizeOf func(T) int, read func(last T, first bool, n int) ([]T, error)) (items []T, more bool, err error) {
+	bySize := maxBytes > 0 && sizeOf != nil
+	chunk := size
+	if bySize {
+		chunk = min(size, listChunk)
 	}
 	total := 0
-	for i, it := range items {
-		total += size(it)
-		if total > maxBytes && i > 0 {
-			return i
+	for {
+		want := min(chunk, size-len(items))
+		var last T
+		if len(items) > 0 {
+			last = items[len(items)-1]
+		}
+		got, err := read(last, len(items) == 0, want+1)
+		if err != nil {
+			return nil, false, err
+		}
+		more = len(got) > want
+		if more {
+			got = got[:want]
+		}
+		for _, it := range got {
+			if bySize {
+				total += sizeOf(it)
+				if total > maxBytes && len(items) > 0 {
+					return items, true, nil
+				}
+			}
+			items = append(items, it)
+		}
+		if !more || len(items) == size {
+			return items, more, nil
 		}
 	}
-	return len(items)
 }
 
 // ListTasks returns one page of tasks, newest first, with step counts.
@@ -247,28 +276,31 @@ func (e *Engine) ListTasks(ctx context.Context, p ListTasksParams) ([]*TaskView,
 	}
 	fp := page.Fingerprint(p.Namespace, p.TemplateName, states, p.Tags, p.CreatedFrom, p.CreatedTo, p.CorrelationID, p.ParentTaskID)
 	var after uuid.UUID
-	if ok, err := page.Decode("page_token", p.PageToken, fp, &after); err != nil {
+	ok, err := page.Decode("page_token", p.PageToken, fp, &after)
+	if err != nil {
 		return nil, "", err
-	} else if ok {
-		// Ids are UUIDv7: id order is creation order.
-		preds = append(preds, task.IDLT(after))
 	}
-	tasks, err := e.db.Reader.Task.Query().Where(preds...).Order(ent.Desc(task.FieldID)).Limit(size + 1).All(ctx)
+	views, more, err := readPage(size, p.MaxBytes, p.Size, func(last *TaskView, first bool, n int) ([]*TaskView, error) {
+		q := e.db.Reader.Task.Query().Where(preds...)
+		switch {
+		case !first:
+			q = q.Where(task.IDLT(last.Task.ID))
+		case ok:
+			// Ids are UUIDv7: id order is creation order.
+			q = q.Where(task.IDLT(after))
+		}
+		tasks, err := q.Order(ent.Desc(task.FieldID)).Limit(n).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return e.summarize(ctx, tasks)
+	})
 	if err != nil {
 		return nil, "", err
 	}
 	var next string
-	if len(tasks) > size {
-		tasks = tasks[:size]
-		next = page.Encode(fp, tasks[size-1].ID)
-	}
-	views, err := e.summarize(ctx, tasks)
-	if err != nil {
-		return nil, "", err
-	}
-	if n := fitting(views, p.MaxBytes, p.Size); n < len(views) {
-		views = views[:n]
-		next = page.Encode(fp, views[n-1].Task.ID)
+	if more {
+		next = page.Encode(fp, views[len(views)-1].Task.ID)
 	}
 	return views, next, nil
 }

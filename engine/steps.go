@@ -99,32 +99,53 @@ func (e *Engine) ListSteps(ctx context.Context, p ListStepsParams) ([]*Step, str
 	if err != nil {
 		return nil, "", err
 	}
-	q := e.db.Reader.Step.Query().Where(preds...)
-	if p.TaskID != "" {
-		if ok {
-			q = q.Where(step.PositionGT(after.Position))
-		}
-		q = q.Order(ent.Asc(step.FieldPosition))
-	} else {
-		if ok {
-			q = q.Where(step.IDGT(after.ID))
-		}
-		q = q.Order(ent.Asc(step.FieldID))
+	type item struct {
+		row  *ent.Step
+		step *Step
 	}
-	steps, err := q.Limit(size + 1).All(ctx)
+	var sizeOf func(item) int
+	if p.Size != nil {
+		sizeOf = func(it item) int { return p.Size(it.step) }
+	}
+	items, more, err := readPage(size, p.MaxBytes, sizeOf, func(last item, first bool, n int) ([]item, error) {
+		from, has := after, ok
+		if !first {
+			from, has = cursor{Position: last.row.Position, ID: last.row.ID}, true
+		}
+		q := e.db.Reader.Step.Query().Where(preds...)
+		if p.TaskID != "" {
+			if has {
+				q = q.Where(step.PositionGT(from.Position))
+			}
+			q = q.Order(ent.Asc(step.FieldPosition))
+		} else {
+			if has {
+				q = q.Where(step.IDGT(from.ID))
+			}
+			q = q.Order(ent.Asc(step.FieldID))
+		}
+		rows, err := q.Limit(n).All(ctx)
+		if err != nil {
+			return nil, err
+		}
+		steps := stepsFromRows(rows)
+		out := make([]item, len(rows))
+		for i := range rows {
+			out[i] = item{rows[i], steps[i]}
+		}
+		return out, nil
+	})
 	if err != nil {
 		return nil, "", err
 	}
-	var next string
-	if len(steps) > size {
-		steps = steps[:size]
-		last := steps[size-1]
-		next = page.Encode(fp, cursor{Position: last.Position, ID: last.ID})
+	out := make([]*Step, len(items))
+	for i, it := range items {
+		out[i] = it.step
 	}
-	out := stepsFromRows(steps)
-	if n := fitting(out, p.MaxBytes, p.Size); n < len(out) {
-		out = out[:n]
-		next = page.Encode(fp, cursor{Position: steps[n-1].Position, ID: steps[n-1].ID})
+	var next string
+	if more {
+		last := items[len(items)-1].row
+		next = page.Encode(fp, cursor{Position: last.Position, ID: last.ID})
 	}
 	return out, next, nil
 }

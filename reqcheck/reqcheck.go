@@ -20,6 +20,12 @@ const MaxViolations = 20
 // find the field, too little to echo a value back into logs.
 const maxKey = 32
 
+// MaxJSONDepth is how deeply JSON values (contexts, results, payloads) may
+// nest: {"a": [1]} has depth 2. Deeper values are refused, so no part of the
+// service (validation, storage, templates, clients in other languages)
+// recurses without bound on a caller's value.
+const MaxJSONDepth = 64
+
 // The range of google.protobuf.Timestamp: 0001-01-01T00:00:00Z to
 // 9999-12-31T23:59:59Z.
 const (
@@ -76,13 +82,13 @@ func (c *checker) message(m protoreflect.Message, path string) {
 		c.duration(m, path)
 		return
 	case "google.protobuf.Struct":
-		c.structFields(m, path)
+		c.structFields(m, path, 1)
 		return
 	case "google.protobuf.Value":
-		c.value(m, path)
+		c.value(m, path, 0)
 		return
 	case "google.protobuf.ListValue":
-		c.list(m, path)
+		c.list(m, path, 1)
 		return
 	}
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
@@ -152,20 +158,33 @@ func (c *checker) duration(m protoreflect.Message, path string) {
 	}
 }
 
-// structFields walks a google.protobuf.Struct, naming its members the way a
-// JSON path would: context.order.items[2].price.
-func (c *checker) structFields(m protoreflect.Message, path string) {
+// structFields walks a google.protobuf.Struct at nesting depth (1 for a
+// top-level object), naming its members the way a JSON path would:
+// context.order.items[2].price.
+func (c *checker) structFields(m protoreflect.Message, path string, depth int) {
+	if c.tooDeep(path, depth) {
+		return
+	}
 	fd := m.Descriptor().Fields().ByName("fields")
 	if fd == nil || !m.Has(fd) {
 		return
 	}
 	m.Get(fd).Map().Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-		c.value(v.Message(), join(path, shortKey(k.String())))
+		c.value(v.Message(), join(path, shortKey(k.String())), depth)
 		return !c.full()
 	})
 }
 
-func (c *checker) value(m protoreflect.Message, path string) {
+func (c *checker) tooDeep(path string, depth int) bool {
+	if depth <= MaxJSONDepth {
+		return false
+	}
+	c.add(path, fmt.Sprintf("JSON values may nest at most %d levels deep", MaxJSONDepth))
+	return true
+}
+
+// value checks one JSON value inside containers nested depth deep.
+func (c *checker) value(m protoreflect.Message, path string, depth int) {
 	od := m.Descriptor().Oneofs().ByName("kind")
 	if od == nil {
 		return
@@ -181,20 +200,23 @@ func (c *checker) value(m protoreflect.Message, path string) {
 	case "number_value":
 		c.number(v.Float(), path)
 	case "struct_value":
-		c.structFields(v.Message(), path)
+		c.structFields(v.Message(), path, depth+1)
 	case "list_value":
-		c.list(v.Message(), path)
+		c.list(v.Message(), path, depth+1)
 	}
 }
 
-func (c *checker) list(m protoreflect.Message, path string) {
+func (c *checker) list(m protoreflect.Message, path string, depth int) {
+	if c.tooDeep(path, depth) {
+		return
+	}
 	fd := m.Descriptor().Fields().ByName("values")
 	if fd == nil || !m.Has(fd) {
 		return
 	}
 	l := m.Get(fd).List()
 	for i := 0; i < l.Len() && !c.full(); i++ {
-		c.value(l.Get(i).Message(), path+"["+strconv.Itoa(i)+"]")
+		c.value(l.Get(i).Message(), path+"["+strconv.Itoa(i)+"]", depth)
 	}
 }
 

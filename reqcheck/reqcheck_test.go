@@ -97,6 +97,32 @@ func TestMessage(t *testing.T) {
 	}
 }
 
+// nest returns a JSON object nested depth levels deep ({"a": {"a": … 1}}),
+// with a list as its innermost container when list is set.
+func nest(depth int, list bool) *structpb.Struct {
+	inner := structpb.NewNumberValue(1)
+	if list {
+		inner = structpb.NewListValue(&structpb.ListValue{Values: []*structpb.Value{inner}})
+		depth--
+	}
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{"a": inner}}
+	for range depth - 1 {
+		s = &structpb.Struct{Fields: map[string]*structpb.Value{"a": structpb.NewStructValue(s)}}
+	}
+	return s
+}
+
+func TestMessageJSONDepth(t *testing.T) {
+	t.Parallel()
+	for _, list := range []bool{false, true} {
+		require.NoError(t, reqcheck.Message(&taskerv1.CreateTaskRequest{Context: nest(reqcheck.MaxJSONDepth, list)}))
+		got := fields(t, reqcheck.Message(&taskerv1.CreateTaskRequest{Context: nest(reqcheck.MaxJSONDepth+1, list)}))
+		require.Len(t, got, 1)
+		want := "context" + strings.Repeat(".a", reqcheck.MaxJSONDepth)
+		require.Equal(t, want, got[0], "the path names the container one level too deep")
+	}
+}
+
 func TestMessageBoundsViolations(t *testing.T) {
 	t.Parallel()
 	l := &structpb.ListValue{}

@@ -102,21 +102,24 @@ func recoveryOption(log *slog.Logger) recovery.Option {
 
 // interceptors returns the chains, outermost first: correlation (so every
 // later step sees the id), logging (so it records the final code), error
-// mapping, authorization when authz is set (inside error mapping, so its
+// mapping, the decode check (so nothing reads a message that did not
+// decode), authorization when authz is set (inside error mapping, so its
 // denials and database errors become statuses like any other; before the
 // request check, so an unauthenticated caller learns nothing about its
 // request), the request check, then recovery closest to the handler.
-func interceptors(log *slog.Logger, errs *errorMapper, authz *authorizer) (grpc.ServerOption, grpc.ServerOption) {
+func interceptors(log *slog.Logger, errs *errorMapper, codec *requestCodec, authz *authorizer) (grpc.ServerOption, grpc.ServerOption) {
 	mwLog := slogLogger(log)
 	unary := []grpc.UnaryServerInterceptor{
 		correlationUnaryInterceptor,
 		logging.UnaryServerInterceptor(mwLog, loggingOptions()...),
 		errs.unaryInterceptor,
+		codec.unaryInterceptor,
 	}
 	stream := []grpc.StreamServerInterceptor{
 		correlationStreamInterceptor,
 		logging.StreamServerInterceptor(mwLog, loggingOptions()...),
 		errs.streamInterceptor,
+		codec.streamInterceptor,
 	}
 	if authz != nil {
 		unary = append(unary, authz.unaryInterceptor)

@@ -165,7 +165,8 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	if cfg.Authenticator != nil {
 		authz = &authorizer{log: log, authn: cfg.Authenticator, namespaces: auth.NewNamespaces(db, 0), limits: newRateLimits(cfg.RateLimit)}
 	}
-	unary, stream := interceptors(log, errs, authz)
+	codec := newRequestCodec()
+	unary, stream := interceptors(log, errs, codec, authz)
 	// The engine counts into the metrics Components gave it; an engine
 	// assembled elsewhere gets instruments of its own here, so /metrics
 	// still serves the RPCs.
@@ -176,6 +177,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
+		grpc.ForceServerCodecV2(codec),
 		unary, stream,
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgSize),
 		grpc.MaxConcurrentStreams(cfg.MaxStreamsPerConnection),
