@@ -27,6 +27,7 @@ import random
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -211,6 +212,8 @@ class Worker:
         self._reports: list[tuple[_Execution, str, Any]] = []  # (execution, "complete"|"fail", payload)
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
+        # calls counts the report and heartbeat calls made, by RPC name.
+        self.calls: Counter[str] = Counter()
 
     # registration ---------------------------------------------------------
 
@@ -436,6 +439,7 @@ class Worker:
         while True:
             attempt += 1
             try:
+                self.calls[name] += 1
                 return call()
             except TaskerError as err:
                 if err.code not in _TRANSIENT:
@@ -620,6 +624,7 @@ class Worker:
                 worker_id=self.id, leases=[step_pb2.StepLease(step_id=e.step.id, lease_token=e.token) for e in batch]
             )
             try:
+                self.calls["ExtendLease"] += 1
                 resp = self._client.steps.ExtendLease(req, timeout=max(2 * iv, 1.0))
             except TaskerError as err:
                 log.warning("heartbeat failed; retrying at the next beat (%d leases): %s", len(batch), err)
