@@ -51,9 +51,11 @@ def to_value(value: Any, path: str = "value") -> struct_pb2.Value:
     elif isinstance(value, str):
         v.string_value = value
     elif isinstance(value, Mapping):
+        v.struct_value.SetInParent()  # an empty object is still an object
         v.struct_value.CopyFrom(to_struct_at(value, path))
     elif isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         lst = v.list_value
+        lst.SetInParent()  # an empty list is still a list
         for i, item in enumerate(value):
             lst.values.add().CopyFrom(to_value(item, f"{path}[{i}]"))
     else:
