@@ -122,7 +122,8 @@ def tasker_bin(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def server(tasker_bin, tmp_path_factory):
-    s = Server(tasker_bin, tmp_path_factory.mktemp("server"), ["--auth", "none"])
+    s = Server(tasker_bin, tmp_path_factory.mktemp("server"),
+               ["--auth", "none", "--templates", str(REPO / "examples" / "templates")])
     s.start()
     yield s
     s.stop()
