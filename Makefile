@@ -148,8 +148,8 @@ test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: g
 test-clients: test-python ## The client libraries' tests against a real server
 
 .PHONY: test-python
-test-python: python-test-deps ## The Python client's tests (pytest) against a real tasker serve
-	cd clients/python && $(PYTHON) -m pytest -q -p no:cacheprovider tests
+test-python: python-test-deps build ## The Python client's tests (pytest) against a real tasker serve
+	cd clients/python && PYTHONDONTWRITEBYTECODE=1 TASKER_BIN=$(BIN_DIR)/tasker $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 .PHONY: test-short
 test-short: ## The inner loop: Go tests on SQLite only, without the race detector
