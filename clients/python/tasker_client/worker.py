@@ -585,6 +585,7 @@ class Worker:
     # heartbeat -------------------------------------------------------------
 
     def _interval(self) -> float | None:
+        """The heartbeat's period for the leases held now; call with _cond held."""
         held = [e.lease for e in self._running if e.state in (RUNNING, REPORTING)]
         if not held:
             return None
@@ -617,7 +618,8 @@ class Worker:
                 next_at = None if iv is None else time.monotonic() + iv
 
     def _renew(self, held: list[_Execution]) -> None:
-        iv = self._interval() or 1.0
+        with self._cond:
+            iv = self._interval() or 1.0
         for i in range(0, len(held), MAX_LEASES_PER_EXTEND):
             batch = held[i : i + MAX_LEASES_PER_EXTEND]
             req = step_pb2.ExtendLeaseRequest(
