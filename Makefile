@@ -47,7 +47,9 @@ generate: $(BUF) generate-python ## Regenerate gen/ (buf, protoc for Python) and
 # them works; installed with apt-get only when missing and running as root.
 PYTHON         := /usr/bin/python3
 PY_GEN_DEBS    := protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin
-PY_TEST_DEBS   := $(PY_GEN_DEBS) python3-grpcio:grpc python3-protobuf:google.protobuf python3-pytest:pytest
+PY_TEST_DEBS   := python3-grpcio:grpc python3-protobuf:google.protobuf python3-pytest:pytest openssl:openssl
+# gen/python is what Debian 12's protoc and grpc_python_plugin write; other versions write other code.
+PY_PROTOC_VERSION := 3.21.12
 PY_PROTODEPS   := $(TOOLS_DIR)/protodeps-python
 GOOGLE_PROTOS  := $(PY_PROTODEPS)/node_modules/google-proto-files
 
@@ -82,6 +84,8 @@ $(GOOGLE_PROTOS)/.installed: clients/python/protodeps/package.json clients/pytho
 
 .PHONY: generate-python
 generate-python: python-gen-deps $(GOOGLE_PROTOS)/.installed ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
+	@v=$$(protoc --version | awk '{print $$2}'); [ "$$v" = "$(PY_PROTOC_VERSION)" ] || \
+		echo "WARNING: protoc $$v: gen/python is generated with Debian 12's protoc $(PY_PROTOC_VERSION) and grpc_python_plugin 1.51.1; expect a diff" >&2
 	rm -rf gen/python && mkdir -p gen/python
 	protoc -I proto -I $(GOOGLE_PROTOS) --python_out=gen/python --pyi_out=gen/python \
 		--grpc_python_out=gen/python --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) \
