@@ -9,6 +9,7 @@ from conftest import claim, register, wait_for, wait_task
 
 from tasker_client import (
     AlreadyCompletedError,
+    AlreadyExistsError,
     CancelledError,
     InvalidArgumentError,
     InvalidStateError,
@@ -209,3 +210,15 @@ def test_event_family(client, namespace):
             if msg.event.sequence == published.sequence:
                 stream.cancel()
     assert seen == [e.sequence for e in listed]
+
+
+def test_already_exists_and_duplicates(client, namespace):
+    tpl = pb.TaskTemplate(namespace=namespace, name="keyed", version="1.0.0",
+                          identity_strategy=pb.IDENTITY_STRATEGY_CALLER_KEY, steps=[pb.StepTemplate(name="a", handler="a")])
+    client.registry.RegisterTaskTemplate(pb.RegisterTaskTemplateRequest(template=tpl))
+    first = client.create_task(namespace, "keyed", {"n": 1}, idempotency_key="k-1")
+    again = client.create_task(namespace, "keyed", {"n": 1}, idempotency_key="k-1")
+    assert again.duplicate and again.task.id == first.task.id
+    with pytest.raises(AlreadyExistsError) as e:
+        client.create_task(namespace, "keyed", {"n": 2}, idempotency_key="k-1")
+    assert e.value.code == grpc.StatusCode.ALREADY_EXISTS

@@ -191,3 +191,18 @@ def test_graceful_shutdown_finishes_or_releases(client, namespace, workers):
     assert s.state == pb.STEP_STATE_ENQUEUED and s.attempts == 0  # released unrun, attempt not counted
     assert isinstance(reasons[0], ShutdownError)
     assert w.calls["ReleaseStep"] == 1
+
+
+def test_register_rules(client):
+    w = Worker(client, "py-rules")
+    with pytest.raises(RuntimeError, match="no handler"):
+        w.run()
+    w.register("ns", "h", lambda step: {})
+    with pytest.raises(ValueError, match="already registered"):
+        w.register("ns", "h", lambda step: {})
+    with pytest.raises(ValueError, match="required"):
+        w.register("", "h", lambda step: {})
+    bad = Worker(client, "x" * 129)
+    bad.register("ns", "h", lambda step: {})
+    with pytest.raises(ValueError, match="1 to 128 bytes"):
+        bad.run()
