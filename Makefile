@@ -2,7 +2,7 @@
 # protoc-gen-go, protoc-gen-go-grpc and ent are `tool` directives in go.mod;
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
 # from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install.
-# The Python client needs Debian packages (PY_GEN_DEBS, PY_TEST_DEBS), which
+# The Python client needs Debian packages (PY_DEBS), which
 # are installed when missing and make runs as root, and the google.rpc protos
 # of npm's google-proto-files, pinned in clients/python/protodeps.
 
@@ -46,8 +46,9 @@ generate: $(BUF) generate-python ## Regenerate gen/ (buf, protoc for Python) and
 # Python: Debian's packages, checked by what they provide so any system with
 # them works; installed with apt-get only when missing and running as root.
 PYTHON         := /usr/bin/python3
-PY_GEN_DEBS    := protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin
-PY_TEST_DEBS   := python3-grpcio:grpc python3-protobuf:google.protobuf python3-pytest:pytest openssl:openssl
+# One set for generating and testing, so a fresh machine runs apt-get once.
+PY_DEBS        := protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin python3-grpcio:grpc \
+                  python3-protobuf:google.protobuf python3-pytest:pytest openssl:openssl
 # gen/python is what Debian 12's protoc and grpc_python_plugin write; other versions write other code.
 PY_PROTOC_VERSION := 3.21.12
 PY_PROTODEPS   := $(TOOLS_DIR)/protodeps-python
@@ -70,11 +71,9 @@ define need-debs
 		fi; fi
 endef
 
-.PHONY: python-gen-deps python-test-deps
-python-gen-deps: ## Install the Debian packages gen/python is generated with, when missing
-	$(call need-debs,$(PY_GEN_DEBS))
-python-test-deps: ## Install the Debian packages the Python client runs and is tested with, when missing
-	$(call need-debs,$(PY_TEST_DEBS))
+.PHONY: python-deps
+python-deps: ## Install the Debian packages gen/python is generated and tested with, when missing
+	$(call need-debs,$(PY_DEBS))
 
 $(GOOGLE_PROTOS)/.installed: clients/python/protodeps/package.json clients/python/protodeps/package-lock.json
 	rm -rf $(PY_PROTODEPS) && mkdir -p $(PY_PROTODEPS)
@@ -83,7 +82,7 @@ $(GOOGLE_PROTOS)/.installed: clients/python/protodeps/package.json clients/pytho
 	touch $@
 
 .PHONY: generate-python
-generate-python: python-gen-deps $(GOOGLE_PROTOS)/.installed ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
+generate-python: python-deps $(GOOGLE_PROTOS)/.installed ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
 	@v=$$(protoc --version | awk '{print $$2}'); [ "$$v" = "$(PY_PROTOC_VERSION)" ] || \
 		echo "WARNING: protoc $$v: gen/python is generated with Debian 12's protoc $(PY_PROTOC_VERSION) and grpc_python_plugin 1.51.1; expect a diff" >&2
 	rm -rf gen/python && mkdir -p gen/python
@@ -152,7 +151,7 @@ test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: g
 test-clients: test-python ## The client libraries' tests against a real server
 
 .PHONY: test-python
-test-python: python-test-deps build ## The Python client's tests (pytest) against a real tasker serve
+test-python: python-deps build ## The Python client's tests (pytest) against a real tasker serve
 	cd clients/python && PYTHONDONTWRITEBYTECODE=1 TASKER_BIN=$(BIN_DIR)/tasker $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 .PHONY: test-short
