@@ -2,6 +2,9 @@
 # protoc-gen-go, protoc-gen-go-grpc and ent are `tool` directives in go.mod;
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
 # from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install.
+# The Python client needs Debian packages (PY_DEBS), which
+# are installed when missing and make runs as root, and the google.rpc protos
+# of npm's google-proto-files, pinned in clients/python/protodeps.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -35,10 +38,59 @@ $(GOLANGCI):
 	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: generate
-generate: $(BUF) ## Regenerate gen/ (buf) and ent/ (ent)
+generate: $(BUF) generate-python ## Regenerate gen/ (buf, protoc for Python) and ent/ (ent)
 	rm -rf gen/go
 	$(BUF) generate
 	go generate ./ent
+
+# Python: Debian's packages, checked by what they provide so any system with
+# them works; installed with apt-get only when missing and running as root.
+PYTHON         := /usr/bin/python3
+# One set for generating and testing, so a fresh machine runs apt-get once.
+PY_DEBS        := protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_plugin python3-grpcio:grpc \
+                  python3-protobuf:google.protobuf python3-pytest:pytest openssl:openssl
+# gen/python is what Debian 12's protoc and grpc_python_plugin write; other versions write other code.
+PY_PROTOC_VERSION := 3.21.12
+PY_PROTODEPS   := $(TOOLS_DIR)/protodeps-python
+GOOGLE_PROTOS  := $(PY_PROTODEPS)/node_modules/google-proto-files
+
+# need-debs checks package:command-or-module pairs and installs the missing
+# packages (one apt-get update), or names them and fails.
+define need-debs
+	@missing=""; for pair in $(1); do pkg=$${pair%%:*}; what=$${pair#*:}; \
+		case $$pkg in \
+			python3-*) $(PYTHON) -c "import $$what" 2>/dev/null || missing="$$missing $$pkg" ;; \
+			*) command -v $$what >/dev/null || missing="$$missing $$pkg" ;; \
+		esac; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian packages:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+		else \
+			echo "ERROR: missing Debian packages:$$missing (install them: sudo apt-get install$$missing)" >&2; exit 1; \
+		fi; fi
+endef
+
+.PHONY: python-deps
+python-deps: ## Install the Debian packages gen/python is generated and tested with, when missing
+	$(call need-debs,$(PY_DEBS))
+
+$(GOOGLE_PROTOS)/.installed: clients/python/protodeps/package.json clients/python/protodeps/package-lock.json
+	rm -rf $(PY_PROTODEPS) && mkdir -p $(PY_PROTODEPS)
+	cp $^ $(PY_PROTODEPS)/
+	npm ci --silent --ignore-scripts --no-audit --no-fund --prefix $(PY_PROTODEPS)
+	touch $@
+
+.PHONY: generate-python
+generate-python: python-deps $(GOOGLE_PROTOS)/.installed ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
+	@v=$$(protoc --version | awk '{print $$2}'); [ "$$v" = "$(PY_PROTOC_VERSION)" ] || \
+		echo "WARNING: protoc $$v: gen/python is generated with Debian 12's protoc $(PY_PROTOC_VERSION) and grpc_python_plugin 1.51.1; expect a diff" >&2
+	rm -rf gen/python && mkdir -p gen/python
+	protoc -I proto -I $(GOOGLE_PROTOS) --python_out=gen/python --pyi_out=gen/python \
+		--grpc_python_out=gen/python --plugin=protoc-gen-grpc_python=$$(command -v grpc_python_plugin) \
+		$$(cd proto && find tasker -name '*.proto' | LC_ALL=C sort)
+	protoc -I $(GOOGLE_PROTOS) --python_out=gen/python --pyi_out=gen/python \
+		google/rpc/status.proto google/rpc/error_details.proto
 
 .PHONY: migration
 migration: ## Write the migration files for a change of ent/schema: make migration NAME=add_api_tokens
@@ -95,8 +147,15 @@ pgcheck: ## Tell whether the test PostgreSQL is reachable (fatal under CI=true)
 	fi
 
 .PHONY: test
-test: check-generate lint breaking pgcheck ## Everything CI runs: generated code, lint, contract, all tests (-race)
+test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: generated code, lint, contract, all tests (-race), client tests
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-clients
+test-clients: test-python ## The client libraries' tests against a real server
+
+.PHONY: test-python
+test-python: python-deps build ## The Python client's tests (pytest) against a real tasker serve
+	cd clients/python && PYTHONDONTWRITEBYTECODE=1 TASKER_BIN=$(BIN_DIR)/tasker $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 .PHONY: test-short
 test-short: ## The inner loop: Go tests on SQLite only, without the race detector
