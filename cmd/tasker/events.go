@@ -85,7 +85,7 @@ func eventsExportCommand() *cobra.Command {
 	f.filter.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&f.format, "format", events.FormatJSON, "json (JSON lines) or csv")
-	fl.StringVarP(&f.output, "output", "o", "", "write to this file (replaced once the export is complete) instead of stdout")
+	fl.StringVarP(&f.output, "file", "f", "", "write to this file (replaced once the export is complete) instead of stdout")
 	fl.Int64Var(&f.after, "after", 0, "only events after this sequence")
 	fl.Int64Var(&f.until, "until", 0, "only events up to this sequence, inclusive; 0 for the newest at the start (with --follow: no end)")
 	fl.BoolVar(&f.follow, "follow", false, "once past the newest event, follow the log live up to --until (or until interrupted)")
