@@ -1,7 +1,9 @@
 # Tasker's build. Every tool is pinned and installed by this file:
 # protoc-gen-go, protoc-gen-go-grpc and ent are `tool` directives in go.mod;
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
-# from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install.
+# from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install;
+# protoc-gen-es, google-proto-files and the TypeScript client's packages come
+# from clients/typescript/package-lock.json (npm ci).
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,6 +16,9 @@ TOOLS_DIR := $(CURDIR)/.tools
 BIN_DIR   := $(CURDIR)/bin
 BUF       := $(TOOLS_DIR)/buf-$(BUF_VERSION)/node_modules/.bin/buf
 GOLANGCI  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+
+TS_DIR  := clients/typescript
+TS_DEPS := $(TS_DIR)/node_modules/.package-lock.json
 
 export TASKER_TEST_POSTGRES_URL ?= postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable
 GO_TEST_FLAGS ?= -race -timeout 10m
@@ -30,14 +35,19 @@ $(BUF):
 	@mkdir -p $(dir $(BUF))/../..
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS_DIR)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+$(TS_DEPS): $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 $(GOLANGCI):
 	@mkdir -p $(dir $(GOLANGCI))
 	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: generate
-generate: $(BUF) ## Regenerate gen/ (buf) and ent/ (ent)
-	rm -rf gen/go
+generate: $(BUF) $(TS_DEPS) ## Regenerate gen/ (buf) and ent/ (ent)
+	rm -rf gen/go gen/ts
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.googleapis.yaml
 	go generate ./ent
 
 .PHONY: migration
@@ -92,8 +102,17 @@ pgcheck: ## Tell whether the test PostgreSQL is reachable (fatal under CI=true)
 	fi
 
 .PHONY: test
-test: check-generate lint breaking pgcheck ## Everything CI runs: generated code, lint, contract, all tests (-race)
+test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: generated code, lint, contract, all tests (-race)
 	go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: test-clients
+test-clients: test-ts ## The client libraries' tests against a real server
+
+.PHONY: test-ts
+test-ts: $(TS_DEPS) ## TypeScript client: tsc type check and node's test runner against a real `tasker serve`
+	go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	cd $(TS_DIR) && npm run typecheck && TASKER_BIN=$(BIN_DIR)/tasker npm test
+	cd examples/worker-typescript && npm ci --no-audit --no-fund && npm run typecheck
 
 .PHONY: test-short
 test-short: ## The inner loop: Go tests on SQLite only, without the race detector
