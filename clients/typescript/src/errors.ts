@@ -46,7 +46,15 @@ export interface ResourceRef {
  * that reason (LeaseLostError, InvalidStateError, ...).
  */
 export class TaskerError extends ConnectError {
-  override name = "TaskerError";
+  // name stays "ConnectError": @connectrpc/connect recognises its errors by
+  // it and would otherwise wrap a TaskerError in a plain ConnectError. The
+  // class is err.constructor.name.
+
+  /** instanceof by prototype chain (ConnectError's own test accepts any ConnectError). */
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    return Function.prototype[Symbol.hasInstance].call(this, v);
+  }
+
   /** The ErrorInfo reason, or "" when the error has none. */
   readonly reason: string;
   /**
@@ -83,45 +91,25 @@ export class TaskerError extends ConnectError {
 }
 
 /** FailedPrecondition: the resource is not in a state that allows the call (metadata current_state). */
-export class InvalidStateError extends TaskerError {
-  override name = "InvalidStateError";
-}
+export class InvalidStateError extends TaskerError {}
 /** FailedPrecondition: the same lease already reported a different outcome. */
-export class AlreadyCompletedError extends TaskerError {
-  override name = "AlreadyCompletedError";
-}
+export class AlreadyCompletedError extends TaskerError {}
 /** Aborted: the lease expired, was reaped or belongs to another attempt. */
-export class LeaseLostError extends TaskerError {
-  override name = "LeaseLostError";
-}
+export class LeaseLostError extends TaskerError {}
 /** Aborted: the attempt passed its execution timeout. */
-export class TimedOutError extends TaskerError {
-  override name = "TimedOutError";
-}
+export class TimedOutError extends TaskerError {}
 /** Aborted: the step or its task was cancelled. */
-export class CancelledError extends TaskerError {
-  override name = "CancelledError";
-}
+export class CancelledError extends TaskerError {}
 /** OutOfRange: events asked for were already deleted by retention (metadata oldest_sequence). */
-export class LogTruncatedError extends TaskerError {
-  override name = "LogTruncatedError";
-}
+export class LogTruncatedError extends TaskerError {}
 /** Unauthenticated: the bearer token is missing, unknown, expired or revoked. */
-export class TokenInvalidError extends TaskerError {
-  override name = "TokenInvalidError";
-}
+export class TokenInvalidError extends TaskerError {}
 /** PermissionDenied: the token lacks the scope in metadata "scope". */
-export class ScopeMissingError extends TaskerError {
-  override name = "ScopeMissingError";
-}
+export class ScopeMissingError extends TaskerError {}
 /** PermissionDenied: the token may not act on the namespace in metadata "namespace". */
-export class NamespaceDeniedError extends TaskerError {
-  override name = "NamespaceDeniedError";
-}
+export class NamespaceDeniedError extends TaskerError {}
 /** ResourceExhausted: the token made more calls than its rate allows; see retryDelayMs. */
-export class RateLimitedError extends TaskerError {
-  override name = "RateLimitedError";
-}
+export class RateLimitedError extends TaskerError {}
 
 const byReason: Record<string, new (err: ConnectError, entry?: { reason: string; metadata: Record<string, string> }) => TaskerError> = {
   [Reason.InvalidState]: InvalidStateError,
