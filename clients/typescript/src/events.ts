@@ -25,8 +25,13 @@ export interface SubscribeOptions {
   onReconnect?: (err: Error, afterSequence: bigint) => void;
 }
 
+/**
+ * reconnectable tells the errors a broken connection or a restarting
+ * server causes (Canceled is an HTTP/2 stream reset when the caller did not
+ * abort).
+ */
 function reconnectable(code: Code): boolean {
-  return code === Code.Unavailable || code === Code.Internal || code === Code.Unknown || code === Code.DeadlineExceeded || code === Code.Aborted || code === Code.ResourceExhausted;
+  return code === Code.Canceled || code === Code.Unavailable || code === Code.Internal || code === Code.Unknown || code === Code.DeadlineExceeded || code === Code.Aborted || code === Code.ResourceExhausted;
 }
 
 /**
