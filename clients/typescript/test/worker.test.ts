@@ -83,7 +83,8 @@ describe("Worker", () => {
     }
     w.stop();
     await running;
-    assert.ok(methods.includes("BatchCompleteSteps") || methods.filter((m) => m === "CompleteStep").length === 40, "reports are sent");
+    // Steps that finish in the same turn of the event loop are reported in one call.
+    assert.ok(methods.includes("BatchCompleteSteps"), `calls: ${[...new Set(methods)].join(", ")}`);
   });
 
   test("retries, honours retry_after, and stops on a non-retryable failure", async () => {
