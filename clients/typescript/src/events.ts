@@ -1,4 +1,4 @@
-import { Code } from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { TaskerClient } from "./client.js";
 import { toTaskerError } from "./errors.js";
 import { StartPosition, type Event, type EventFilter } from "./gen/tasker/v1/event_pb.js";
@@ -38,8 +38,8 @@ function reconnectable(code: Code): boolean {
  * subscribe yields the events that match, in sequence order, and survives
  * disconnects: after a stream breaks it connects again and resumes after
  * the last sequence it saw (or the last the server said it scanned, from
- * heartbeats), so no event is missed or repeated. It ends when signal
- * aborts, when the task finishes (untilTaskFinished), or with a TaskerError
+ * heartbeats), so no event is missed or repeated; a stream the server
+ * ends (at shutdown) is resumed the same way. It ends when signal aborts, when the task finishes (untilTaskFinished), or with a TaskerError
  * the server meant (InvalidArgument, PermissionDenied, LogTruncatedError
  * when retention deleted events not yet seen, ...).
  *
@@ -89,7 +89,12 @@ export async function* subscribe(client: TaskerClient, options: SubscribeOptions
             break;
         }
       }
-      return;
+      if (options.untilTaskFinished || options.signal?.aborted) {
+        return;
+      }
+      // Without untilTaskFinished a stream ends only when the server shuts
+      // down: resume from another replica or once it is back.
+      throw new ConnectError("the server ended the subscription", Code.Unavailable);
     } catch (err) {
       if (options.signal?.aborted) {
         return;
