@@ -67,7 +67,7 @@ export interface Server {
 }
 
 /** startServer runs `tasker serve` with extra flags and waits for it to serve. */
-export async function startServer(extra: string[] = []): Promise<Server> {
+export async function startServer(extra: string[] = [], probeOptions: Partial<ClientOptions> = {}): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), "tasker-ts-"));
   const bin = binary(dir);
   const database = join(dir, "tasker.db");
@@ -83,7 +83,7 @@ export async function startServer(extra: string[] = []): Promise<Server> {
   let exited = false;
   child.once("exit", () => (exited = true));
   const clients: TaskerClient[] = [];
-  const probe = new TaskerClient({ address });
+  const probe = new TaskerClient({ address, ...probeOptions });
   try {
     await waitFor("the server to serve", async () => {
       if (exited) {
