@@ -49,7 +49,8 @@ func serveCommand(exporters *events.Registry) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Tasker service",
-		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz and /metrics.\n" +
+		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz, /metrics and\n" +
+			"/openapi.json (its OpenAPI 3 description).\n" +
 			"With no flags it stores everything in ./tasker.db (SQLite). Traces go where the standard OTEL_* variables\n" +
 			"say (OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT…); none are sent by default.",
 		Args: cobra.NoArgs,
