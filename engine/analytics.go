@@ -418,7 +418,7 @@ func (e *Engine) statsUnserved(ctx context.Context, s *Stats, p StatsParams) err
 	return nil
 }
 
-// unindexed writes "column || '' = value": the same test as column = value,
+// unindexed writes "column || ” = value": the same test as column = value,
 // in a form no index answers. The window's transitions are the rows to
 // start from; SQLite, which keeps no statistics, would otherwise start from
 // the namespace's index on the joined table (every step or task of the
