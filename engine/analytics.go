@@ -418,11 +418,12 @@ func (e *Engine) statsUnserved(ctx context.Context, s *Stats, p StatsParams) err
 	return nil
 }
 
-// unindexed writes "column || ” = value": the same test as column = value,
-// in a form no index answers. The window's transitions are the rows to
-// start from; SQLite, which keeps no statistics, would otherwise start from
-// the namespace's index on the joined table (every step or task of the
-// namespace, however old) and look up each one's transitions.
+// unindexed writes the test column = value with the column concatenated
+// to an empty string: the same test, in a form no index answers. The
+// window's transitions are the rows to start from, which bounds the work
+// by the window; SQLite, which keeps no statistics, would otherwise start
+// from the namespace's index on the joined table (every step or task of
+// the namespace, however old) and look up each one's transitions.
 func unindexed(b *sql.Builder, column, value string) {
 	b.WriteString(column).WriteString(" || '' = ").Arg(value)
 }
