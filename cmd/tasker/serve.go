@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -133,13 +134,16 @@ func serve(ctx context.Context, f serveFlags) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
+	// The last export reads the gauges from the database: it runs once
+	// the server has stopped, before the database closes.
+	flushMetrics := sync.OnceFunc(func() {
 		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := stopMetrics(flushCtx); err != nil {
 			log.WarnContext(flushCtx, "flushing metrics failed", slog.Any("error", err))
 		}
-	}()
+	})
+	defer flushMetrics()
 	// Listen first: a port already taken must stop start-up before it
 	// creates or migrates a database. Serve closes the listeners; the
 	// deferred closes are for the returns before it.
@@ -188,7 +192,9 @@ func serve(ctx context.Context, f serveFlags) error {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}
 	srv := server.New(log, db, templates, eng, eventLog, cfg)
-	return srv.Serve(ctx, grpcLis, adminLis)
+	err = srv.Serve(ctx, grpcLis, adminLis)
+	flushMetrics()
+	return err
 }
 
 // openAndMigrate opens the database and applies the migrations of this

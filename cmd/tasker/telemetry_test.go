@@ -181,7 +181,7 @@ func TestServeExportsMetrics(t *testing.T) {
 	serveOnce(t, "OTEL_METRICS_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr, "OTEL_METRIC_EXPORT_INTERVAL=600000")
 	got := r.metricNames()
-	for _, name := range []string{"tasker_event_log_head_sequence", "tasker_queue_depth", "tasker_db_connections", "rpc.server.call.duration"} {
+	for _, name := range []string{"tasker_event_log_head_sequence", "tasker_db_connections", "tasker_subscription_max_lag", "rpc.server.call.duration"} {
 		require.True(t, got[name], "%s not among %v", name, got)
 	}
 	require.Empty(t, r.received(), "no traces without OTEL_TRACES_EXPORTER")
