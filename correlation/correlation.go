@@ -31,3 +31,31 @@ func FromContext(ctx context.Context) string {
 	id, _ := ctx.Value(ctxKey{}).(string)
 	return id
 }
+
+type taskKey struct{}
+type stepKey struct{}
+
+// WithTask returns ctx carrying the id of the task a call or operation is
+// about; Handler adds it to log lines as task_id.
+func WithTask(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, taskKey{}, id)
+}
+
+// WithStep returns ctx carrying the id of the step a call or operation is
+// about; Handler adds it to log lines as step_id.
+func WithStep(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, stepKey{}, id)
+}
+
+// TaskFromContext and StepFromContext return the ids WithTask and
+// WithStep put in ctx, or "".
+func TaskFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(taskKey{}).(string)
+	return id
+}
+
+// StepFromContext returns the step id WithStep put in ctx, or "".
+func StepFromContext(ctx context.Context) string {
+	id, _ := ctx.Value(stepKey{}).(string)
+	return id
+}

@@ -8,7 +8,8 @@ import (
 )
 
 // Handler adds to every record logged with a context the correlation id
-// (correlation_id) and, when a span is active, its trace_id and span_id,
+// (correlation_id), the task_id and step_id it is about when known
+// (WithTask, WithStep) and, when a span is active, its trace_id and span_id,
 // so a log line joins the call's events and trace. Lines logged without
 // one (or with a context that carries neither) are passed on unchanged.
 type Handler struct {
@@ -32,6 +33,12 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if ctx != nil {
 		if id := FromContext(ctx); id != "" {
 			r.AddAttrs(slog.String("correlation_id", id))
+		}
+		if id := TaskFromContext(ctx); id != "" {
+			r.AddAttrs(slog.String("task_id", id))
+		}
+		if id := StepFromContext(ctx); id != "" {
+			r.AddAttrs(slog.String("step_id", id))
 		}
 		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))

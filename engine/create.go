@@ -53,6 +53,9 @@ type CreateTaskParams struct {
 	IdempotencyKey string
 	ParentTaskID   string
 	CorrelationID  string
+	// TraceParent is the W3C traceparent of the creating call's span,
+	// stored with the task; empty for none.
+	TraceParent string
 }
 
 func (p *CreateTaskParams) validate() (contextJSON []byte, parent *uuid.UUID, err error) {
@@ -233,6 +236,7 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 			SetContext(contextJSON).
 			SetRequestHash(reqHash).
 			SetCorrelationID(p.CorrelationID).
+			SetTraceParent(p.TraceParent).
 			SetNillableParentTaskID(parentID).
 			SetPriority(p.Priority).
 			SetNillableRunAt(p.RunAt).

@@ -63,6 +63,9 @@ type Task struct {
 	// Context is the caller's JSON object.
 	Context       json.RawMessage
 	CorrelationID string
+	// TraceParent is the W3C traceparent of the call that created the
+	// task, empty when it had none: its steps' spans join that trace.
+	TraceParent string
 	// IdempotencyKey is empty when the task was created without one or
 	// its retention window has passed.
 	IdempotencyKey string
@@ -143,6 +146,7 @@ func taskFromRow(r *ent.Task) *Task {
 		State:           TaskState(r.State),
 		Context:         r.Context,
 		CorrelationID:   r.CorrelationID,
+		TraceParent:     r.TraceParent,
 		ParentTaskID:    r.ParentTaskID,
 		Priority:        r.Priority,
 		RunAt:           r.RunAt,

@@ -7866,6 +7866,7 @@ type TaskMutation struct {
 	idempotency_key    *string
 	request_hash       *string
 	correlation_id     *string
+	trace_parent       *string
 	priority           *int32
 	addpriority        *int32
 	run_at             *time.Time
@@ -8412,6 +8413,42 @@ func (m *TaskMutation) OldCorrelationID(ctx context.Context) (v string, err erro
 // ResetCorrelationID resets all changes to the "correlation_id" field.
 func (m *TaskMutation) ResetCorrelationID() {
 	m.correlation_id = nil
+}
+
+// SetTraceParent sets the "trace_parent" field.
+func (m *TaskMutation) SetTraceParent(s string) {
+	m.trace_parent = &s
+}
+
+// TraceParent returns the value of the "trace_parent" field in the mutation.
+func (m *TaskMutation) TraceParent() (r string, exists bool) {
+	v := m.trace_parent
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldTraceParent returns the old "trace_parent" field's value of the Task entity.
+// If the Task object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *TaskMutation) OldTraceParent(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldTraceParent is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldTraceParent requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldTraceParent: %w", err)
+	}
+	return oldValue.TraceParent, nil
+}
+
+// ResetTraceParent resets all changes to the "trace_parent" field.
+func (m *TaskMutation) ResetTraceParent() {
+	m.trace_parent = nil
 }
 
 // SetParentTaskID sets the "parent_task_id" field.
@@ -9145,7 +9182,7 @@ func (m *TaskMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *TaskMutation) Fields() []string {
-	fields := make([]string, 0, 21)
+	fields := make([]string, 0, 22)
 	if m.template != nil {
 		fields = append(fields, task.FieldTemplateID)
 	}
@@ -9175,6 +9212,9 @@ func (m *TaskMutation) Fields() []string {
 	}
 	if m.correlation_id != nil {
 		fields = append(fields, task.FieldCorrelationID)
+	}
+	if m.trace_parent != nil {
+		fields = append(fields, task.FieldTraceParent)
 	}
 	if m.parent_task != nil {
 		fields = append(fields, task.FieldParentTaskID)
@@ -9237,6 +9277,8 @@ func (m *TaskMutation) Field(name string) (ent.Value, bool) {
 		return m.RequestHash()
 	case task.FieldCorrelationID:
 		return m.CorrelationID()
+	case task.FieldTraceParent:
+		return m.TraceParent()
 	case task.FieldParentTaskID:
 		return m.ParentTaskID()
 	case task.FieldPriority:
@@ -9288,6 +9330,8 @@ func (m *TaskMutation) OldField(ctx context.Context, name string) (ent.Value, er
 		return m.OldRequestHash(ctx)
 	case task.FieldCorrelationID:
 		return m.OldCorrelationID(ctx)
+	case task.FieldTraceParent:
+		return m.OldTraceParent(ctx)
 	case task.FieldParentTaskID:
 		return m.OldParentTaskID(ctx)
 	case task.FieldPriority:
@@ -9388,6 +9432,13 @@ func (m *TaskMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetCorrelationID(v)
+		return nil
+	case task.FieldTraceParent:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetTraceParent(v)
 		return nil
 	case task.FieldParentTaskID:
 		v, ok := value.(uuid.UUID)
@@ -9610,6 +9661,9 @@ func (m *TaskMutation) ResetField(name string) error {
 		return nil
 	case task.FieldCorrelationID:
 		m.ResetCorrelationID()
+		return nil
+	case task.FieldTraceParent:
+		m.ResetTraceParent()
 		return nil
 	case task.FieldParentTaskID:
 		m.ResetParentTaskID()

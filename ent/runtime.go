@@ -179,28 +179,32 @@ func init() {
 	taskDescTemplateVersion := taskFields[4].Descriptor()
 	// task.TemplateVersionValidator is a validator for the "template_version" field. It is called by the builders before save.
 	task.TemplateVersionValidator = taskDescTemplateVersion.Validators[0].(func(string) error)
+	// taskDescTraceParent is the schema descriptor for trace_parent field.
+	taskDescTraceParent := taskFields[11].Descriptor()
+	// task.DefaultTraceParent holds the default value on creation for the trace_parent field.
+	task.DefaultTraceParent = taskDescTraceParent.Default.(string)
 	// taskDescPriority is the schema descriptor for priority field.
-	taskDescPriority := taskFields[12].Descriptor()
+	taskDescPriority := taskFields[13].Descriptor()
 	// task.DefaultPriority holds the default value on creation for the priority field.
 	task.DefaultPriority = taskDescPriority.Default.(int32)
 	// taskDescInitiator is the schema descriptor for initiator field.
-	taskDescInitiator := taskFields[14].Descriptor()
+	taskDescInitiator := taskFields[15].Descriptor()
 	// task.DefaultInitiator holds the default value on creation for the initiator field.
 	task.DefaultInitiator = taskDescInitiator.Default.(string)
 	// taskDescSourceSystem is the schema descriptor for source_system field.
-	taskDescSourceSystem := taskFields[15].Descriptor()
+	taskDescSourceSystem := taskFields[16].Descriptor()
 	// task.DefaultSourceSystem holds the default value on creation for the source_system field.
 	task.DefaultSourceSystem = taskDescSourceSystem.Default.(string)
 	// taskDescReason is the schema descriptor for reason field.
-	taskDescReason := taskFields[16].Descriptor()
+	taskDescReason := taskFields[17].Descriptor()
 	// task.DefaultReason holds the default value on creation for the reason field.
 	task.DefaultReason = taskDescReason.Default.(string)
 	// taskDescCreatedAt is the schema descriptor for created_at field.
-	taskDescCreatedAt := taskFields[18].Descriptor()
+	taskDescCreatedAt := taskFields[19].Descriptor()
 	// task.DefaultCreatedAt holds the default value on creation for the created_at field.
 	task.DefaultCreatedAt = taskDescCreatedAt.Default.(func() time.Time)
 	// taskDescUpdatedAt is the schema descriptor for updated_at field.
-	taskDescUpdatedAt := taskFields[19].Descriptor()
+	taskDescUpdatedAt := taskFields[20].Descriptor()
 	// task.DefaultUpdatedAt holds the default value on creation for the updated_at field.
 	task.DefaultUpdatedAt = taskDescUpdatedAt.Default.(func() time.Time)
 	// task.UpdateDefaultUpdatedAt holds the default value on update for the updated_at field.

@@ -40,6 +40,8 @@ type Task struct {
 	RequestHash string `json:"request_hash,omitempty"`
 	// CorrelationID holds the value of the "correlation_id" field.
 	CorrelationID string `json:"correlation_id,omitempty"`
+	// W3C traceparent of the CreateTask call that made the task, empty when it had none: the task's steps continue its trace
+	TraceParent string `json:"trace_parent,omitempty"`
 	// ParentTaskID holds the value of the "parent_task_id" field.
 	ParentTaskID *uuid.UUID `json:"parent_task_id,omitempty"`
 	// higher runs first
@@ -145,7 +147,7 @@ func (*Task) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case task.FieldTemplateID, task.FieldPriority:
 			values[i] = new(sql.NullInt64)
-		case task.FieldNamespace, task.FieldTemplateName, task.FieldTemplateVersion, task.FieldState, task.FieldIdentityHash, task.FieldIdempotencyKey, task.FieldRequestHash, task.FieldCorrelationID, task.FieldInitiator, task.FieldSourceSystem, task.FieldReason:
+		case task.FieldNamespace, task.FieldTemplateName, task.FieldTemplateVersion, task.FieldState, task.FieldIdentityHash, task.FieldIdempotencyKey, task.FieldRequestHash, task.FieldCorrelationID, task.FieldTraceParent, task.FieldInitiator, task.FieldSourceSystem, task.FieldReason:
 			values[i] = new(sql.NullString)
 		case task.FieldRunAt, task.FieldCreatedAt, task.FieldUpdatedAt, task.FieldStartedAt, task.FieldFinishedAt:
 			values[i] = new(sql.NullTime)
@@ -235,6 +237,12 @@ func (_m *Task) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field correlation_id", values[i])
 			} else if value.Valid {
 				_m.CorrelationID = value.String
+			}
+		case task.FieldTraceParent:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field trace_parent", values[i])
+			} else if value.Valid {
+				_m.TraceParent = value.String
 			}
 		case task.FieldParentTaskID:
 			if value, ok := values[i].(*sql.NullScanner); !ok {
@@ -402,6 +410,9 @@ func (_m *Task) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("correlation_id=")
 	builder.WriteString(_m.CorrelationID)
+	builder.WriteString(", ")
+	builder.WriteString("trace_parent=")
+	builder.WriteString(_m.TraceParent)
 	builder.WriteString(", ")
 	if v := _m.ParentTaskID; v != nil {
 		builder.WriteString("parent_task_id=")

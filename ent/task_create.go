@@ -120,6 +120,20 @@ func (_c *TaskCreate) SetCorrelationID(v string) *TaskCreate {
 	return _c
 }
 
+// SetTraceParent sets the "trace_parent" field.
+func (_c *TaskCreate) SetTraceParent(v string) *TaskCreate {
+	_c.mutation.SetTraceParent(v)
+	return _c
+}
+
+// SetNillableTraceParent sets the "trace_parent" field if the given value is not nil.
+func (_c *TaskCreate) SetNillableTraceParent(v *string) *TaskCreate {
+	if v != nil {
+		_c.SetTraceParent(*v)
+	}
+	return _c
+}
+
 // SetParentTaskID sets the "parent_task_id" field.
 func (_c *TaskCreate) SetParentTaskID(v uuid.UUID) *TaskCreate {
 	_c.mutation.SetParentTaskID(v)
@@ -374,6 +388,10 @@ func (_c *TaskCreate) defaults() {
 		v := task.DefaultState
 		_c.mutation.SetState(v)
 	}
+	if _, ok := _c.mutation.TraceParent(); !ok {
+		v := task.DefaultTraceParent
+		_c.mutation.SetTraceParent(v)
+	}
 	if _, ok := _c.mutation.Priority(); !ok {
 		v := task.DefaultPriority
 		_c.mutation.SetPriority(v)
@@ -446,6 +464,9 @@ func (_c *TaskCreate) check() error {
 	}
 	if _, ok := _c.mutation.CorrelationID(); !ok {
 		return &ValidationError{Name: "correlation_id", err: errors.New(`ent: missing required field "Task.correlation_id"`)}
+	}
+	if _, ok := _c.mutation.TraceParent(); !ok {
+		return &ValidationError{Name: "trace_parent", err: errors.New(`ent: missing required field "Task.trace_parent"`)}
 	}
 	if _, ok := _c.mutation.Priority(); !ok {
 		return &ValidationError{Name: "priority", err: errors.New(`ent: missing required field "Task.priority"`)}
@@ -539,6 +560,10 @@ func (_c *TaskCreate) createSpec() (*Task, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.CorrelationID(); ok {
 		_spec.SetField(task.FieldCorrelationID, field.TypeString, value)
 		_node.CorrelationID = value
+	}
+	if value, ok := _c.mutation.TraceParent(); ok {
+		_spec.SetField(task.FieldTraceParent, field.TypeString, value)
+		_node.TraceParent = value
 	}
 	if value, ok := _c.mutation.Priority(); ok {
 		_spec.SetField(task.FieldPriority, field.TypeInt32, value)
@@ -946,6 +971,9 @@ func (u *TaskUpsertOne) UpdateNewValues() *TaskUpsertOne {
 		}
 		if _, exists := u.create.mutation.CorrelationID(); exists {
 			s.SetIgnore(task.FieldCorrelationID)
+		}
+		if _, exists := u.create.mutation.TraceParent(); exists {
+			s.SetIgnore(task.FieldTraceParent)
 		}
 		if _, exists := u.create.mutation.ParentTaskID(); exists {
 			s.SetIgnore(task.FieldParentTaskID)
@@ -1415,6 +1443,9 @@ func (u *TaskUpsertBulk) UpdateNewValues() *TaskUpsertBulk {
 			}
 			if _, exists := b.mutation.CorrelationID(); exists {
 				s.SetIgnore(task.FieldCorrelationID)
+			}
+			if _, exists := b.mutation.TraceParent(); exists {
+				s.SetIgnore(task.FieldTraceParent)
 			}
 			if _, exists := b.mutation.ParentTaskID(); exists {
 				s.SetIgnore(task.FieldParentTaskID)

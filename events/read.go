@@ -47,6 +47,9 @@ type Log struct {
 	fan fanout
 	// reads counts the queries the log has run, for benchmarks.
 	reads atomic.Int64
+	// running are the subscriptions whose Run is running, for the
+	// subscription gauges (Following).
+	running sync.Map // *Subscription -> struct{}
 
 	mu sync.Mutex
 	// head is the highest sequence known to be numbered and committed; it
@@ -114,6 +117,36 @@ type Page struct {
 // Head returns the highest numbered sequence, 0 when the log is empty.
 func (l *Log) Head(ctx context.Context) (int64, error) {
 	return l.aggregate(ctx, "MAX")
+}
+
+// Unnumbered returns how many committed events wait for the sequencer to
+// number them (PostgreSQL; always 0 on SQLite, which numbers as it
+// appends): the sequencer's lag. It reads the partial index of unnumbered
+// events, which holds only them.
+func (l *Log) Unnumbered(ctx context.Context) (int64, error) {
+	var v int64
+	query := "SELECT COUNT(*) FROM " + event.Table + " WHERE " + event.FieldSequence + " IS NULL"
+	l.reads.Add(1)
+	if err := l.db.ReadDB.QueryRowContext(ctx, query).Scan(&v); err != nil {
+		return 0, fmt.Errorf("events: count unnumbered events: %w", l.db.InterpretError(err))
+	}
+	return v, nil
+}
+
+// Following returns how many subscriptions are running in this process
+// (following the reader's feed or reading for themselves) and the lowest
+// sequence any of them has reached, -1 when none runs: head minus that is
+// the largest subscriber lag.
+func (l *Log) Following() (n int, lowest int64) {
+	lowest = -1
+	l.running.Range(func(k, _ any) bool {
+		n++
+		if pos := k.(*Subscription).pos.Load(); lowest < 0 || pos < lowest {
+			lowest = pos
+		}
+		return true
+	})
+	return n, lowest
 }
 
 // Oldest returns the lowest numbered sequence still retained, 0 when the

@@ -147,6 +147,9 @@ func (r *Registry) Formats() []string {
 	return out
 }
 
+// Subscribers returns how many in-process subscribers are registered.
+func (r *Registry) Subscribers() int { return len(r.subscribers) }
+
 // Run runs every subscriber and file export until ctx ends, then returns
 // nil. Each starts
 // at the head of the log as Run finds it and follows it with a

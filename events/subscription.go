@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskerhq/tasker/ent"
@@ -93,8 +94,10 @@ type Subscription struct {
 	// feed is what the replica's reader hands over while the subscription
 	// is live.
 	feed liveFeed
-	// scanned is every sequence considered so far.
+	// scanned is every sequence considered so far; pos mirrors it for
+	// readers outside Run (Log.Following).
 	scanned int64
+	pos     atomic.Int64
 	// done is set when the subscription has nothing left to deliver: its
 	// task finished before StartAfter.
 	done bool
@@ -228,6 +231,9 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *S
 	if s.done {
 		return nil
 	}
+	s.pos.Store(s.scanned)
+	s.log.running.Store(s, struct{}{})
+	defer s.log.running.Delete(s)
 	hb := heartbeats{every: s.opts.Heartbeat, fn: heartbeat}
 	hb.start()
 	for {
@@ -257,6 +263,7 @@ func (s *Subscription) Run(ctx context.Context, deliver func(context.Context, *S
 			}
 		}
 		s.scanned = p.Scanned
+		s.pos.Store(s.scanned)
 		if err := hb.due(ctx, s.scanned); err != nil {
 			return err
 		}
@@ -292,6 +299,7 @@ func (s *Subscription) follow(ctx context.Context, deliver func(context.Context,
 		}
 		// The reader may still be below where the subscription joined.
 		s.scanned = max(s.scanned, scanned)
+		s.pos.Store(s.scanned)
 		if detached {
 			return false, nil
 		}

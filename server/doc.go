@@ -1,12 +1,16 @@
 // Package server exposes Tasker over gRPC: the four tasker.v1 services,
 // grpc.health.v1, server reflection and an HTTP admin port with /healthz,
-// /readyz and /metrics.
+// /livez, /readyz and /metrics.
 //
 // /metrics serves, in the Prometheus text format, the OpenTelemetry
-// instruments the engine counts into after each commit (engine.Recorder)
-// and otelgrpc's RPC metrics; each server has its own meter provider and
-// registry. RPC spans go to Config.TracerProvider, and the log lines of a
-// call carry its correlation, trace and span ids (correlation.Handler).
+// instruments the engine counts into after each commit (engine.Recorder),
+// gauges of the queue, the registry, the event log and the database pools
+// (gauges.go), and otelgrpc's RPC metrics; each server has its own meter
+// provider and registry, and ComponentsWith adds readers such as OTLP.
+// RPC spans go to Config.TracerProvider; a claimed attempt's span joins
+// the trace of the task's CreateTask call (stepspan.go). The log lines of
+// a call carry its correlation, task, step, trace and span ids
+// (correlation.Handler).
 //
 // It decodes requests, calls the registry and the engine, and encodes
 // responses; it holds no business rules. Its interceptor chain gives every

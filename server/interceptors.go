@@ -5,17 +5,21 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
+	"github.com/google/uuid"
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/logging"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/taskerhq/tasker/correlation"
+	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/reqcheck"
 )
 
@@ -38,8 +42,37 @@ func withCorrelation(ctx context.Context) context.Context {
 	return correlation.WithID(ctx, id)
 }
 
-func correlationUnaryInterceptor(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	return handler(withCorrelation(ctx), req)
+func correlationUnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	return handler(withSubject(withCorrelation(ctx), info.FullMethod, req), req)
+}
+
+// withSubject puts the task and step a request names in the context, so
+// the call's log lines (its summary, a panic, the engine's) carry task_id
+// and step_id. Only well-formed ids are taken: a malformed one is the
+// request's error, reported by the handler, not a log field.
+func withSubject(ctx context.Context, method string, req any) context.Context {
+	if r, ok := req.(interface{ GetTaskId() string }); ok && isID(r.GetTaskId()) {
+		ctx = correlation.WithTask(ctx, r.GetTaskId())
+	}
+	if r, ok := req.(interface{ GetStepId() string }); ok && isID(r.GetStepId()) {
+		ctx = correlation.WithStep(ctx, r.GetStepId())
+	}
+	// GetTask, CancelTask, GetStep, RetryStep and the like name theirs "id".
+	if r, ok := req.(interface{ GetId() string }); ok && isID(r.GetId()) {
+		switch {
+		case strings.HasPrefix(method, "/"+taskerv1.TaskService_ServiceDesc.ServiceName+"/"):
+			ctx = correlation.WithTask(ctx, r.GetId())
+		case strings.HasPrefix(method, "/"+taskerv1.StepService_ServiceDesc.ServiceName+"/"):
+			ctx = correlation.WithStep(ctx, r.GetId())
+		}
+	}
+	return ctx
+}
+
+// isID reports whether s is a UUID, as task and step ids are.
+func isID(s string) bool {
+	_, err := uuid.Parse(s)
+	return err == nil && len(s) == 36
 }
 
 func correlationStreamInterceptor(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -87,8 +120,26 @@ func slogLogger(l *slog.Logger) logging.Logger {
 // loggingOptions log one line per finished call; its correlation_id,
 // trace_id and span_id come from the logger's correlation.Handler, as on
 // every other line written with the call's context.
+//
+// Codes that say the caller was wrong (a bad argument, an unknown id, a
+// refused transition, a missing token) log at INFO: nothing is wrong with
+// the server. Unavailable, which a client retries, logs at WARN; Internal
+// and the other server faults at ERROR, with the correlation id the
+// caller was given to quote.
 func loggingOptions() []logging.Option {
-	return []logging.Option{logging.WithLogOnEvents(logging.FinishCall)}
+	return []logging.Option{logging.WithLogOnEvents(logging.FinishCall), logging.WithLevels(codeLevel)}
+}
+
+// codeLevel is the level of a finished call's line by its code.
+func codeLevel(c codes.Code) logging.Level {
+	switch c {
+	case codes.Unavailable:
+		return logging.LevelWarn
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unimplemented:
+		return logging.LevelError
+	default:
+		return logging.LevelInfo
+	}
 }
 
 // recoveryOption turns a panic into a plain error, which the error
@@ -125,7 +176,7 @@ func interceptors(log *slog.Logger, errs *errorMapper, codec *requestCodec, auth
 		unary = append(unary, authz.unaryInterceptor)
 		stream = append(stream, authz.streamInterceptor)
 	}
-	unary = append(unary, checkUnaryInterceptor, recovery.UnaryServerInterceptor(recoveryOption(log)))
+	unary = append(unary, checkUnaryInterceptor, debugUnaryInterceptor(log), recovery.UnaryServerInterceptor(recoveryOption(log)))
 	stream = append(stream, checkStreamInterceptor, recovery.StreamServerInterceptor(recoveryOption(log)))
 	return grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)
 }

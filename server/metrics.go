@@ -16,6 +16,7 @@ import (
 	"github.com/taskerhq/tasker/auth"
 	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // metrics holds the process's OpenTelemetry instruments and serves them in
@@ -27,6 +28,8 @@ type metrics struct {
 	counters map[engine.ObservationKind]metric.Int64Counter
 	// Histograms of the observations that carry a duration, in seconds.
 	durations map[engine.ObservationKind]metric.Float64Histogram
+	// stats caches the gauges read from the database (gauges.go).
+	stats *dbStats
 }
 
 // Bucket bounds in seconds: from a claim within milliseconds of a commit
@@ -35,21 +38,27 @@ var durationBuckets = []float64{
 	0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400,
 }
 
-// newMetrics builds the instruments and the gauges read from eventLog at
-// each scrape.
-func newMetrics(eventLog *events.Log) (*metrics, error) {
+// newMetrics builds the instruments and the gauges read at each scrape
+// (or export). Besides the Prometheus exporter /metrics serves, readers
+// receive the same instruments (an OTLP exporter).
+func newMetrics(eventLog *events.Log, db *storage.DB, readers ...sdkmetric.Reader) (*metrics, error) {
 	reg := prometheus.NewRegistry()
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, err
 	}
-	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	popts := []sdkmetric.Option{sdkmetric.WithReader(exporter)}
+	for _, r := range readers {
+		popts = append(popts, sdkmetric.WithReader(r))
+	}
+	provider := sdkmetric.NewMeterProvider(popts...)
 	meter := provider.Meter("github.com/taskerhq/tasker")
 	m := &metrics{
 		provider:  provider,
 		handler:   promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 		counters:  map[engine.ObservationKind]metric.Int64Counter{},
 		durations: map[engine.ObservationKind]metric.Float64Histogram{},
+		stats:     &dbStats{},
 	}
 	var errs []error
 	counter := func(kind engine.ObservationKind, name, help string) {
@@ -87,23 +96,10 @@ func newMetrics(eventLog *events.Log) (*metrics, error) {
 	for _, k := range []engine.ObservationKind{engine.ObservedTaskCompleted, engine.ObservedTaskFailed, engine.ObservedTaskCancelled} {
 		m.durations[k] = task
 	}
-	head, err := meter.Int64ObservableGauge("tasker_event_log_head_sequence", metric.WithDescription("The highest sequence number of the event log."))
-	errs = append(errs, err)
-	subs, err := meter.Int64ObservableGauge("tasker_subscriptions_active", metric.WithDescription("Event subscriptions open in this process."))
-	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		o.ObserveInt64(subs, int64(eventLog.Subscriptions()))
-		// One read of an indexed maximum per scrape; a database that does
-		// not answer leaves the gauge out of this scrape.
-		if n, err := eventLog.Head(ctx); err == nil {
-			o.ObserveInt64(head, n)
-		}
-		return nil
-	}, head, subs)
-	return m, err
+	return m, m.gauges(meter, eventLog, db)
 }
 
 // Record counts one committed change (engine.Recorder).

@@ -7,6 +7,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"entgo.io/ent/dialect"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -87,7 +90,8 @@ func sample(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels
 func TestMetricsAfterDiamond(t *testing.T) {
 	t.Parallel()
 	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
-		b := setup(t, db)
+		// Gauges read from the database are read again at every scrape.
+		b := serve(t, db, servertest.Options{Admin: true, Config: server.Config{StatsInterval: time.Nanosecond}})
 		ctx := testContext(t)
 		_, before := scrape(ctx, t, b.adminAddr, "")
 
@@ -96,6 +100,13 @@ func TestMetricsAfterDiamond(t *testing.T) {
 		create := &taskerv1.CreateTaskRequest{Namespace: "shop", Name: "diamond", Context: orderContext(t, "1"), IdempotencyKey: "order-1"}
 		_, err = b.tasks.CreateTask(ctx, create)
 		require.NoError(t, err)
+		_, created := scrape(ctx, t, b.adminAddr, "")
+		require.Equal(t, 1, int(sample(t, created, "tasker_queue_depth", "namespace", "shop", "handler", "work", "state", "enqueued")))
+		require.Equal(t, 0, int(sample(t, created, "tasker_queue_depth", "state", "in_progress")))
+		require.Equal(t, 1, int(sample(t, created, "tasker_registry_templates", "namespace", "shop")))
+		require.Equal(t, 1, int(sample(t, created, "tasker_registry_template_versions", "namespace", "shop")))
+		require.Equal(t, 2, int(sample(t, created, "tasker_handlers_without_workers", "namespace", "shop")),
+			"no worker serves work or other yet")
 		again, err := b.tasks.CreateTask(ctx, create)
 		require.NoError(t, err)
 		require.True(t, again.GetDuplicate())
@@ -116,7 +127,13 @@ func TestMetricsAfterDiamond(t *testing.T) {
 			_, err := b.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{StepId: s.GetStepId(), LeaseToken: s.GetLeaseToken(), Result: result})
 			require.NoError(t, err)
 		}
-		complete(claim("work")) // a
+		a := claim("work")
+		_, claimed := scrape(ctx, t, b.adminAddr, "")
+		require.Equal(t, 0, int(sample(t, claimed, "tasker_queue_depth", "namespace", "shop", "handler", "work", "state", "enqueued")))
+		require.Equal(t, 1, int(sample(t, claimed, "tasker_queue_depth", "namespace", "shop", "handler", "work", "state", "in_progress")))
+		require.Equal(t, 1, int(sample(t, claimed, "tasker_handler_workers", "namespace", "shop", "handler", "work")))
+		require.Equal(t, 1, int(sample(t, claimed, "tasker_handlers_without_workers", "namespace", "shop")))
+		complete(a)
 		bStep := claim("work")
 		_, err = b.steps.FailStep(ctx, &taskerv1.FailStepRequest{StepId: bStep.GetStepId(), LeaseToken: bStep.GetLeaseToken(),
 			Error: &taskerv1.StepError{Message: "try again"}})
@@ -173,6 +190,18 @@ func TestMetricsAfterDiamond(t *testing.T) {
 		}
 		require.Positive(t, sample(t, after, "tasker_event_log_head_sequence"))
 		require.Contains(t, after, "tasker_subscriptions_active")
+		require.Contains(t, after, "tasker_subscription_max_lag")
+		require.Contains(t, after, "tasker_event_sequencer_lag")
+		require.Zero(t, sample(t, after, "tasker_queue_depth"), "the queue is empty and says so")
+		require.Contains(t, after["tasker_queue_depth"].GetMetric(), after["tasker_queue_depth"].GetMetric()[0], "an emptied queue reports 0")
+		require.Positive(t, sample(t, after, "tasker_db_connections_max"))
+		require.Contains(t, after, "tasker_db_connections")
+		if db.Dialect == dialect.SQLite {
+			require.Positive(t, delta("tasker_db_group_commits_total"))
+			require.GreaterOrEqual(t, delta("tasker_db_group_commit_transactions_total"), delta("tasker_db_group_commits_total"))
+		} else {
+			require.Zero(t, sample(t, after, "tasker_db_group_commits_total"))
+		}
 		require.Positive(t, sample(t, after, "rpc_server_call_duration_seconds", "rpc_method", "tasker.v1.StepService/ClaimSteps"),
 			"otelgrpc's RPC metrics are served too")
 	})

@@ -18,13 +18,14 @@ type adminRoute struct {
 	handler http.HandlerFunc
 }
 
-// adminRoutes are every endpoint of the admin port. /healthz, /readyz and
-// /openapi.json reveal no data and so need no token; /metrics does, and
+// adminRoutes are every endpoint of the admin port. /healthz, /livez, /readyz
+// and /openapi.json reveal no data and so need no token; /metrics does, and
 // checks one (serveMetrics). An endpoint added here that reveals data
 // must check one too, and openapi.json must describe it.
 func (s *Server) adminRoutes() []adminRoute {
 	return []adminRoute{
 		{"/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }},
+		{"/livez", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) }},
 		{"/readyz", s.readyz},
 		{"/metrics", s.serveMetrics},
 		{"/openapi.json", func(w http.ResponseWriter, _ *http.Request) {

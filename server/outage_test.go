@@ -49,6 +49,17 @@ func healthOf(ctx context.Context, t *testing.T, b *bundle, service string) (hea
 	return h.GetStatus(), res.StatusCode
 }
 
+// adminStatus is the status of GET path on the admin port.
+func adminStatus(ctx context.Context, t *testing.T, addr, path string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+	require.NoError(t, err)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, res.Body.Close())
+	return res.StatusCode
+}
+
 // TestPostgresOutage cuts the server's connections to PostgreSQL: calls
 // answer Unavailable with RetryInfo, not Internal, and health and /readyz
 // both say not serving; once the connections are restored both say
@@ -87,6 +98,7 @@ func TestPostgresOutage(t *testing.T) {
 	h, ready := healthOf(ctx, t, b, "tasker.v1.TaskService")
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, h)
 	require.Equal(t, http.StatusServiceUnavailable, ready)
+	require.Equal(t, http.StatusOK, adminStatus(ctx, t, b.adminAddr, "/livez"), "the process is alive: no restart would help")
 
 	proxy.Restore()
 	require.Eventually(t, func() bool {

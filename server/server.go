@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -73,6 +76,15 @@ type Config struct {
 	// global provider (otel.GetTracerProvider), a no-op unless the
 	// embedding program set one.
 	TracerProvider trace.TracerProvider
+	// StatsInterval bounds how often the gauges read from the database
+	// (queue depths, registry statistics, the sequencer's backlog) are
+	// read again: scrapes within it see the last values. Default 5s.
+	StatsInterval time.Duration
+	// PreStopDelay is how long, once shutdown starts, the server keeps
+	// serving while /readyz answers 503 and gRPC health NOT_SERVING, before
+	// it stops taking calls: time for load balancers to see it draining
+	// and send new calls elsewhere. Default 0.
+	PreStopDelay time.Duration
 }
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
@@ -112,16 +124,30 @@ type Server struct {
 // Their log lines written with a call's context carry its correlation_id
 // and, when a span is active, trace_id and span_id (correlation.Handler).
 func Components(log *slog.Logger, db *storage.DB) (*registry.Store, *events.Log, *engine.Engine) {
+	return ComponentsWith(log, db, ComponentOptions{})
+}
+
+// ComponentOptions are the optional settings of ComponentsWith.
+type ComponentOptions struct {
+	// MetricReaders receive the same instruments /metrics serves, such as
+	// an OTLP exporter's periodic reader; the server's shutdown does not
+	// stop them: their owner does, after Serve returned.
+	MetricReaders []sdkmetric.Reader
+}
+
+// ComponentsWith is Components with options.
+func ComponentsWith(log *slog.Logger, db *storage.DB, opts ComponentOptions) (*registry.Store, *events.Log, *engine.Engine) {
 	log = correlation.Logger(log)
 	eventLog := events.NewLog(db, log)
 	templates := registry.NewStore(db)
 	templates.OnAppend(eventLog.Appended)
-	m, err := newMetrics(eventLog)
+	m, err := newMetrics(eventLog, db, opts.MetricReaders...)
 	if err != nil {
 		// Only a fresh registry is used, so no name can clash.
 		panic(err)
 	}
 	eng := engine.New(db, templates, log, engine.Options{OnAppend: eventLog.Appended, Metrics: m})
+	m.stats.setEngine(eng)
 	return templates, eventLog, eng
 }
 
@@ -172,9 +198,12 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	// still serves the RPCs.
 	if m, ok := eng.Metrics().(*metrics); ok {
 		s.metrics = m
-	} else if s.metrics, err = newMetrics(eventLog); err != nil {
+	} else if s.metrics, err = newMetrics(eventLog, db); err != nil {
 		panic(err)
+	} else {
+		s.metrics.stats.setEngine(eng)
 	}
+	s.metrics.stats.configure(cfg.StatsInterval, cfg.Subscribers)
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(s.otelOptions()...)),
 		grpc.ForceServerCodecV2(codec),
@@ -195,7 +224,8 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	s.grpc = grpc.NewServer(opts...)
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
 	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
-	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping})
+	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping,
+		tracer: s.tracerProvider().Tracer("github.com/taskerhq/tasker/server")})
 	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping, maxStreams: int64(cfg.MaxStreams)})
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -211,13 +241,23 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 }
 
 // otelOptions points otelgrpc at the server's meter provider and its
-// configured tracer provider.
+// tracer provider. Incoming W3C trace context continues the caller's
+// trace (and is what a task stores) whatever the process's global
+// propagator.
 func (s *Server) otelOptions() []otelgrpc.Option {
-	opts := []otelgrpc.Option{otelgrpc.WithMeterProvider(s.metrics.provider)}
-	if s.cfg.TracerProvider != nil {
-		opts = append(opts, otelgrpc.WithTracerProvider(s.cfg.TracerProvider))
+	return []otelgrpc.Option{
+		otelgrpc.WithMeterProvider(s.metrics.provider),
+		otelgrpc.WithTracerProvider(s.tracerProvider()),
+		otelgrpc.WithPropagators(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})),
 	}
-	return opts
+}
+
+// tracerProvider is Config.TracerProvider, or the global one.
+func (s *Server) tracerProvider() trace.TracerProvider {
+	if s.cfg.TracerProvider != nil {
+		return s.cfg.TracerProvider
+	}
+	return otel.GetTracerProvider()
 }
 
 // readyz answers 200 when the last readiness probe found the database
@@ -295,11 +335,16 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 	return serveErr
 }
 
-// shutdown stops new work, ends long-polls and streams, lets in-flight calls
-// drain for ShutdownTimeout, then stops hard.
+// shutdown reports not ready, keeps serving for PreStopDelay, then stops
+// new work, ends long-polls and streams, lets in-flight calls drain for
+// ShutdownTimeout, and stops hard.
 func (s *Server) shutdown() {
 	s.draining.Store(true)
 	s.health.Shutdown()
+	if d := s.cfg.PreStopDelay; d > 0 {
+		s.log.Info("draining: not ready, still serving until the pre-stop delay passes", slog.Duration("pre_stop_delay", d))
+		time.Sleep(d)
+	}
 	close(s.stopping)
 
 	done := make(chan struct{})

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -35,6 +36,8 @@ type stepService struct {
 	log      *slog.Logger
 	errs     *errorMapper
 	stopping <-chan struct{}
+	// tracer records the claimed attempts' spans (stepSpan).
+	tracer trace.Tracer
 }
 
 func (s *stepService) GetStep(ctx context.Context, req *taskerv1.GetStepRequest) (*taskerv1.GetStepResponse, error) {
@@ -110,6 +113,7 @@ func (s *stepService) ClaimSteps(ctx context.Context, req *taskerv1.ClaimStepsRe
 			LeaseExpiresAt:    timestamppb.New(*c.Step.LeaseExpiresAt),
 			ExecutionDeadline: timestamp(c.Step.ExecutionDeadline),
 			Priority:          c.Step.Priority,
+			Traceparent:       stepSpan(ctx, s.tracer, c, p.WorkerID),
 		}
 		budget -= proto.Size(cs)
 		for _, p := range c.Parents {

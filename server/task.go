@@ -41,6 +41,7 @@ func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRe
 		IdempotencyKey: req.GetIdempotencyKey(),
 		ParentTaskID:   req.GetParentTaskId(),
 		CorrelationID:  correlation.FromContext(ctx),
+		TraceParent:    traceParent(ctx),
 	})
 	if err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ type groupCommitter struct {
 	// groups of several committed together, and groups whose transaction
 	// failed so that each function ran alone.
 	waiting, grouped, fallbacks atomic.Int64
+	// commits counts the transactions committed, and committedFns the
+	// callers' functions they carried: their ratio is the mean group size.
+	commits, committedFns atomic.Int64
 }
 
 type txRequest struct {
@@ -151,6 +154,8 @@ func (g *groupCommitter) runGroup(group []*txRequest) []*txRequest {
 		return nil
 	}
 	g.grouped.Add(1)
+	g.commits.Add(1)
+	g.committedFns.Add(int64(len(results)))
 	for i, res := range results {
 		live[i].result <- res
 	}
@@ -213,7 +218,12 @@ func (g *groupCommitter) alone(r *txRequest) txResult {
 		}
 		return res
 	}
-	return txResult{err: tx.Commit()}
+	if err := tx.Commit(); err != nil {
+		return txResult{err: err}
+	}
+	g.commits.Add(1)
+	g.committedFns.Add(1)
+	return txResult{}
 }
 
 // runFn calls fn, turning a panic into a result for the caller to re-raise.

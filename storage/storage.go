@@ -60,6 +60,27 @@ type DB struct {
 	group *groupCommitter
 }
 
+// GroupCommits reports, on SQLite, how many transactions the group
+// committer has committed and how many callers' Tx functions they carried;
+// the second over the first is the mean group size. Both are 0 on
+// PostgreSQL, which has no group commit.
+func (db *DB) GroupCommits() (commits, functions int64) {
+	if db.group == nil {
+		return 0, 0
+	}
+	return db.group.commits.Load(), db.group.committedFns.Load()
+}
+
+// Pools returns the statistics of the database's connection pools by
+// name: "writer" and "reader" on SQLite, "pool" on PostgreSQL, where both
+// are one pool.
+func (db *DB) Pools() map[string]sql.DBStats {
+	if db.Writer == db.ReadDB {
+		return map[string]sql.DBStats{"pool": db.Writer.Stats()}
+	}
+	return map[string]sql.DBStats{"writer": db.Writer.Stats(), "reader": db.ReadDB.Stats()}
+}
+
 // Open opens the database at rawURL: postgres:// or postgresql:// URLs select
 // PostgreSQL; anything else is SQLite: sqlite:///abs/path.db,
 // sqlite://rel.db, file:x.db or a plain path. Open does not migrate; call

@@ -9,6 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -52,6 +57,11 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Logger receives the worker's logs. Default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider receives a span per handler run, a child of the
+	// span the server handed over with the claim (ClaimedStep.traceparent),
+	// so the handler's work, and the spans it starts from its context,
+	// join the task's trace. Default otel.GetTracerProvider().
+	TracerProvider trace.TracerProvider
 }
 
 // Defaults and bounds of Options, and of the server's worker protocol.
@@ -90,6 +100,8 @@ type Worker struct {
 	id    string
 	opts  Options
 	log   *slog.Logger
+	// tracer starts the handlers' spans.
+	tracer trace.Tracer
 
 	// handlers is a plain map: it is filled before Run and only read after.
 	// startMu makes that rule an error instead of a data race: Register and
@@ -130,11 +142,15 @@ func New(conn grpc.ClientConnInterface, id string, opts Options) *Worker {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
+	}
 	return &Worker{
 		steps:    taskerv1.NewStepServiceClient(conn),
 		id:       id,
 		opts:     opts,
 		log:      opts.Logger.With(slog.String("worker_id", id)),
+		tracer:   opts.TracerProvider.Tracer("github.com/taskerhq/tasker/worker"),
 		handlers: map[handlerKey]HandlerFunc{},
 		running:  map[*execution]struct{}{},
 		freed:    make(chan struct{}, 1),
@@ -366,6 +382,8 @@ type execution struct {
 	token  string
 	log    *slog.Logger
 	cancel context.CancelCauseFunc
+	// span covers the handler's run and the report of its outcome.
+	span trace.Span
 	// lease is the lease's length as seen at the claim, for the default
 	// heartbeat interval.
 	lease time.Duration
@@ -397,8 +415,9 @@ func (w *Worker) launch(ctx, handlerCtx, base context.Context, c *taskerv1.Claim
 	}
 	hctx, cancel := context.WithCancelCause(handlerCtx)
 	hctx = withCorrelation(hctx, s.CorrelationID)
+	hctx, span := w.startSpan(hctx, s, c.GetTraceparent())
 	e := &execution{
-		step: s, token: c.GetLeaseToken(), log: log, cancel: cancel,
+		step: s, token: c.GetLeaseToken(), log: log, cancel: cancel, span: span,
 		lease: max(time.Until(s.LeaseExpiresAt), 0), expiresAt: s.LeaseExpiresAt,
 	}
 	w.mu.Lock()
@@ -413,8 +432,13 @@ func (w *Worker) launch(ctx, handlerCtx, base context.Context, c *taskerv1.Claim
 // lost or shutdown released the step meanwhile.
 func (w *Worker) execute(ctx, base context.Context, e *execution, fn HandlerFunc) {
 	defer e.cancel(nil)
+	defer e.span.End()
 	start := time.Now()
 	result, err := call(ctx, fn, e.step)
+	if err != nil {
+		e.span.RecordError(err)
+		e.span.SetStatus(otelcodes.Error, errorMessage(err))
+	}
 
 	w.mu.Lock()
 	st := e.state
@@ -432,13 +456,31 @@ func (w *Worker) execute(ctx, base context.Context, e *execution, fn HandlerFunc
 		e.log.InfoContext(base, "handler returned after its step was released; result dropped", slog.Any("error", err))
 		return
 	}
-	rctx := withCorrelation(base, e.step.CorrelationID)
+	// The report is part of the handler's span: its RPC's spans are
+	// children of it.
+	rctx := trace.ContextWithSpan(withCorrelation(base, e.step.CorrelationID), e.span)
 	if err != nil {
 		w.fail(rctx, e, err, time.Since(start))
 	} else {
 		w.complete(rctx, e, result, time.Since(start))
 	}
 	w.done(e)
+}
+
+// startSpan starts the span of a handler's run, a child of the server's
+// span for the attempt when the claim carried its traceparent.
+func (w *Worker) startSpan(ctx context.Context, s *Step, traceparent string) (context.Context, trace.Span) {
+	if traceparent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+	}
+	return w.tracer.Start(ctx, "handle "+s.Namespace+"/"+s.Handler,
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("tasker.step_id", s.ID), attribute.String("tasker.task_id", s.TaskID),
+			attribute.String("tasker.step", s.Name), attribute.String("tasker.handler", s.Handler),
+			attribute.String("tasker.namespace", s.Namespace), attribute.Int("tasker.attempt", s.Attempt),
+			attribute.String("tasker.worker_id", w.id), attribute.String("tasker.correlation_id", s.CorrelationID),
+		))
 }
 
 // call runs fn, turning a panic into an error of type "panic".

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,7 @@ type serveFlags struct {
 	logLevel          string
 	logFormat         string
 	shutdownTimeout   time.Duration
+	preStopDelay      time.Duration
 	retentionAge      string
 	retentionCount    string
 	migrate           bool
@@ -49,8 +51,8 @@ func serveCommand(exporters *events.Registry) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Tasker service",
-		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz, /metrics and\n" +
-			"/openapi.json (its OpenAPI 3 description).\n" +
+		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /livez, /readyz,\n" +
+			"/metrics and /openapi.json (its OpenAPI 3 description).\n" +
 			"With no flags it stores everything in ./tasker.db (SQLite). Traces go where the standard OTEL_* variables\n" +
 			"say (OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT…); none are sent by default.",
 		Args: cobra.NoArgs,
@@ -79,6 +81,7 @@ func serveCommand(exporters *events.Registry) *cobra.Command {
 	fl.StringVar(&f.logLevel, "log-level", env("TASKER_LOG_LEVEL", "info"), "debug, info, warn or error [TASKER_LOG_LEVEL]")
 	fl.StringVar(&f.logFormat, "log-format", env("TASKER_LOG_FORMAT", "json"), "json or text [TASKER_LOG_FORMAT]")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight calls may drain on SIGTERM")
+	fl.DurationVar(&f.preStopDelay, "pre-stop-delay", 0, "on SIGTERM, keep serving this long with /readyz 503 and health NOT_SERVING before draining, so load balancers move away first")
 	fl.StringVar(&f.retentionAge, "event-retention-age", env("TASKER_EVENT_RETENTION_AGE", "0"), "remove events older than this (e.g. 720h); 0 keeps them [TASKER_EVENT_RETENTION_AGE]")
 	fl.StringVar(&f.retentionCount, "event-retention-count", env("TASKER_EVENT_RETENTION_COUNT", "0"), "keep at most this many of the newest events; 0 for no limit [TASKER_EVENT_RETENTION_COUNT]")
 	fl.BoolVar(&f.migrate, "migrate", true, "apply pending schema migrations at start; when false, refuse to start on a database that lacks some [TASKER_MIGRATE]")
@@ -132,6 +135,20 @@ func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error 
 			log.WarnContext(flushCtx, "flushing traces failed", slog.Any("error", err))
 		}
 	}()
+	metricReader, stopMetrics, err := setupMetrics(ctx, log)
+	if err != nil {
+		return err
+	}
+	// The last export reads the gauges from the database: it runs once
+	// the server has stopped, before the database closes.
+	flushMetrics := sync.OnceFunc(func() {
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopMetrics(flushCtx); err != nil {
+			log.WarnContext(flushCtx, "flushing metrics failed", slog.Any("error", err))
+		}
+	})
+	defer flushMetrics()
 	// Listen first: a port already taken must stop start-up before it
 	// creates or migrates a database. Serve closes the listeners; the
 	// deferred closes are for the returns before it.
@@ -163,14 +180,18 @@ func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error 
 	}
 	log.InfoContext(ctx, "database ready", slog.String("dialect", db.Dialect), slog.String("location", db.Location))
 
-	templates, eventLog, eng := server.Components(log, db)
+	var copts server.ComponentOptions
+	if metricReader != nil {
+		copts.MetricReaders = append(copts.MetricReaders, metricReader)
+	}
+	templates, eventLog, eng := server.ComponentsWith(log, db, copts)
 	if f.templates != "" {
 		if err := registerDir(ctx, log, templates, f.templates); err != nil {
 			return err
 		}
 	}
 
-	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
+	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, PreStopDelay: f.preStopDelay, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
 		TracerProvider: tracer, RateLimit: limit}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
@@ -183,7 +204,9 @@ func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error 
 		cfg.Subscribers = exporters
 	}
 	srv := server.New(log, db, templates, eng, eventLog, cfg)
-	return srv.Serve(ctx, grpcLis, adminLis)
+	err = srv.Serve(ctx, grpcLis, adminLis)
+	flushMetrics()
+	return err
 }
 
 // openAndMigrate opens the database and applies the migrations of this

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/contrib/exporters/autoexport"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -55,4 +56,30 @@ func setupTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, 
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	log.InfoContext(ctx, "exporting traces", slog.String("exporter", os.Getenv("OTEL_TRACES_EXPORTER")))
 	return tp, tp.Shutdown, nil
+}
+
+// setupMetrics builds the extra reader serve's instruments go to besides
+// /metrics, from OTEL_METRICS_EXPORTER: otlp (configured by
+// OTEL_EXPORTER_OTLP_*, exported every OTEL_METRIC_EXPORT_INTERVAL), console
+// or none, the default. prometheus is refused: the admin port's /metrics
+// already serves that format. shutdown exports what is left; serve calls it
+// after the server stopped. A nil reader means none.
+func setupMetrics(ctx context.Context, log *slog.Logger) (sdkmetric.Reader, func(context.Context) error, error) {
+	none := func(context.Context) error { return nil }
+	if strings.EqualFold(os.Getenv("OTEL_SDK_DISABLED"), "true") {
+		return nil, none, nil
+	}
+	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_METRICS_EXPORTER")), "prometheus") {
+		return nil, nil, fmt.Errorf("OTEL_METRICS_EXPORTER=prometheus: the admin port serves /metrics already; want otlp, console or none")
+	}
+	reader, err := autoexport.NewMetricReader(ctx, autoexport.WithFallbackMetricReader(
+		func(context.Context) (sdkmetric.Reader, error) { return nil, nil }))
+	if err != nil {
+		return nil, nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: %w; want otlp, console or none", os.Getenv("OTEL_METRICS_EXPORTER"), err)
+	}
+	if reader == nil || autoexport.IsNoneMetricReader(reader) {
+		return nil, none, nil
+	}
+	log.InfoContext(ctx, "exporting metrics", slog.String("exporter", os.Getenv("OTEL_METRICS_EXPORTER")))
+	return reader, reader.Shutdown, nil
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -22,12 +23,43 @@ import (
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 )
 
-// receiver is an in-process OTLP/gRPC trace receiver.
+// receiver is an in-process OTLP/gRPC trace and metrics receiver.
 type receiver struct {
 	collectortrace.UnimplementedTraceServiceServer
 	mu sync.Mutex
 	// spans are the names of the spans received, by service.name.
 	spans map[string][]string
+	// metrics are the names of the metrics received.
+	metrics map[string]bool
+	m       metricsReceiver
+}
+
+type metricsReceiver struct {
+	collectormetrics.UnimplementedMetricsServiceServer
+	r *receiver
+}
+
+func (m *metricsReceiver) Export(_ context.Context, req *collectormetrics.ExportMetricsServiceRequest) (*collectormetrics.ExportMetricsServiceResponse, error) {
+	m.r.mu.Lock()
+	defer m.r.mu.Unlock()
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, x := range sm.GetMetrics() {
+				m.r.metrics[x.GetName()] = true
+			}
+		}
+	}
+	return &collectormetrics.ExportMetricsServiceResponse{}, nil
+}
+
+func (r *receiver) metricNames() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[string]bool{}
+	for k := range r.metrics {
+		out[k] = true
+	}
+	return out
 }
 
 func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
@@ -64,9 +96,11 @@ func startReceiver(t *testing.T) (*receiver, string) {
 	var lc net.ListenConfig
 	lis, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	r := &receiver{spans: map[string][]string{}}
+	r := &receiver{spans: map[string][]string{}, metrics: map[string]bool{}}
+	r.m.r = r
 	srv := grpc.NewServer()
 	collectortrace.RegisterTraceServiceServer(srv, r)
+	collectormetrics.RegisterMetricsServiceServer(srv, &r.m)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
 	return r, lis.Addr().String()
@@ -136,6 +170,21 @@ func TestServeExportsTraces(t *testing.T) {
 	serveOnce(t, "OTEL_TRACES_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr, "OTEL_BSP_SCHEDULE_DELAY=60000")
 	require.Contains(t, r.received()["tasker"], "tasker.v1.RegistryService/ListNamespaces")
+}
+
+// TestServeExportsMetrics: with OTEL_METRICS_EXPORTER=otlp, serve sends
+// the instruments /metrics serves to the OTLP endpoint too, and a clean
+// shutdown exports them once more whatever the interval.
+func TestServeExportsMetrics(t *testing.T) {
+	t.Parallel()
+	r, addr := startReceiver(t)
+	serveOnce(t, "OTEL_METRICS_EXPORTER=otlp", "OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+addr, "OTEL_METRIC_EXPORT_INTERVAL=600000")
+	got := r.metricNames()
+	for _, name := range []string{"tasker_event_log_head_sequence", "tasker_db_connections", "tasker_subscription_max_lag", "rpc.server.call.duration"} {
+		require.True(t, got[name], "%s not among %v", name, got)
+	}
+	require.Empty(t, r.received(), "no traces without OTEL_TRACES_EXPORTER")
 }
 
 // TestServeSendsNoTracesByDefault: without OTEL_TRACES_EXPORTER nothing is

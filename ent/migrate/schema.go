@@ -306,6 +306,7 @@ var (
 		{Name: "idempotency_key", Type: field.TypeString, Nullable: true},
 		{Name: "request_hash", Type: field.TypeString, Nullable: true},
 		{Name: "correlation_id", Type: field.TypeString},
+		{Name: "trace_parent", Type: field.TypeString, Default: ""},
 		{Name: "priority", Type: field.TypeInt32, Default: 0},
 		{Name: "run_at", Type: field.TypeTime, Nullable: true},
 		{Name: "initiator", Type: field.TypeString, Default: ""},
@@ -327,13 +328,13 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "tasks_tasks_children",
-				Columns:    []*schema.Column{TasksColumns[20]},
+				Columns:    []*schema.Column{TasksColumns[21]},
 				RefColumns: []*schema.Column{TasksColumns[0]},
 				OnDelete:   schema.SetNull,
 			},
 			{
 				Symbol:     "tasks_task_templates_tasks",
-				Columns:    []*schema.Column{TasksColumns[21]},
+				Columns:    []*schema.Column{TasksColumns[22]},
 				RefColumns: []*schema.Column{TaskTemplatesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -342,12 +343,12 @@ var (
 			{
 				Name:    "task_namespace_state_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{TasksColumns[1], TasksColumns[4], TasksColumns[16]},
+				Columns: []*schema.Column{TasksColumns[1], TasksColumns[4], TasksColumns[17]},
 			},
 			{
 				Name:    "task_state_created_at",
 				Unique:  false,
-				Columns: []*schema.Column{TasksColumns[4], TasksColumns[16]},
+				Columns: []*schema.Column{TasksColumns[4], TasksColumns[17]},
 			},
 			{
 				Name:    "task_correlation_id",
@@ -357,7 +358,7 @@ var (
 			{
 				Name:    "task_parent_task_id",
 				Unique:  false,
-				Columns: []*schema.Column{TasksColumns[20]},
+				Columns: []*schema.Column{TasksColumns[21]},
 			},
 			{
 				Name:    "task_identity_hash",

@@ -38,6 +38,8 @@ func (Task) Fields() []ent.Field {
 		field.String("request_hash").Optional().Immutable().
 			Comment("hash of the create request: a reused idempotency key with a different request is refused"),
 		field.String("correlation_id").Immutable(),
+		field.String("trace_parent").Default("").Immutable().
+			Comment("W3C traceparent of the CreateTask call that made the task, empty when it had none: the task's steps continue its trace"),
 		field.UUID("parent_task_id", uuid.UUID{}).Optional().Nillable().Immutable(),
 		field.Int32("priority").Default(0).
 			Comment("higher runs first"),

@@ -36,6 +36,8 @@ const (
 	FieldRequestHash = "request_hash"
 	// FieldCorrelationID holds the string denoting the correlation_id field in the database.
 	FieldCorrelationID = "correlation_id"
+	// FieldTraceParent holds the string denoting the trace_parent field in the database.
+	FieldTraceParent = "trace_parent"
 	// FieldParentTaskID holds the string denoting the parent_task_id field in the database.
 	FieldParentTaskID = "parent_task_id"
 	// FieldPriority holds the string denoting the priority field in the database.
@@ -114,6 +116,7 @@ var Columns = []string{
 	FieldIdempotencyKey,
 	FieldRequestHash,
 	FieldCorrelationID,
+	FieldTraceParent,
 	FieldParentTaskID,
 	FieldPriority,
 	FieldRunAt,
@@ -144,6 +147,8 @@ var (
 	TemplateNameValidator func(string) error
 	// TemplateVersionValidator is a validator for the "template_version" field. It is called by the builders before save.
 	TemplateVersionValidator func(string) error
+	// DefaultTraceParent holds the default value on creation for the "trace_parent" field.
+	DefaultTraceParent string
 	// DefaultPriority holds the default value on creation for the "priority" field.
 	DefaultPriority int32
 	// DefaultInitiator holds the default value on creation for the "initiator" field.
@@ -243,6 +248,11 @@ func ByRequestHash(opts ...sql.OrderTermOption) OrderOption {
 // ByCorrelationID orders the results by the correlation_id field.
 func ByCorrelationID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCorrelationID, opts...).ToFunc()
+}
+
+// ByTraceParent orders the results by the trace_parent field.
+func ByTraceParent(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldTraceParent, opts...).ToFunc()
 }
 
 // ByParentTaskID orders the results by the parent_task_id field.

@@ -96,6 +96,11 @@ func CorrelationID(v string) predicate.Task {
 	return predicate.Task(sql.FieldEQ(FieldCorrelationID, v))
 }
 
+// TraceParent applies equality check predicate on the "trace_parent" field. It's identical to TraceParentEQ.
+func TraceParent(v string) predicate.Task {
+	return predicate.Task(sql.FieldEQ(FieldTraceParent, v))
+}
+
 // ParentTaskID applies equality check predicate on the "parent_task_id" field. It's identical to ParentTaskIDEQ.
 func ParentTaskID(v uuid.UUID) predicate.Task {
 	return predicate.Task(sql.FieldEQ(FieldParentTaskID, v))
@@ -669,6 +674,71 @@ func CorrelationIDEqualFold(v string) predicate.Task {
 // CorrelationIDContainsFold applies the ContainsFold predicate on the "correlation_id" field.
 func CorrelationIDContainsFold(v string) predicate.Task {
 	return predicate.Task(sql.FieldContainsFold(FieldCorrelationID, v))
+}
+
+// TraceParentEQ applies the EQ predicate on the "trace_parent" field.
+func TraceParentEQ(v string) predicate.Task {
+	return predicate.Task(sql.FieldEQ(FieldTraceParent, v))
+}
+
+// TraceParentNEQ applies the NEQ predicate on the "trace_parent" field.
+func TraceParentNEQ(v string) predicate.Task {
+	return predicate.Task(sql.FieldNEQ(FieldTraceParent, v))
+}
+
+// TraceParentIn applies the In predicate on the "trace_parent" field.
+func TraceParentIn(vs ...string) predicate.Task {
+	return predicate.Task(sql.FieldIn(FieldTraceParent, vs...))
+}
+
+// TraceParentNotIn applies the NotIn predicate on the "trace_parent" field.
+func TraceParentNotIn(vs ...string) predicate.Task {
+	return predicate.Task(sql.FieldNotIn(FieldTraceParent, vs...))
+}
+
+// TraceParentGT applies the GT predicate on the "trace_parent" field.
+func TraceParentGT(v string) predicate.Task {
+	return predicate.Task(sql.FieldGT(FieldTraceParent, v))
+}
+
+// TraceParentGTE applies the GTE predicate on the "trace_parent" field.
+func TraceParentGTE(v string) predicate.Task {
+	return predicate.Task(sql.FieldGTE(FieldTraceParent, v))
+}
+
+// TraceParentLT applies the LT predicate on the "trace_parent" field.
+func TraceParentLT(v string) predicate.Task {
+	return predicate.Task(sql.FieldLT(FieldTraceParent, v))
+}
+
+// TraceParentLTE applies the LTE predicate on the "trace_parent" field.
+func TraceParentLTE(v string) predicate.Task {
+	return predicate.Task(sql.FieldLTE(FieldTraceParent, v))
+}
+
+// TraceParentContains applies the Contains predicate on the "trace_parent" field.
+func TraceParentContains(v string) predicate.Task {
+	return predicate.Task(sql.FieldContains(FieldTraceParent, v))
+}
+
+// TraceParentHasPrefix applies the HasPrefix predicate on the "trace_parent" field.
+func TraceParentHasPrefix(v string) predicate.Task {
+	return predicate.Task(sql.FieldHasPrefix(FieldTraceParent, v))
+}
+
+// TraceParentHasSuffix applies the HasSuffix predicate on the "trace_parent" field.
+func TraceParentHasSuffix(v string) predicate.Task {
+	return predicate.Task(sql.FieldHasSuffix(FieldTraceParent, v))
+}
+
+// TraceParentEqualFold applies the EqualFold predicate on the "trace_parent" field.
+func TraceParentEqualFold(v string) predicate.Task {
+	return predicate.Task(sql.FieldEqualFold(FieldTraceParent, v))
+}
+
+// TraceParentContainsFold applies the ContainsFold predicate on the "trace_parent" field.
+func TraceParentContainsFold(v string) predicate.Task {
+	return predicate.Task(sql.FieldContainsFold(FieldTraceParent, v))
 }
 
 // ParentTaskIDEQ applies the EQ predicate on the "parent_task_id" field.

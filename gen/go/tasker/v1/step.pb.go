@@ -1146,7 +1146,13 @@ type ClaimedStep struct {
 	// The attempt times out here; unset when the step has no timeout.
 	ExecutionDeadline *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=execution_deadline,json=executionDeadline,proto3" json:"execution_deadline,omitempty"`
 	// The step's priority.
-	Priority      int32 `protobuf:"varint,16,opt,name=priority,proto3" json:"priority,omitempty"`
+	Priority int32 `protobuf:"varint,16,opt,name=priority,proto3" json:"priority,omitempty"`
+	// W3C trace context (https://www.w3.org/TR/trace-context/) of this
+	// attempt's span in the task's trace, which continues the trace of the
+	// CreateTask call: start the handler's span as its child. Empty when the
+	// task was created without a trace context (the server records no
+	// traces and the caller sent no traceparent).
+	Traceparent   string `protobuf:"bytes,17,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1291,6 +1297,13 @@ func (x *ClaimedStep) GetPriority() int32 {
 		return x.Priority
 	}
 	return 0
+}
+
+func (x *ClaimedStep) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // ClaimStepsResponse hands over zero or more steps.
@@ -2376,7 +2389,7 @@ const file_tasker_v1_step_proto_rawDesc = "" +
 	"\tstep_name\x18\x01 \x01(\tR\bstepName\x12\x17\n" +
 	"\astep_id\x18\x02 \x01(\tR\x06stepId\x12/\n" +
 	"\x06result\x18\x03 \x01(\v2\x17.google.protobuf.StructR\x06result\x12\x18\n" +
-	"\aomitted\x18\x04 \x01(\bR\aomitted\"\xb3\x05\n" +
+	"\aomitted\x18\x04 \x01(\bR\aomitted\"\xd5\x05\n" +
 	"\vClaimedStep\x12\x17\n" +
 	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12/\n" +
@@ -2395,7 +2408,8 @@ const file_tasker_v1_step_proto_rawDesc = "" +
 	"leaseToken\x12D\n" +
 	"\x10lease_expires_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x0eleaseExpiresAt\x12I\n" +
 	"\x12execution_deadline\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x11executionDeadline\x12\x1a\n" +
-	"\bpriority\x18\x10 \x01(\x05R\bpriority\"B\n" +
+	"\bpriority\x18\x10 \x01(\x05R\bpriority\x12 \n" +
+	"\vtraceparent\x18\x11 \x01(\tR\vtraceparent\"B\n" +
 	"\x12ClaimStepsResponse\x12,\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.tasker.v1.ClaimedStepR\x05steps\"E\n" +
 	"\tStepLease\x12\x17\n" +
