@@ -246,3 +246,55 @@ func TestCompleteStepsRaceCancelTask(t *testing.T) {
 		t.Logf("%d of %d completed before their cancel", completed, n)
 	})
 }
+
+// TestCompleteStepsCrossingBatches: batches naming the same tasks in
+// opposite orders, at once. Each locks its tasks in id order, so on
+// PostgreSQL neither waits for a task the other holds while holding one
+// the other wants: no deadlock is detected, and every task completes once.
+func TestCompleteStepsCrossingBatches(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "twin", 1, []string{"a", "b"}, nil)
+		const n = 30
+		for range n {
+			b.create(t, "twin")
+		}
+		var claims []engine.Claim
+		for len(claims) < 2*n {
+			got := b.claim(t, 100)
+			require.NotEmpty(t, got)
+			claims = append(claims, got...)
+		}
+		byName := map[string][]engine.Completion{}
+		for _, c := range claims {
+			byName[c.Step.Name] = append(byName[c.Step.Name], completion(c, nil))
+		}
+		as, bs := byName["a"], byName["b"]
+		for i, j := 0, len(bs)-1; i < j; i, j = i+1, j-1 {
+			bs[i], bs[j] = bs[j], bs[i]
+		}
+		before := deadlocks(t, b)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for _, batch := range [][]engine.Completion{as, bs, as[n/2:], bs[:n/2]} {
+			wg.Go(func() {
+				<-start
+				for _, err := range b.eng.CompleteSteps(b.ctx, batch) {
+					require.NoError(t, err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		for _, c := range claims {
+			require.Equal(t, task.StateComplete, b.task(t, c.Step.TaskID).State)
+			cnt, err := db.Reader.Event.Query().Where(event.TaskID(c.Step.TaskID), event.Type("task.completed")).Count(b.ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, cnt)
+		}
+		if db.Dialect == "postgres" {
+			require.Equal(t, before, settledDeadlocks(t, b), "deadlocks detected in the test database")
+		}
+	})
+}
