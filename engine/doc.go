@@ -34,6 +34,10 @@
 //     UPDATE is the lock an UPDATE of the task takes anyway; unlike FOR
 //     UPDATE it lets rows that reference the task (transitions, child
 //     tasks) be inserted meanwhile.
+//   - A batch of completions (CompleteSteps) locks all its tasks with one
+//     statement, in id order, waiting where needed, then reads and updates
+//     their steps. Two batches sharing tasks take them in the same order,
+//     and every other writer that waits holds no task lock, so no cycle.
 //   - A claim finds due steps joined to their tasks and locks only the
 //     tasks, FOR NO KEY UPDATE OF tasks SKIP LOCKED: it never waits, so
 //     the order among the tasks it locks does not matter, and a task held

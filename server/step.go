@@ -197,12 +197,16 @@ func (s *stepService) BatchCompleteSteps(ctx context.Context, req *taskerv1.Batc
 	if n := len(req.GetCompletions()); n == 0 || n > maxBatch {
 		return nil, fault.Invalid("completions", "must hold 1 to %d entries", maxBatch)
 	}
-	resp := &taskerv1.BatchCompleteStepsResponse{Results: make([]*taskerv1.EntryResult, len(req.GetCompletions()))}
-	eachEntry(len(req.GetCompletions()), func(i int) {
-		c := req.GetCompletions()[i]
-		err := s.engine.CompleteStep(ctx, lease(c.GetStepId(), c.GetLeaseToken()), c.GetResult().AsMap())
+	// One transaction for the whole batch, each entry with its own outcome.
+	cs := make([]engine.Completion, len(req.GetCompletions()))
+	for i, c := range req.GetCompletions() {
+		cs[i] = engine.Completion{Lease: lease(c.GetStepId(), c.GetLeaseToken()), Result: c.GetResult().AsMap()}
+	}
+	errs := s.engine.CompleteSteps(ctx, cs)
+	resp := &taskerv1.BatchCompleteStepsResponse{Results: make([]*taskerv1.EntryResult, len(errs))}
+	for i, err := range errs {
 		resp.Results[i] = s.errs.entryResult(ctx, "BatchCompleteSteps", err)
-	})
+	}
 	return resp, nil
 }
 

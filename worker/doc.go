@@ -6,9 +6,13 @@
 // lease it holds in batched heartbeats (cancelling a handler's context when
 // its lease is lost, timed out or cancelled), retries transient report
 // failures within the lease, and on shutdown lets running handlers finish
-// for a bounded time before giving the rest back unrun. Every call it makes
-// for a step carries the task's correlation id in x-correlation-id, and so
-// does the context handed to the handler.
+// for a bounded time before giving the rest back unrun. Completions and
+// failures go out in batches: one BatchCompleteSteps (BatchFailSteps) call
+// in flight at a time, carrying whatever finished while the previous one
+// ran (at most 100 entries, 2 MiB), each entry answered on its own. Every
+// call it makes for one step carries the task's correlation id in
+// x-correlation-id, and so does the context handed to the handler; a
+// batched report, which may name several tasks, carries none.
 //
 // Handlers are plain functions. A returned error is retried with the
 // step's backoff; NonRetryable, RetryAfter and WithErrorType refine it:

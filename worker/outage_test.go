@@ -35,7 +35,7 @@ func TestReportOutlivesServerRestart(t *testing.T) {
 		var failedReports atomic.Int64
 		countFailures := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			err := invoker(ctx, method, req, reply, cc, opts...)
-			if err != nil && method == taskerv1.StepService_CompleteStep_FullMethodName {
+			if err != nil && (method == taskerv1.StepService_CompleteStep_FullMethodName || method == taskerv1.StepService_BatchCompleteSteps_FullMethodName) {
 				failedReports.Add(1)
 			}
 			return err

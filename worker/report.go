@@ -26,9 +26,13 @@ func (w *Worker) complete(ctx context.Context, e *execution, result map[string]a
 		w.fail(ctx, e, NonRetryable(WithErrorType(fmt.Errorf("the handler's result is not a JSON document: %w", err), "invalid_result")), took)
 		return
 	}
+	entry := &taskerv1.StepCompletion{StepId: e.step.ID, LeaseToken: e.token, Result: doc}
 	err = w.report(ctx, e.log, w.leaseEnd(e), "CompleteStep", func(ctx context.Context) error {
-		_, err := w.steps.CompleteStep(ctx, &taskerv1.CompleteStepRequest{StepId: e.step.ID, LeaseToken: e.token, Result: doc})
-		return err
+		r, err := w.completions.do(ctx, entry)
+		if err != nil {
+			return err
+		}
+		return entryError(r)
 	})
 	if status.Code(err) == codes.InvalidArgument {
 		w.fail(ctx, e, NonRetryable(WithErrorType(fmt.Errorf("the server refused the handler's result: %s", status.Convert(err).Message()), "invalid_result")), took)
@@ -45,7 +49,7 @@ func (w *Worker) complete(ctx context.Context, e *execution, result map[string]a
 // and retry delay the error carries.
 func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took time.Duration) {
 	f := describe(handlerErr)
-	req := &taskerv1.FailStepRequest{
+	req := &taskerv1.StepFailure{
 		StepId:       e.step.ID,
 		LeaseToken:   e.token,
 		Error:        &taskerv1.StepError{Message: errorMessage(handlerErr), Type: f.typ},
@@ -54,11 +58,13 @@ func (w *Worker) fail(ctx context.Context, e *execution, handlerErr error, took 
 	if f.retryAfter > 0 {
 		req.RetryAfter = durationpb.New(f.retryAfter)
 	}
-	var resp *taskerv1.FailStepResponse
+	var resp *taskerv1.FailureOutcome
 	err := w.report(ctx, e.log, w.leaseEnd(e), "FailStep", func(ctx context.Context) error {
 		var err error
-		resp, err = w.steps.FailStep(ctx, req)
-		return err
+		if resp, err = w.failures.do(ctx, req); err != nil {
+			return err
+		}
+		return entryError(resp.GetResult())
 	})
 	if err != nil {
 		w.refused(ctx, e.log, "FailStep", err)

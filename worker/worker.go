@@ -120,6 +120,9 @@ type Worker struct {
 	freed chan struct{}
 	// added wakes the heartbeat when a step enters running.
 	added chan struct{}
+	// completions and failures send reports in batches (batch.go).
+	completions *batcher[*taskerv1.StepCompletion, *taskerv1.EntryResult]
+	failures    *batcher[*taskerv1.StepFailure, *taskerv1.FailureOutcome]
 	// reportBackoff is the pause after a report's n-th failed attempt:
 	// the package's reportBackoff, shortened by tests.
 	reportBackoff func(n int) time.Duration
@@ -145,8 +148,17 @@ func New(conn grpc.ClientConnInterface, id string, opts Options) *Worker {
 	if opts.TracerProvider == nil {
 		opts.TracerProvider = otel.GetTracerProvider()
 	}
+	steps := taskerv1.NewStepServiceClient(conn)
 	return &Worker{
-		steps:    taskerv1.NewStepServiceClient(conn),
+		steps: steps,
+		completions: newBatcher(func(ctx context.Context, cs []*taskerv1.StepCompletion) ([]*taskerv1.EntryResult, error) {
+			resp, err := steps.BatchCompleteSteps(ctx, &taskerv1.BatchCompleteStepsRequest{Completions: cs})
+			return resp.GetResults(), err
+		}),
+		failures: newBatcher(func(ctx context.Context, fs []*taskerv1.StepFailure) ([]*taskerv1.FailureOutcome, error) {
+			resp, err := steps.BatchFailSteps(ctx, &taskerv1.BatchFailStepsRequest{Failures: fs})
+			return resp.GetOutcomes(), err
+		}),
 		id:       id,
 		opts:     opts,
 		log:      opts.Logger.With(slog.String("worker_id", id)),
