@@ -40,6 +40,7 @@ type serveFlags struct {
 	tlsClientCA       string
 	rateLimit         string
 	rateBurst         string
+	http              httpFlags
 }
 
 func serveCommand() *cobra.Command {
@@ -87,6 +88,7 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.rateLimit, "rate-limit", env("TASKER_RATE_LIMIT", "0"), "calls a second each token may make on average; 0 for no limit (with tokens only) [TASKER_RATE_LIMIT]")
 	fl.StringVar(&f.rateBurst, "rate-burst", env("TASKER_RATE_BURST", "0"), "calls a token may make at once beyond --rate-limit; 0 for the rate rounded up [TASKER_RATE_BURST]")
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
+	addHTTPFlags(fl, &f.http)
 	return cmd
 }
 
@@ -111,6 +113,10 @@ func serve(ctx context.Context, f serveFlags) error {
 		return err
 	}
 	tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, f.tlsClientCA)
+	if err != nil {
+		return err
+	}
+	builtins, builtinOpts, err := f.http.builtins()
 	if err != nil {
 		return err
 	}
@@ -166,7 +172,7 @@ func serve(ctx context.Context, f serveFlags) error {
 	}
 
 	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
-		TracerProvider: tracer, RateLimit: limit}
+		TracerProvider: tracer, RateLimit: limit, Builtins: builtins, BuiltinOptions: builtinOpts}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}
