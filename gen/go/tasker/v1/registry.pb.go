@@ -377,7 +377,8 @@ func (x *StepTemplate) GetHttp() *HttpStepConfig {
 //
 // url, headers and body are Go text/template templates (one template each,
 // no define, template or block actions). They read the task context as
-// .context and each parent's result as .parents.<step name>, e.g.
+// .context, each parent's result as .parents.<step name> and the step as
+// .step (id, task_id, namespace, name, attempt), e.g.
 // "https://shop.example/carts/{{ .context.cart_id }}" or
 // "{{ json .parents.fetch_cart.items }}"; functions: env NAME (a variable of
 // the server's environment, only names allowed by
