@@ -336,7 +336,7 @@ func waitChan(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
 	case <-ch:
-	case <-time.After(30 * time.Second):
+	case <-time.After(120 * time.Second):
 		require.FailNow(t, "timed out waiting for "+what)
 	}
 }

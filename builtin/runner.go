@@ -29,6 +29,11 @@ type RunnerOptions struct {
 	// PollWait is how long one claim waits for work, and so how soon a
 	// namespace whose first template uses a built-in is served; 0 means 1s.
 	PollWait time.Duration
+	// MaxHeartbeat bounds the time between two renewals of a running
+	// step's lease (a third of the lease otherwise): a renewal is also how
+	// the runner learns that the step or its task was cancelled, which
+	// aborts the handler. 0 means 5s.
+	MaxHeartbeat time.Duration
 	// ShutdownTimeout is how long running steps may finish once Run's
 	// context ends, before they are cancelled and given back unrun; 0
 	// means 10s.
@@ -59,6 +64,9 @@ func NewRunner(e *engine.Engine, reg *Registry, log *slog.Logger, opts RunnerOpt
 	}
 	if opts.PollWait <= 0 {
 		opts.PollWait = time.Second
+	}
+	if opts.MaxHeartbeat <= 0 {
+		opts.MaxHeartbeat = 5 * time.Second
 	}
 	if opts.ShutdownTimeout <= 0 {
 		opts.ShutdownTimeout = 10 * time.Second
@@ -283,10 +291,11 @@ func (r *Runner) logReport(ctx context.Context, log *slog.Logger, err error) {
 	}
 }
 
-// heartbeat renews the lease every third of its duration until ctx ends;
+// heartbeat renews the lease every third of its duration (at most
+// MaxHeartbeat) until ctx ends;
 // when the engine refuses (lease lost, timed out, cancelled) it calls lost.
 func (r *Runner) heartbeat(ctx, rctx context.Context, lease engine.Lease, d time.Duration, lost func(error)) {
-	every := max(d/3, 10*time.Millisecond)
+	every := max(min(d/3, r.opts.MaxHeartbeat), 10*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {

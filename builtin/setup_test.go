@@ -62,7 +62,9 @@ func start(t *testing.T, db *storage.DB, c config) *bundle {
 	log := slog.New(slog.NewTextHandler(servertest.Writer{T: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := servertest.Start(t, db, servertest.Options{Addr: c.addr, Logger: log, Config: server.Config{
 		Builtins:       reg,
-		BuiltinOptions: builtin.RunnerOptions{PollWait: 50 * time.Millisecond, ShutdownTimeout: 100 * time.Millisecond},
+		BuiltinOptions: builtin.RunnerOptions{
+			PollWait: 50 * time.Millisecond, ShutdownTimeout: 100 * time.Millisecond, MaxHeartbeat: 200 * time.Millisecond,
+		},
 	}})
 	return &bundle{
 		srv:      s,
@@ -74,13 +76,15 @@ func start(t *testing.T, db *storage.DB, c config) *bundle {
 
 func testContext(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// tmpl is a template with test-speed timing: a 1s lease, 10ms backoff
-// (up to 10s, so a Retry-After is not capped), 3 attempts.
+// tmpl is a template with test-speed timing: 10ms backoff (up to 10s, so
+// a Retry-After is not capped), 3 attempts, and a 30s lease, renewed every
+// 200ms, so that a late renewal on a loaded machine cannot turn a test into
+// a lease test.
 func tmpl(name string, steps ...*taskerv1.StepTemplate) *taskerv1.TaskTemplate {
 	return &taskerv1.TaskTemplate{
 		Namespace: ns, Name: name, Version: "1.0.0",
@@ -88,7 +92,7 @@ func tmpl(name string, steps ...*taskerv1.StepTemplate) *taskerv1.TaskTemplate {
 			MaxAttempts: proto.Int32(3), InitialBackoff: durationpb.New(10 * time.Millisecond),
 			BackoffMultiplier: proto.Float64(1), MaxBackoff: durationpb.New(10 * time.Second), Jitter: proto.Float64(0),
 		},
-		LeaseDuration: durationpb.New(time.Second),
+		LeaseDuration: durationpb.New(30 * time.Second),
 		Steps:         steps,
 	}
 }
@@ -133,11 +137,11 @@ func (b *bundle) wait(t *testing.T, id string) *taskerv1.Task {
 	return b.waitFor(t, id, func(task *taskerv1.Task) bool { return finished(task.GetState()) })
 }
 
-// waitFor polls the task every 20ms until cond holds, for at most 30s.
+// waitFor polls the task every 20ms until cond holds, for at most 120s.
 func (b *bundle) waitFor(t *testing.T, id string, cond func(*taskerv1.Task) bool) *taskerv1.Task {
 	t.Helper()
 	ctx := testContext(t)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
