@@ -61,7 +61,7 @@ func start(t *testing.T, db *storage.DB, c config) *bundle {
 	}
 	log := slog.New(slog.NewTextHandler(servertest.Writer{T: t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	s := servertest.Start(t, db, servertest.Options{Addr: c.addr, Logger: log, Config: server.Config{
-		Builtins:       reg,
+		Builtins: reg,
 		BuiltinOptions: builtin.RunnerOptions{
 			PollWait: 50 * time.Millisecond, ShutdownTimeout: 100 * time.Millisecond, MaxHeartbeat: 200 * time.Millisecond,
 		},

@@ -88,7 +88,7 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.rateLimit, "rate-limit", env("TASKER_RATE_LIMIT", "0"), "calls a second each token may make on average; 0 for no limit (with tokens only) [TASKER_RATE_LIMIT]")
 	fl.StringVar(&f.rateBurst, "rate-burst", env("TASKER_RATE_BURST", "0"), "calls a token may make at once beyond --rate-limit; 0 for the rate rounded up [TASKER_RATE_BURST]")
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
-	addHTTPFlags(fl, &f.http)
+	addHTTPFlags(cmd, &f.http)
 	return cmd
 }
 

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/spf13/pflag"
+	"github.com/spf13/cobra"
 
 	"github.com/taskerhq/tasker/builtin"
 )
@@ -17,7 +17,8 @@ type httpFlags struct {
 	builtinConcurrency int
 }
 
-func addHTTPFlags(fl *pflag.FlagSet, f *httpFlags) {
+func addHTTPFlags(cmd *cobra.Command, f *httpFlags) {
+	fl := cmd.Flags()
 	fl.StringVar(&f.allowHosts, "http-allow-hosts", env("TASKER_HTTP_ALLOW_HOSTS", ""),
 		"hosts http steps may call, comma-separated: host, host:port, *.domain or address/prefix; empty allows every public host. "+
 			"Loopback, private and link-local addresses only when an entry names them [TASKER_HTTP_ALLOW_HOSTS]")
