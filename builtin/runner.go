@@ -110,7 +110,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-timer.C:
-		r.log.Warn("built-in steps still running after the shutdown timeout; releasing them",
+		r.log.WarnContext(ctx, "built-in steps still running after the shutdown timeout; releasing them",
 			slog.Duration("timeout", r.opts.ShutdownTimeout))
 		stopSteps(errShutdown)
 		<-done

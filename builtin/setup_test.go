@@ -179,12 +179,11 @@ type remote struct {
 }
 
 type call struct {
-	at      time.Time
-	method  string
-	path    string
-	header  http.Header
-	body    string
-	aborted bool
+	at     time.Time
+	method string
+	path   string
+	header http.Header
+	body   string
 }
 
 func newRemote(t *testing.T, answers ...http.HandlerFunc) *remote {

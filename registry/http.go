@@ -104,7 +104,7 @@ func ParseHTTPTemplate(name, text string, funcs template.FuncMap) (*template.Tem
 	if len(t.Templates()) > 1 {
 		return nil, errors.New("define and block actions are not allowed")
 	}
-	if t.Tree != nil && hasTemplateCall(t.Tree.Root) {
+	if t.Tree != nil && hasTemplateCall(t.Root) {
 		return nil, errors.New("template actions are not allowed")
 	}
 	return t, nil

@@ -87,13 +87,13 @@ func (s *service) charge(w http.ResponseWriter, r *http.Request) {
 		s.charges[key] = c
 	}
 	s.mu.Unlock()
-	s.log.Info("charge", slog.Any("charge", c), slog.Bool("repeat", seen))
+	s.log.InfoContext(r.Context(), "charge", slog.Any("charge", c), slog.Bool("repeat", seen))
 	writeJSON(w, http.StatusCreated, c)
 }
 
 func (s *service) webhook(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
-	s.log.Info("webhook", slog.String("name", r.PathValue("name")), slog.String("body", string(body)))
+	s.log.InfoContext(r.Context(), "webhook", slog.String("name", r.PathValue("name")), slog.String("body", string(body)))
 	writeJSON(w, http.StatusAccepted, map[string]any{"received": true})
 }
 
