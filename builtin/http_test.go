@@ -162,7 +162,9 @@ func TestHTTPStepRefusalsAndTimeouts(t *testing.T) {
 					Url: api.URL, Timeout: durationpb.New(100 * time.Millisecond),
 				})), nil)
 				require.Equal(t, failed, task.GetState())
-				require.Len(t, api.got(), 3)
+				// On a loaded machine an attempt can time out before its
+				// request reaches the service: count attempts, not calls.
+				require.LessOrEqual(t, len(api.got()), 3)
 				s := b.step(t, task, "call")
 				require.Equal(t, "timeout", s.GetLastError().GetType())
 				require.Equal(t, int32(3), s.GetAttempts())
