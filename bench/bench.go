@@ -59,6 +59,7 @@ var benchScenarios = []benchScenario{
 	{"burndown", "create N single-step tasks, then work them down with W worker connections", runBurndown},
 	{"linear4", "tasks of 4 sequential steps, one at a time and concurrently: enqueue→claim and claim→claim latency", runLinear4},
 	{"diamond", "N tasks of A → (B, C) → D with a bounded number in flight: steps/s and task latency", runDiamond},
+	{"http_diamond", "diamond tasks whose 4 steps are HTTP steps the server runs against a local no-op HTTP service: steps/s", runHTTPDiamond},
 	{"fanout", "tasks of 1 → 100 → 1: time to finish and steps/s", runFanout},
 	{"events", "S subscribers follow Subscribe while a diamond run happens: delivery lag, exactly-once proof", runEvents},
 	{"capacity", "many tasks stored, a tenth of them in flight: server RSS and claim latency", runCapacity},

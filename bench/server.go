@@ -197,7 +197,9 @@ func (s *benchServer) startChild(ctx context.Context, dbURL, synchronous string)
 	// WithoutCancel: the child must get SIGTERM and drain, not a kill when
 	// the scenario's context ends.
 	cmd := exec.CommandContext(context.WithoutCancel(ctx), exe, "serve", "--database", dbURL, "--grpc-addr", "127.0.0.1:0", "--admin-addr", "",
-		"--templates", "", "--sqlite-synchronous", synchronous, "--log-level", "info", "--log-format", "json", "--auth", s.authMode)
+		"--templates", "", "--sqlite-synchronous", synchronous, "--log-level", "info", "--log-format", "json", "--auth", s.authMode,
+		// The http_diamond scenario's no-op service listens on loopback.
+		"--http-allow-hosts", benchHTTPAllow)
 	// Settings from the environment would make the child differ from what
 	// the results say.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "TASKER_") })
@@ -279,7 +281,7 @@ func (s *benchServer) startInProcess(ctx context.Context, dbURL, synchronous str
 		return err
 	}
 	s.addr = lis.Addr().String()
-	cfg := server.Config{ShutdownTimeout: 10 * time.Second}
+	cfg := server.Config{ShutdownTimeout: 10 * time.Second, Builtins: benchBuiltins()}
 	if s.authMode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}

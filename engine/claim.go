@@ -41,6 +41,11 @@ type ClaimParams struct {
 	Max      int
 	// Wait is how long to wait for work when nothing is due.
 	Wait time.Duration
+	// Builtin is set by the server's own in-process worker (package
+	// builtin), never from a request: it may claim the handler names of
+	// built-in steps ("builtin:http"), which the name rule keeps every
+	// other worker from claiming, and for any number of namespaces.
+	Builtin bool
 }
 
 func (p *ClaimParams) validate() error {
@@ -48,7 +53,9 @@ func (p *ClaimParams) validate() error {
 	if msg := checkWorkerID(p.WorkerID); msg != "" {
 		vs = append(vs, fault.Violation{Field: "worker_id", Description: msg})
 	}
-	if len(p.Handlers) == 0 || len(p.Handlers) > maxClaimHandlers {
+	if p.Builtin && len(p.Handlers) > 0 {
+		// Names come from registrations and stored templates, not a request.
+	} else if len(p.Handlers) == 0 || len(p.Handlers) > maxClaimHandlers {
 		vs = append(vs, fault.Violation{Field: "handlers", Description: fmt.Sprintf("must name 1 to %d handlers", maxClaimHandlers)})
 	} else {
 		// Names follow the template rules, so nothing a template could not

@@ -18,6 +18,7 @@ import (
 	"github.com/taskerhq/tasker/ent/worker"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/registry"
 )
 
 // workerSeenEvery bounds how often one worker's last-seen time is written:
@@ -175,6 +176,9 @@ type HandlerInfo struct {
 	Workers []WorkerInfo
 	// LastSeen is the last time any worker served it; zero when none did.
 	LastSeen time.Time
+	// Builtin is set for a built-in handler ("builtin:http"), served by the
+	// servers themselves.
+	Builtin bool
 }
 
 // ListHandlers reports, per namespace, the handlers templates use and the
@@ -191,7 +195,8 @@ func (e *Engine) ListHandlers(ctx context.Context, ns string, activeWithin time.
 		if h, ok := byRef[r]; ok {
 			return h
 		}
-		h := &HandlerInfo{HandlerRef: r}
+		_, builtin := registry.IsBuiltinHandler(r.Handler)
+		h := &HandlerInfo{HandlerRef: r, Builtin: builtin}
 		byRef[r] = h
 		return h
 	}
@@ -263,4 +268,15 @@ func (e *Engine) WorkerHeartbeat(ctx context.Context, workerID string) {
 	if checkWorkerID(workerID) == "" {
 		e.noteWorker(ctx, workerID, nil)
 	}
+}
+
+// NamespacesUsing returns, in order, the namespaces some template of which
+// has a step of handler: the namespaces the in-process worker claims a
+// built-in handler's steps in.
+func (e *Engine) NamespacesUsing(ctx context.Context, handler string) ([]string, error) {
+	return e.db.Reader.Namespace.Query().
+		Where(namespace.HasTemplatesWith(tasktemplate.HasStepsWith(steptemplate.Handler(handler)))).
+		Order(ent.Asc(namespace.FieldName)).
+		Select(namespace.FieldName).
+		Strings(ctx)
 }

@@ -39,6 +39,10 @@ type (
 		LeaseDuration    *int64       `json:"lease_duration_ns"`
 		ExecutionTimeout *int64       `json:"execution_timeout_ns"`
 		Description      string       `json:"description"`
+		// Omitted when empty, so the hashes of templates without
+		// built-in steps stay what they were.
+		Builtin string          `json:"builtin,omitempty"`
+		HTTP    json.RawMessage `json:"http,omitempty"`
 	}
 	canonPolicy struct {
 		MaxAttempts       *int32   `json:"max_attempts"`
@@ -83,6 +87,12 @@ func ContentHash(t *taskerv1.TaskTemplate) string {
 		if cfg := s.GetConfig(); cfg != nil {
 			cs.Config = cfg.AsMap()
 		}
+		if s.GetBuiltin() != "" {
+			cs.Builtin = s.GetBuiltin()
+		}
+		if h := s.GetHttp(); h != nil {
+			cs.HTTP = canonHTTP(h)
+		}
 		c.Steps = append(c.Steps, cs)
 	}
 	b, err := json.Marshal(c)
@@ -112,4 +122,19 @@ func nanos(d *durationpb.Duration) *int64 {
 	}
 	n := d.AsDuration().Nanoseconds()
 	return &n
+}
+
+// canonHTTP encodes an http config for the hash: protojson's bytes are
+// unstable, so they are decoded and encoded again with encoding/json, which
+// sorts the keys.
+func canonHTTP(c *taskerv1.HttpStepConfig) json.RawMessage {
+	var v any
+	if err := json.Unmarshal(httpJSON(c), &v); err != nil {
+		panic(fmt.Sprintf("registry: decode an http config: %v", err))
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("registry: encode an http config: %v", err))
+	}
+	return b
 }

@@ -227,6 +227,13 @@ func createSteps(ctx context.Context, tx *ent.Tx, templateID int, steps []*taske
 		if st.GetConfig() != nil {
 			config = mustJSON(st.GetConfig())
 		}
+		handler := st.GetHandler()
+		if b := st.GetBuiltin(); b != "" {
+			// A built-in step keeps its typed config where a worker step
+			// keeps its config, which each claim hands to the handler.
+			handler = BuiltinHandler(b)
+			config = httpJSON(st.GetHttp())
+		}
 		rp := st.GetRetryPolicy()
 		if rp == nil {
 			rp = &taskerv1.RetryPolicy{}
@@ -234,7 +241,7 @@ func createSteps(ctx context.Context, tx *ent.Tx, templateID int, steps []*taske
 		b := tx.StepTemplate.Create().
 			SetTemplateID(templateID).
 			SetName(st.GetName()).
-			SetHandler(st.GetHandler()).
+			SetHandler(handler).
 			SetDescription(st.GetDescription()).
 			SetDependsOn(st.GetDependsOn()).
 			SetConfig(config).
@@ -657,6 +664,12 @@ func toProto(row *ent.TaskTemplate) *taskerv1.TaskTemplate {
 		if len(s.Config.GetFields()) == 0 {
 			s.Config = nil
 		}
+		if b, ok := IsBuiltinHandler(st.Handler); ok {
+			s.Handler, s.Builtin, s.Config = "", b, nil
+			if b == BuiltinHTTP {
+				s.Http = mustHTTP(st.Config)
+			}
+		}
 		rp := &taskerv1.RetryPolicy{
 			BackoffMultiplier: st.BackoffMultiplier,
 			InitialBackoff:    duration(st.BackoffInitialMs),
@@ -710,4 +723,13 @@ func duration(ms *int64) *durationpb.Duration {
 		return nil
 	}
 	return durationpb.New(time.Duration(*ms) * time.Millisecond)
+}
+
+// mustHTTP decodes an http config Register stored, which cannot fail.
+func mustHTTP(raw json.RawMessage) *taskerv1.HttpStepConfig {
+	c, err := DecodeHTTPConfig(raw)
+	if err != nil {
+		panic(fmt.Sprintf("registry: decode a stored http config: %v", err))
+	}
+	return c
 }

@@ -173,7 +173,7 @@ func TestRegisterRoundTripsEveryField(t *testing.T) {
 		in.Steps[0].Config.Fields["unset"] = &structpb.Value{}
 		in.Steps[3].ExecutionTimeout = nil
 		in.ContextSchema = &structpb.Struct{}
-		for _, tpl := range []*taskerv1.TaskTemplate{in, loaded[0].Template, loaded[1].Template} {
+		for _, tpl := range []*taskerv1.TaskTemplate{in, loaded[0].Template, loaded[1].Template, loaded[2].Template} {
 			row, _, err := b.store.Register(b.ctx, tpl, false)
 			require.NoError(t, err)
 			require.Empty(t, cmpDiff(stored(tpl, row), row), ref(tpl))

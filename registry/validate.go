@@ -185,7 +185,24 @@ func validateTemplate(vs *violations, t *taskerv1.TaskTemplate) {
 // position and inherited is the template's effective retry policy.
 func validateStep(vs *violations, p string, s *taskerv1.StepTemplate, index map[string]int, inherited Policy) {
 	checkName(vs, p+".name", s.GetName(), stepRE)
-	checkName(vs, p+".handler", s.GetHandler(), stepRE)
+	switch b := s.GetBuiltin(); {
+	case b == "":
+		checkName(vs, p+".handler", s.GetHandler(), stepRE)
+		if s.GetHttp() != nil {
+			vs.add(p+".http", `is only allowed with builtin "http"`)
+		}
+	case s.GetHandler() != "":
+		vs.add(p+".builtin", "cannot be set together with handler")
+	case b != BuiltinHTTP:
+		vs.add(p+".builtin", "%q is not a built-in handler; the built-ins are: %s", clip(b), BuiltinHTTP)
+	case s.GetHttp() == nil:
+		vs.add(p+".http", `is required with builtin "http"`)
+	default:
+		validateHTTP(vs, p+".http", s.GetHttp())
+		if len(s.GetConfig().GetFields()) > 0 {
+			vs.add(p+".config", "a built-in step takes its configuration from http, not config")
+		}
+	}
 	checkDescription(vs, p+".description", s.GetDescription())
 	seen := make(map[string]int, len(s.GetDependsOn()))
 	for j, d := range s.GetDependsOn() {

@@ -121,10 +121,16 @@ func TestLoadDirExamples(t *testing.T) {
 	t.Parallel()
 	loaded, err := LoadDir("../examples/templates")
 	require.NoError(t, err)
-	require.Len(t, loaded, 2)
+	require.Len(t, loaded, 3)
 	require.Equal(t, filepath.Join("../examples/templates", "diamond.yaml"), loaded[0].Path)
 	require.Equal(t, "demo/diamond@1.0.0", ref(loaded[0].Template))
 	require.Equal(t, "ecommerce/order_fulfillment@1.0.0", ref(loaded[1].Template))
+	require.Equal(t, "checkout/http_checkout@1.0.0", ref(loaded[2].Template))
+	var kinds []string
+	for _, s := range loaded[2].Template.GetSteps() {
+		kinds = append(kinds, s.GetBuiltin()+s.GetHandler())
+	}
+	require.Equal(t, []string{"http", "price_order", "http", "render_receipt", "http"}, kinds)
 
 	order := loaded[1].Template
 	var names []string

@@ -85,6 +85,7 @@ func (s *registryService) ListHandlers(ctx context.Context, req *taskerv1.ListHa
 	for _, h := range hs {
 		info := &taskerv1.HandlerInfo{
 			Handler:         &taskerv1.HandlerRef{Namespace: h.Namespace, Handler: h.Handler},
+			Builtin:         h.Builtin,
 			UsedByTemplates: h.UsedByTemplates,
 		}
 		if !h.LastSeen.IsZero() {

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	"github.com/taskerhq/tasker/auth"
+	"github.com/taskerhq/tasker/builtin"
 	"github.com/taskerhq/tasker/correlation"
 	"github.com/taskerhq/tasker/engine"
 	"github.com/taskerhq/tasker/events"
@@ -85,6 +86,13 @@ type Config struct {
 	// it stops taking calls: time for load balancers to see it draining
 	// and send new calls elsewhere. Default 0.
 	PreStopDelay time.Duration
+	// Builtins, when set, are the handlers this server runs in process
+	// (the http built-in, an embedding program's own): a builtin.Runner
+	// claims their steps through the engine, like a worker, from Serve
+	// until shutdown begins, and Serve waits for it to stop.
+	Builtins *builtin.Registry
+	// BuiltinOptions are the runner's settings.
+	BuiltinOptions builtin.RunnerOptions
 }
 
 // DefaultMaxStreams is Config.MaxStreams when it is 0.
@@ -306,6 +314,20 @@ func (s *Server) Serve(ctx context.Context, grpcLis, adminLis net.Listener) erro
 		s.logStopped(bgCtx, "event retention", events.NewRetainer(s.db, s.log, s.cfg.Retention).Run(bgCtx))
 	})
 	background.Go(func() { s.readiness.run(bgCtx) })
+	if s.cfg.Builtins != nil {
+		// Stops claiming as soon as the shutdown begins, alongside the
+		// drain of gRPC calls; running steps get the runner's own timeout.
+		runCtx, stopRunner := context.WithCancel(bgCtx)
+		go func() {
+			select {
+			case <-s.stopping:
+			case <-runCtx.Done():
+			}
+			stopRunner()
+		}()
+		runner := builtin.NewRunner(s.engine, s.cfg.Builtins, s.log, s.cfg.BuiltinOptions)
+		background.Go(func() { s.logStopped(bgCtx, "built-in handlers", runner.Run(runCtx)) })
+	}
 	if s.cfg.Subscribers != nil {
 		background.Go(func() { s.logStopped(bgCtx, "event subscribers", s.cfg.Subscribers.Run(bgCtx, s.eventLog)) })
 	}

@@ -44,6 +44,7 @@ type serveFlags struct {
 	tlsClientCA       string
 	rateLimit         string
 	rateBurst         string
+	http              httpFlags
 }
 
 func serveCommand(exporters *events.Registry) *cobra.Command {
@@ -95,6 +96,7 @@ func serveCommand(exporters *events.Registry) *cobra.Command {
 	fl.StringVar(&f.exportFile, "export-file", env("TASKER_EXPORT_FILE", ""), "append every event to this file, resuming from its checkpoint (FILE.checkpoint) after a restart [TASKER_EXPORT_FILE]")
 	fl.StringVar(&f.exportFormat, "export-format", env("TASKER_EXPORT_FORMAT", events.FormatJSON), "format of --export-file: json (JSON lines) or csv [TASKER_EXPORT_FORMAT]")
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
+	addHTTPFlags(cmd, &f.http)
 	return cmd
 }
 
@@ -119,6 +121,10 @@ func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error 
 		return err
 	}
 	tlsCfg, err := serverTLS(f.tlsCert, f.tlsKey, f.tlsClientCA)
+	if err != nil {
+		return err
+	}
+	builtins, builtinOpts, err := f.http.builtins()
 	if err != nil {
 		return err
 	}
@@ -192,7 +198,7 @@ func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error 
 	}
 
 	cfg := server.Config{ShutdownTimeout: f.shutdownTimeout, PreStopDelay: f.preStopDelay, Retention: retention, MaxStreams: f.maxStreams, TLS: tlsCfg,
-		TracerProvider: tracer, RateLimit: limit}
+		TracerProvider: tracer, RateLimit: limit, Builtins: builtins, BuiltinOptions: builtinOpts}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
 	}

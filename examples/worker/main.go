@@ -2,7 +2,9 @@
 // (github.com/taskerhq/tasker/worker). It serves every handler the
 // templates in examples/templates use: demo_echo and demo_sleep in the
 // demo namespace, and fetch_cart, fetch_products, validate_products,
-// create_order and publish_event in the ecommerce namespace.
+// create_order and publish_event in the ecommerce namespace, and
+// price_order in the checkout namespace (http_checkout.yaml, whose HTTP
+// steps the server runs itself).
 //
 // Run a server with the example templates, this worker, and a task:
 //
@@ -78,6 +80,7 @@ func run(log *slog.Logger) error {
 	w.MustRegister("ecommerce", "validate_products", h.validateProducts)
 	w.MustRegister("ecommerce", "create_order", h.createOrder)
 	w.MustRegister("ecommerce", "publish_event", h.publishEvent)
+	w.MustRegister("checkout", "price_order", h.priceOrder)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -278,3 +281,24 @@ func (h *handlers) publishEvent(ctx context.Context, s *worker.Step) (map[string
 
 // round rounds money to cents.
 func round(v float64) float64 { return math.Round(v*100) / 100 }
+
+// priceOrder totals the cart the http step fetch_cart read, with 20% tax:
+// a worker step between two HTTP steps (http_checkout.yaml).
+func (h *handlers) priceOrder(ctx context.Context, s *worker.Step) (map[string]any, error) {
+	cart, err := s.Parent(ctx, "fetch_cart")
+	if err != nil {
+		return nil, err
+	}
+	items, _ := cart["items"].([]any)
+	var net float64
+	for _, it := range items {
+		item, _ := it.(map[string]any)
+		qty, _ := item["qty"].(float64)
+		price, _ := item["price_cents"].(float64)
+		net += qty * price
+	}
+	if net <= 0 {
+		return nil, worker.NonRetryable(fmt.Errorf("cart %v has nothing to pay", cart["cart_id"]))
+	}
+	return map[string]any{"net_cents": net, "total_cents": math.Round(net * 1.2)}, nil
+}

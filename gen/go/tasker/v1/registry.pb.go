@@ -259,7 +259,16 @@ type StepTemplate struct {
 	// Overrides the template's execution timeout.
 	ExecutionTimeout *durationpb.Duration `protobuf:"bytes,7,opt,name=execution_timeout,json=executionTimeout,proto3" json:"execution_timeout,omitempty"`
 	// Free text, at most 4 KiB.
-	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	// A handler built into the server that runs the step instead of a
+	// worker: "http" is the one built in. Set either handler or builtin, not
+	// both. A built-in step is claimed, leased, retried, timed out and
+	// cancelled like any other; its steps and events name the handler
+	// "builtin:<name>", which no worker can claim.
+	Builtin string `protobuf:"bytes,9,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	// Configuration of the "http" built-in: required when builtin is "http",
+	// unset otherwise. A built-in step takes no config.
+	Http          *HttpStepConfig `protobuf:"bytes,10,opt,name=http,proto3" json:"http,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -350,6 +359,157 @@ func (x *StepTemplate) GetDescription() string {
 	return ""
 }
 
+func (x *StepTemplate) GetBuiltin() string {
+	if x != nil {
+		return x.Builtin
+	}
+	return ""
+}
+
+func (x *StepTemplate) GetHttp() *HttpStepConfig {
+	if x != nil {
+		return x.Http
+	}
+	return nil
+}
+
+// HttpStepConfig is one HTTP call made by the "http" built-in.
+//
+// url, headers and body are Go text/template templates (one template each,
+// no define, template or block actions). They read the task context as
+// .context, each parent's result as .parents.<step name> and the step as
+// .step (id, task_id, namespace, name, attempt), e.g.
+// "https://shop.example/carts/{{ .context.cart_id }}" or
+// "{{ json .parents.fetch_cart.items }}"; functions: env NAME (a variable of
+// the server's environment, only names allowed by
+// --http-allow-env), json (encode as JSON) and the standard ones
+// (urlquery, printf, ...). The rendered request is never stored: secrets
+// read with env appear in no step, event or log.
+//
+// Outcome of a call: a status in success_codes (any 2xx when empty)
+// completes the step with the mapped result; 429 and 503 retry after the
+// Retry-After header (seconds or an HTTP date) when given; 408 and other 5xx
+// retry with the step's policy; any other status fails the step without
+// retry, the error carrying the status and at most 512 bytes of the body.
+// Timeouts and connection errors retry. Redirects (at most 5) are followed
+// only to hosts the server allows. A response body larger than
+// max_response_bytes fails the step without retry.
+type HttpStepConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// GET, HEAD, POST, PUT, PATCH or DELETE; empty means GET.
+	Method string `protobuf:"bytes,1,opt,name=method,proto3" json:"method,omitempty"`
+	// Template of an absolute http or https URL. Required; at most 8 KiB.
+	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	// Request header templates by header name; at most 50.
+	Headers map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Template of the request body; empty sends none. At most 64 KiB.
+	Body string `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	// Timeout of one request, from dialling to the end of the body. 1ms to
+	// 1h; default 30s. The step's execution timeout, when shorter, ends the
+	// request first.
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// Statuses that complete the step, each 100 to 599; empty means 200 to
+	// 299. At most 50.
+	SuccessCodes []int32 `protobuf:"varint,6,rep,packed,name=success_codes,json=successCodes,proto3" json:"success_codes,omitempty"`
+	// The step's result: result field name to a selector of the response:
+	// "status" (the status code), "body" (the body, decoded when it is JSON,
+	// otherwise text), "body.<key>.<key>..." (a value inside a JSON body;
+	// array elements by index, e.g. "body.items.0.id"; null when absent) or
+	// "header.<Name>" (a response header, "" when absent). Empty means
+	// {"status": "status", "body": "body"}. At most 50 fields.
+	Result map[string]string `protobuf:"bytes,7,rep,name=result,proto3" json:"result,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Largest response body read, 1 byte to 16 MiB; 0 means 1 MiB.
+	MaxResponseBytes int64 `protobuf:"varint,8,opt,name=max_response_bytes,json=maxResponseBytes,proto3" json:"max_response_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *HttpStepConfig) Reset() {
+	*x = HttpStepConfig{}
+	mi := &file_tasker_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpStepConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpStepConfig) ProtoMessage() {}
+
+func (x *HttpStepConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpStepConfig.ProtoReflect.Descriptor instead.
+func (*HttpStepConfig) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *HttpStepConfig) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HttpStepConfig) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *HttpStepConfig) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HttpStepConfig) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *HttpStepConfig) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *HttpStepConfig) GetSuccessCodes() []int32 {
+	if x != nil {
+		return x.SuccessCodes
+	}
+	return nil
+}
+
+func (x *HttpStepConfig) GetResult() map[string]string {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *HttpStepConfig) GetMaxResponseBytes() int64 {
+	if x != nil {
+		return x.MaxResponseBytes
+	}
+	return 0
+}
+
 // RegisterTaskTemplateRequest carries one template version.
 type RegisterTaskTemplateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -363,7 +523,7 @@ type RegisterTaskTemplateRequest struct {
 
 func (x *RegisterTaskTemplateRequest) Reset() {
 	*x = RegisterTaskTemplateRequest{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[2]
+	mi := &file_tasker_v1_registry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +535,7 @@ func (x *RegisterTaskTemplateRequest) String() string {
 func (*RegisterTaskTemplateRequest) ProtoMessage() {}
 
 func (x *RegisterTaskTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[2]
+	mi := &file_tasker_v1_registry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +548,7 @@ func (x *RegisterTaskTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskTemplateRequest.ProtoReflect.Descriptor instead.
 func (*RegisterTaskTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterTaskTemplateRequest) GetTemplate() *TaskTemplate {
@@ -418,7 +578,7 @@ type RegisterTaskTemplateResponse struct {
 
 func (x *RegisterTaskTemplateResponse) Reset() {
 	*x = RegisterTaskTemplateResponse{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[3]
+	mi := &file_tasker_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +590,7 @@ func (x *RegisterTaskTemplateResponse) String() string {
 func (*RegisterTaskTemplateResponse) ProtoMessage() {}
 
 func (x *RegisterTaskTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[3]
+	mi := &file_tasker_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +603,7 @@ func (x *RegisterTaskTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterTaskTemplateResponse.ProtoReflect.Descriptor instead.
 func (*RegisterTaskTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterTaskTemplateResponse) GetTemplate() *TaskTemplate {
@@ -475,7 +635,7 @@ type GetTaskTemplateRequest struct {
 
 func (x *GetTaskTemplateRequest) Reset() {
 	*x = GetTaskTemplateRequest{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[4]
+	mi := &file_tasker_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -487,7 +647,7 @@ func (x *GetTaskTemplateRequest) String() string {
 func (*GetTaskTemplateRequest) ProtoMessage() {}
 
 func (x *GetTaskTemplateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[4]
+	mi := &file_tasker_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -500,7 +660,7 @@ func (x *GetTaskTemplateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskTemplateRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskTemplateRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetTaskTemplateRequest) GetNamespace() string {
@@ -535,7 +695,7 @@ type GetTaskTemplateResponse struct {
 
 func (x *GetTaskTemplateResponse) Reset() {
 	*x = GetTaskTemplateResponse{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[5]
+	mi := &file_tasker_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -547,7 +707,7 @@ func (x *GetTaskTemplateResponse) String() string {
 func (*GetTaskTemplateResponse) ProtoMessage() {}
 
 func (x *GetTaskTemplateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[5]
+	mi := &file_tasker_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -560,7 +720,7 @@ func (x *GetTaskTemplateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskTemplateResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskTemplateResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTaskTemplateResponse) GetTemplate() *TaskTemplate {
@@ -587,7 +747,7 @@ type ListTaskTemplatesRequest struct {
 
 func (x *ListTaskTemplatesRequest) Reset() {
 	*x = ListTaskTemplatesRequest{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[6]
+	mi := &file_tasker_v1_registry_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +759,7 @@ func (x *ListTaskTemplatesRequest) String() string {
 func (*ListTaskTemplatesRequest) ProtoMessage() {}
 
 func (x *ListTaskTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[6]
+	mi := &file_tasker_v1_registry_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +772,7 @@ func (x *ListTaskTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListTaskTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListTaskTemplatesRequest) GetNamespace() string {
@@ -656,7 +816,7 @@ type ListTaskTemplatesResponse struct {
 
 func (x *ListTaskTemplatesResponse) Reset() {
 	*x = ListTaskTemplatesResponse{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[7]
+	mi := &file_tasker_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -668,7 +828,7 @@ func (x *ListTaskTemplatesResponse) String() string {
 func (*ListTaskTemplatesResponse) ProtoMessage() {}
 
 func (x *ListTaskTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[7]
+	mi := &file_tasker_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -681,7 +841,7 @@ func (x *ListTaskTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTaskTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListTaskTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListTaskTemplatesResponse) GetTemplates() []*TaskTemplate {
@@ -713,7 +873,7 @@ type Namespace struct {
 
 func (x *Namespace) Reset() {
 	*x = Namespace{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[8]
+	mi := &file_tasker_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +885,7 @@ func (x *Namespace) String() string {
 func (*Namespace) ProtoMessage() {}
 
 func (x *Namespace) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[8]
+	mi := &file_tasker_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +898,7 @@ func (x *Namespace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Namespace.ProtoReflect.Descriptor instead.
 func (*Namespace) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{8}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Namespace) GetName() string {
@@ -775,7 +935,7 @@ type ListNamespacesRequest struct {
 
 func (x *ListNamespacesRequest) Reset() {
 	*x = ListNamespacesRequest{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[9]
+	mi := &file_tasker_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +947,7 @@ func (x *ListNamespacesRequest) String() string {
 func (*ListNamespacesRequest) ProtoMessage() {}
 
 func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[9]
+	mi := &file_tasker_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +960,7 @@ func (x *ListNamespacesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesRequest.ProtoReflect.Descriptor instead.
 func (*ListNamespacesRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{9}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListNamespacesRequest) GetPageSize() int32 {
@@ -830,7 +990,7 @@ type ListNamespacesResponse struct {
 
 func (x *ListNamespacesResponse) Reset() {
 	*x = ListNamespacesResponse{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[10]
+	mi := &file_tasker_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1002,7 @@ func (x *ListNamespacesResponse) String() string {
 func (*ListNamespacesResponse) ProtoMessage() {}
 
 func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[10]
+	mi := &file_tasker_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1015,7 @@ func (x *ListNamespacesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNamespacesResponse.ProtoReflect.Descriptor instead.
 func (*ListNamespacesResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{10}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListNamespacesResponse) GetNamespaces() []*Namespace {
@@ -886,7 +1046,7 @@ type ListHandlersRequest struct {
 
 func (x *ListHandlersRequest) Reset() {
 	*x = ListHandlersRequest{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[11]
+	mi := &file_tasker_v1_registry_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +1058,7 @@ func (x *ListHandlersRequest) String() string {
 func (*ListHandlersRequest) ProtoMessage() {}
 
 func (x *ListHandlersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[11]
+	mi := &file_tasker_v1_registry_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +1071,7 @@ func (x *ListHandlersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHandlersRequest.ProtoReflect.Descriptor instead.
 func (*ListHandlersRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{11}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListHandlersRequest) GetNamespace() string {
@@ -941,7 +1101,7 @@ type WorkerInfo struct {
 
 func (x *WorkerInfo) Reset() {
 	*x = WorkerInfo{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[12]
+	mi := &file_tasker_v1_registry_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -953,7 +1113,7 @@ func (x *WorkerInfo) String() string {
 func (*WorkerInfo) ProtoMessage() {}
 
 func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[12]
+	mi := &file_tasker_v1_registry_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -966,7 +1126,7 @@ func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
 func (*WorkerInfo) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WorkerInfo) GetWorkerId() string {
@@ -994,14 +1154,17 @@ type HandlerInfo struct {
 	// means nothing runs its steps right now.
 	Workers []*WorkerInfo `protobuf:"bytes,3,rep,name=workers,proto3" json:"workers,omitempty"`
 	// Last time any worker served it; unset when none ever did.
-	LastSeenTime  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen_time,json=lastSeenTime,proto3" json:"last_seen_time,omitempty"`
+	LastSeenTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_seen_time,json=lastSeenTime,proto3" json:"last_seen_time,omitempty"`
+	// A handler built into the server ("builtin:http"): the workers listed are
+	// the servers themselves, one per replica.
+	Builtin       bool `protobuf:"varint,5,opt,name=builtin,proto3" json:"builtin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HandlerInfo) Reset() {
 	*x = HandlerInfo{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[13]
+	mi := &file_tasker_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1013,7 +1176,7 @@ func (x *HandlerInfo) String() string {
 func (*HandlerInfo) ProtoMessage() {}
 
 func (x *HandlerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[13]
+	mi := &file_tasker_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1026,7 +1189,7 @@ func (x *HandlerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerInfo.ProtoReflect.Descriptor instead.
 func (*HandlerInfo) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HandlerInfo) GetHandler() *HandlerRef {
@@ -1057,6 +1220,13 @@ func (x *HandlerInfo) GetLastSeenTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *HandlerInfo) GetBuiltin() bool {
+	if x != nil {
+		return x.Builtin
+	}
+	return false
+}
+
 // ListHandlersResponse lists handlers ordered by namespace and name.
 type ListHandlersResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1068,7 +1238,7 @@ type ListHandlersResponse struct {
 
 func (x *ListHandlersResponse) Reset() {
 	*x = ListHandlersResponse{}
-	mi := &file_tasker_v1_registry_proto_msgTypes[14]
+	mi := &file_tasker_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1250,7 @@ func (x *ListHandlersResponse) String() string {
 func (*ListHandlersResponse) ProtoMessage() {}
 
 func (x *ListHandlersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_registry_proto_msgTypes[14]
+	mi := &file_tasker_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1263,7 @@ func (x *ListHandlersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHandlersResponse.ProtoReflect.Descriptor instead.
 func (*ListHandlersResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_tasker_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListHandlersResponse) GetHandlers() []*HandlerInfo {
@@ -1124,7 +1294,7 @@ const file_tasker_v1_registry_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12!\n" +
-	"\fcontent_hash\x18\r \x01(\tR\vcontentHash\"\xf3\x02\n" +
+	"\fcontent_hash\x18\r \x01(\tR\vcontentHash\"\xbc\x03\n" +
 	"\fStepTemplate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\ahandler\x18\x02 \x01(\tR\ahandler\x12\x1d\n" +
@@ -1134,7 +1304,25 @@ const file_tasker_v1_registry_proto_rawDesc = "" +
 	"\fretry_policy\x18\x05 \x01(\v2\x16.tasker.v1.RetryPolicyR\vretryPolicy\x12@\n" +
 	"\x0elease_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12F\n" +
 	"\x11execution_timeout\x18\a \x01(\v2\x19.google.protobuf.DurationR\x10executionTimeout\x12 \n" +
-	"\vdescription\x18\b \x01(\tR\vdescription\"l\n" +
+	"\vdescription\x18\b \x01(\tR\vdescription\x12\x18\n" +
+	"\abuiltin\x18\t \x01(\tR\abuiltin\x12-\n" +
+	"\x04http\x18\n" +
+	" \x01(\v2\x19.tasker.v1.HttpStepConfigR\x04http\"\xce\x03\n" +
+	"\x0eHttpStepConfig\x12\x16\n" +
+	"\x06method\x18\x01 \x01(\tR\x06method\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12@\n" +
+	"\aheaders\x18\x03 \x03(\v2&.tasker.v1.HttpStepConfig.HeadersEntryR\aheaders\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\tR\x04body\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
+	"\rsuccess_codes\x18\x06 \x03(\x05R\fsuccessCodes\x12=\n" +
+	"\x06result\x18\a \x03(\v2%.tasker.v1.HttpStepConfig.ResultEntryR\x06result\x12,\n" +
+	"\x12max_response_bytes\x18\b \x01(\x03R\x10maxResponseBytes\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a9\n" +
+	"\vResultEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"l\n" +
 	"\x1bRegisterTaskTemplateRequest\x123\n" +
 	"\btemplate\x18\x01 \x01(\v2\x17.tasker.v1.TaskTemplateR\btemplate\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\"\x8d\x01\n" +
@@ -1176,12 +1364,13 @@ const file_tasker_v1_registry_proto_rawDesc = "" +
 	"\n" +
 	"WorkerInfo\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12@\n" +
-	"\x0elast_seen_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\flastSeenTime\"\xdd\x01\n" +
+	"\x0elast_seen_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\flastSeenTime\"\xf7\x01\n" +
 	"\vHandlerInfo\x12/\n" +
 	"\ahandler\x18\x01 \x01(\v2\x15.tasker.v1.HandlerRefR\ahandler\x12*\n" +
 	"\x11used_by_templates\x18\x02 \x01(\bR\x0fusedByTemplates\x12/\n" +
 	"\aworkers\x18\x03 \x03(\v2\x15.tasker.v1.WorkerInfoR\aworkers\x12@\n" +
-	"\x0elast_seen_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\flastSeenTime\"J\n" +
+	"\x0elast_seen_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\flastSeenTime\x12\x18\n" +
+	"\abuiltin\x18\x05 \x01(\bR\abuiltin\"J\n" +
 	"\x14ListHandlersResponse\x122\n" +
 	"\bhandlers\x18\x01 \x03(\v2\x16.tasker.v1.HandlerInfoR\bhandlers*\xa4\x01\n" +
 	"\x13RegistrationOutcome\x12$\n" +
@@ -1211,72 +1400,79 @@ func file_tasker_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_tasker_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasker_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_tasker_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_tasker_v1_registry_proto_goTypes = []any{
 	(RegistrationOutcome)(0),             // 0: tasker.v1.RegistrationOutcome
 	(*TaskTemplate)(nil),                 // 1: tasker.v1.TaskTemplate
 	(*StepTemplate)(nil),                 // 2: tasker.v1.StepTemplate
-	(*RegisterTaskTemplateRequest)(nil),  // 3: tasker.v1.RegisterTaskTemplateRequest
-	(*RegisterTaskTemplateResponse)(nil), // 4: tasker.v1.RegisterTaskTemplateResponse
-	(*GetTaskTemplateRequest)(nil),       // 5: tasker.v1.GetTaskTemplateRequest
-	(*GetTaskTemplateResponse)(nil),      // 6: tasker.v1.GetTaskTemplateResponse
-	(*ListTaskTemplatesRequest)(nil),     // 7: tasker.v1.ListTaskTemplatesRequest
-	(*ListTaskTemplatesResponse)(nil),    // 8: tasker.v1.ListTaskTemplatesResponse
-	(*Namespace)(nil),                    // 9: tasker.v1.Namespace
-	(*ListNamespacesRequest)(nil),        // 10: tasker.v1.ListNamespacesRequest
-	(*ListNamespacesResponse)(nil),       // 11: tasker.v1.ListNamespacesResponse
-	(*ListHandlersRequest)(nil),          // 12: tasker.v1.ListHandlersRequest
-	(*WorkerInfo)(nil),                   // 13: tasker.v1.WorkerInfo
-	(*HandlerInfo)(nil),                  // 14: tasker.v1.HandlerInfo
-	(*ListHandlersResponse)(nil),         // 15: tasker.v1.ListHandlersResponse
-	(IdentityStrategy)(0),                // 16: tasker.v1.IdentityStrategy
-	(*structpb.Struct)(nil),              // 17: google.protobuf.Struct
-	(*RetryPolicy)(nil),                  // 18: tasker.v1.RetryPolicy
-	(*durationpb.Duration)(nil),          // 19: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),        // 20: google.protobuf.Timestamp
-	(*HandlerRef)(nil),                   // 21: tasker.v1.HandlerRef
+	(*HttpStepConfig)(nil),               // 3: tasker.v1.HttpStepConfig
+	(*RegisterTaskTemplateRequest)(nil),  // 4: tasker.v1.RegisterTaskTemplateRequest
+	(*RegisterTaskTemplateResponse)(nil), // 5: tasker.v1.RegisterTaskTemplateResponse
+	(*GetTaskTemplateRequest)(nil),       // 6: tasker.v1.GetTaskTemplateRequest
+	(*GetTaskTemplateResponse)(nil),      // 7: tasker.v1.GetTaskTemplateResponse
+	(*ListTaskTemplatesRequest)(nil),     // 8: tasker.v1.ListTaskTemplatesRequest
+	(*ListTaskTemplatesResponse)(nil),    // 9: tasker.v1.ListTaskTemplatesResponse
+	(*Namespace)(nil),                    // 10: tasker.v1.Namespace
+	(*ListNamespacesRequest)(nil),        // 11: tasker.v1.ListNamespacesRequest
+	(*ListNamespacesResponse)(nil),       // 12: tasker.v1.ListNamespacesResponse
+	(*ListHandlersRequest)(nil),          // 13: tasker.v1.ListHandlersRequest
+	(*WorkerInfo)(nil),                   // 14: tasker.v1.WorkerInfo
+	(*HandlerInfo)(nil),                  // 15: tasker.v1.HandlerInfo
+	(*ListHandlersResponse)(nil),         // 16: tasker.v1.ListHandlersResponse
+	nil,                                  // 17: tasker.v1.HttpStepConfig.HeadersEntry
+	nil,                                  // 18: tasker.v1.HttpStepConfig.ResultEntry
+	(IdentityStrategy)(0),                // 19: tasker.v1.IdentityStrategy
+	(*structpb.Struct)(nil),              // 20: google.protobuf.Struct
+	(*RetryPolicy)(nil),                  // 21: tasker.v1.RetryPolicy
+	(*durationpb.Duration)(nil),          // 22: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),        // 23: google.protobuf.Timestamp
+	(*HandlerRef)(nil),                   // 24: tasker.v1.HandlerRef
 }
 var file_tasker_v1_registry_proto_depIdxs = []int32{
-	16, // 0: tasker.v1.TaskTemplate.identity_strategy:type_name -> tasker.v1.IdentityStrategy
-	17, // 1: tasker.v1.TaskTemplate.context_schema:type_name -> google.protobuf.Struct
-	18, // 2: tasker.v1.TaskTemplate.retry_policy:type_name -> tasker.v1.RetryPolicy
-	19, // 3: tasker.v1.TaskTemplate.lease_duration:type_name -> google.protobuf.Duration
-	19, // 4: tasker.v1.TaskTemplate.execution_timeout:type_name -> google.protobuf.Duration
+	19, // 0: tasker.v1.TaskTemplate.identity_strategy:type_name -> tasker.v1.IdentityStrategy
+	20, // 1: tasker.v1.TaskTemplate.context_schema:type_name -> google.protobuf.Struct
+	21, // 2: tasker.v1.TaskTemplate.retry_policy:type_name -> tasker.v1.RetryPolicy
+	22, // 3: tasker.v1.TaskTemplate.lease_duration:type_name -> google.protobuf.Duration
+	22, // 4: tasker.v1.TaskTemplate.execution_timeout:type_name -> google.protobuf.Duration
 	2,  // 5: tasker.v1.TaskTemplate.steps:type_name -> tasker.v1.StepTemplate
-	20, // 6: tasker.v1.TaskTemplate.create_time:type_name -> google.protobuf.Timestamp
-	20, // 7: tasker.v1.TaskTemplate.update_time:type_name -> google.protobuf.Timestamp
-	17, // 8: tasker.v1.StepTemplate.config:type_name -> google.protobuf.Struct
-	18, // 9: tasker.v1.StepTemplate.retry_policy:type_name -> tasker.v1.RetryPolicy
-	19, // 10: tasker.v1.StepTemplate.lease_duration:type_name -> google.protobuf.Duration
-	19, // 11: tasker.v1.StepTemplate.execution_timeout:type_name -> google.protobuf.Duration
-	1,  // 12: tasker.v1.RegisterTaskTemplateRequest.template:type_name -> tasker.v1.TaskTemplate
-	1,  // 13: tasker.v1.RegisterTaskTemplateResponse.template:type_name -> tasker.v1.TaskTemplate
-	0,  // 14: tasker.v1.RegisterTaskTemplateResponse.outcome:type_name -> tasker.v1.RegistrationOutcome
-	1,  // 15: tasker.v1.GetTaskTemplateResponse.template:type_name -> tasker.v1.TaskTemplate
-	1,  // 16: tasker.v1.ListTaskTemplatesResponse.templates:type_name -> tasker.v1.TaskTemplate
-	20, // 17: tasker.v1.Namespace.create_time:type_name -> google.protobuf.Timestamp
-	9,  // 18: tasker.v1.ListNamespacesResponse.namespaces:type_name -> tasker.v1.Namespace
-	19, // 19: tasker.v1.ListHandlersRequest.active_within:type_name -> google.protobuf.Duration
-	20, // 20: tasker.v1.WorkerInfo.last_seen_time:type_name -> google.protobuf.Timestamp
-	21, // 21: tasker.v1.HandlerInfo.handler:type_name -> tasker.v1.HandlerRef
-	13, // 22: tasker.v1.HandlerInfo.workers:type_name -> tasker.v1.WorkerInfo
-	20, // 23: tasker.v1.HandlerInfo.last_seen_time:type_name -> google.protobuf.Timestamp
-	14, // 24: tasker.v1.ListHandlersResponse.handlers:type_name -> tasker.v1.HandlerInfo
-	3,  // 25: tasker.v1.RegistryService.RegisterTaskTemplate:input_type -> tasker.v1.RegisterTaskTemplateRequest
-	5,  // 26: tasker.v1.RegistryService.GetTaskTemplate:input_type -> tasker.v1.GetTaskTemplateRequest
-	7,  // 27: tasker.v1.RegistryService.ListTaskTemplates:input_type -> tasker.v1.ListTaskTemplatesRequest
-	10, // 28: tasker.v1.RegistryService.ListNamespaces:input_type -> tasker.v1.ListNamespacesRequest
-	12, // 29: tasker.v1.RegistryService.ListHandlers:input_type -> tasker.v1.ListHandlersRequest
-	4,  // 30: tasker.v1.RegistryService.RegisterTaskTemplate:output_type -> tasker.v1.RegisterTaskTemplateResponse
-	6,  // 31: tasker.v1.RegistryService.GetTaskTemplate:output_type -> tasker.v1.GetTaskTemplateResponse
-	8,  // 32: tasker.v1.RegistryService.ListTaskTemplates:output_type -> tasker.v1.ListTaskTemplatesResponse
-	11, // 33: tasker.v1.RegistryService.ListNamespaces:output_type -> tasker.v1.ListNamespacesResponse
-	15, // 34: tasker.v1.RegistryService.ListHandlers:output_type -> tasker.v1.ListHandlersResponse
-	30, // [30:35] is the sub-list for method output_type
-	25, // [25:30] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	23, // 6: tasker.v1.TaskTemplate.create_time:type_name -> google.protobuf.Timestamp
+	23, // 7: tasker.v1.TaskTemplate.update_time:type_name -> google.protobuf.Timestamp
+	20, // 8: tasker.v1.StepTemplate.config:type_name -> google.protobuf.Struct
+	21, // 9: tasker.v1.StepTemplate.retry_policy:type_name -> tasker.v1.RetryPolicy
+	22, // 10: tasker.v1.StepTemplate.lease_duration:type_name -> google.protobuf.Duration
+	22, // 11: tasker.v1.StepTemplate.execution_timeout:type_name -> google.protobuf.Duration
+	3,  // 12: tasker.v1.StepTemplate.http:type_name -> tasker.v1.HttpStepConfig
+	17, // 13: tasker.v1.HttpStepConfig.headers:type_name -> tasker.v1.HttpStepConfig.HeadersEntry
+	22, // 14: tasker.v1.HttpStepConfig.timeout:type_name -> google.protobuf.Duration
+	18, // 15: tasker.v1.HttpStepConfig.result:type_name -> tasker.v1.HttpStepConfig.ResultEntry
+	1,  // 16: tasker.v1.RegisterTaskTemplateRequest.template:type_name -> tasker.v1.TaskTemplate
+	1,  // 17: tasker.v1.RegisterTaskTemplateResponse.template:type_name -> tasker.v1.TaskTemplate
+	0,  // 18: tasker.v1.RegisterTaskTemplateResponse.outcome:type_name -> tasker.v1.RegistrationOutcome
+	1,  // 19: tasker.v1.GetTaskTemplateResponse.template:type_name -> tasker.v1.TaskTemplate
+	1,  // 20: tasker.v1.ListTaskTemplatesResponse.templates:type_name -> tasker.v1.TaskTemplate
+	23, // 21: tasker.v1.Namespace.create_time:type_name -> google.protobuf.Timestamp
+	10, // 22: tasker.v1.ListNamespacesResponse.namespaces:type_name -> tasker.v1.Namespace
+	22, // 23: tasker.v1.ListHandlersRequest.active_within:type_name -> google.protobuf.Duration
+	23, // 24: tasker.v1.WorkerInfo.last_seen_time:type_name -> google.protobuf.Timestamp
+	24, // 25: tasker.v1.HandlerInfo.handler:type_name -> tasker.v1.HandlerRef
+	14, // 26: tasker.v1.HandlerInfo.workers:type_name -> tasker.v1.WorkerInfo
+	23, // 27: tasker.v1.HandlerInfo.last_seen_time:type_name -> google.protobuf.Timestamp
+	15, // 28: tasker.v1.ListHandlersResponse.handlers:type_name -> tasker.v1.HandlerInfo
+	4,  // 29: tasker.v1.RegistryService.RegisterTaskTemplate:input_type -> tasker.v1.RegisterTaskTemplateRequest
+	6,  // 30: tasker.v1.RegistryService.GetTaskTemplate:input_type -> tasker.v1.GetTaskTemplateRequest
+	8,  // 31: tasker.v1.RegistryService.ListTaskTemplates:input_type -> tasker.v1.ListTaskTemplatesRequest
+	11, // 32: tasker.v1.RegistryService.ListNamespaces:input_type -> tasker.v1.ListNamespacesRequest
+	13, // 33: tasker.v1.RegistryService.ListHandlers:input_type -> tasker.v1.ListHandlersRequest
+	5,  // 34: tasker.v1.RegistryService.RegisterTaskTemplate:output_type -> tasker.v1.RegisterTaskTemplateResponse
+	7,  // 35: tasker.v1.RegistryService.GetTaskTemplate:output_type -> tasker.v1.GetTaskTemplateResponse
+	9,  // 36: tasker.v1.RegistryService.ListTaskTemplates:output_type -> tasker.v1.ListTaskTemplatesResponse
+	12, // 37: tasker.v1.RegistryService.ListNamespaces:output_type -> tasker.v1.ListNamespacesResponse
+	16, // 38: tasker.v1.RegistryService.ListHandlers:output_type -> tasker.v1.ListHandlersResponse
+	34, // [34:39] is the sub-list for method output_type
+	29, // [29:34] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_tasker_v1_registry_proto_init() }
@@ -1291,7 +1487,7 @@ func file_tasker_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasker_v1_registry_proto_rawDesc), len(file_tasker_v1_registry_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
