@@ -17,45 +17,55 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tasker.v1 import common_pb2 as tasker_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tasker/v1/registry.proto\x12\ttasker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\"\xf5\x03\n\x0cTaskTemplate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x36\n\x11identity_strategy\x18\x05 \x01(\x0e\x32\x1b.tasker.v1.IdentityStrategy\x12/\n\x0e\x63ontext_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x16.tasker.v1.RetryPolicy\x12\x31\n\x0elease_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05steps\x18\n \x03(\x0b\x32\x17.tasker.v1.StepTemplate\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\r \x01(\t\"\x96\x02\n\x0cStepTemplate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x12\n\ndepends_on\x18\x03 \x03(\t\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x16.tasker.v1.RetryPolicy\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"Y\n\x1bRegisterTaskTemplateRequest\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"z\n\x1cRegisterTaskTemplateResponse\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.tasker.v1.RegistrationOutcome\"J\n\x16GetTaskTemplateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"D\n\x17GetTaskTemplateResponse\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\"b\n\x18ListTaskTemplatesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"`\n\x19ListTaskTemplatesResponse\x12*\n\ttemplates\x18\x01 \x03(\x0b\x32\x17.tasker.v1.TaskTemplate\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0etemplate_count\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15ListNamespacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x16ListNamespacesResponse\x12(\n\nnamespaces\x18\x01 \x03(\x0b\x32\x14.tasker.v1.Namespace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Z\n\x13ListHandlersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\ractive_within\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"S\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xac\x01\n\x0bHandlerInfo\x12&\n\x07handler\x18\x01 \x01(\x0b\x32\x15.tasker.v1.HandlerRef\x12\x19\n\x11used_by_templates\x18\x02 \x01(\x08\x12&\n\x07workers\x18\x03 \x03(\x0b\x32\x15.tasker.v1.WorkerInfo\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"@\n\x14ListHandlersResponse\x12(\n\x08handlers\x18\x01 \x03(\x0b\x32\x16.tasker.v1.HandlerInfo*\xa4\x01\n\x13RegistrationOutcome\x12$\n REGISTRATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n\x1cREGISTRATION_OUTCOME_CREATED\x10\x01\x12\"\n\x1eREGISTRATION_OUTCOME_UNCHANGED\x10\x02\x12!\n\x1dREGISTRATION_OUTCOME_REPLACED\x10\x03\x32\xdc\x03\n\x0fRegistryService\x12g\n\x14RegisterTaskTemplate\x12&.tasker.v1.RegisterTaskTemplateRequest\x1a\'.tasker.v1.RegisterTaskTemplateResponse\x12X\n\x0fGetTaskTemplate\x12!.tasker.v1.GetTaskTemplateRequest\x1a\".tasker.v1.GetTaskTemplateResponse\x12^\n\x11ListTaskTemplates\x12#.tasker.v1.ListTaskTemplatesRequest\x1a$.tasker.v1.ListTaskTemplatesResponse\x12U\n\x0eListNamespaces\x12 .tasker.v1.ListNamespacesRequest\x1a!.tasker.v1.ListNamespacesResponse\x12O\n\x0cListHandlers\x12\x1e.tasker.v1.ListHandlersRequest\x1a\x1f.tasker.v1.ListHandlersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tasker/v1/registry.proto\x12\ttasker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\"\xf5\x03\n\x0cTaskTemplate\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x36\n\x11identity_strategy\x18\x05 \x01(\x0e\x32\x1b.tasker.v1.IdentityStrategy\x12/\n\x0e\x63ontext_schema\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x16.tasker.v1.RetryPolicy\x12\x31\n\x0elease_duration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05steps\x18\n \x03(\x0b\x32\x17.tasker.v1.StepTemplate\x12/\n\x0b\x63reate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x63ontent_hash\x18\r \x01(\t\"\xd0\x02\n\x0cStepTemplate\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07handler\x18\x02 \x01(\t\x12\x12\n\ndepends_on\x18\x03 \x03(\t\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x16.tasker.v1.RetryPolicy\x12\x31\n\x0elease_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x11\x65xecution_timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12\x0f\n\x07\x62uiltin\x18\t \x01(\t\x12\'\n\x04http\x18\n \x01(\x0b\x32\x19.tasker.v1.HttpStepConfig\"\xe9\x02\n\x0eHttpStepConfig\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x37\n\x07headers\x18\x03 \x03(\x0b\x32&.tasker.v1.HttpStepConfig.HeadersEntry\x12\x0c\n\x04\x62ody\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rsuccess_codes\x18\x06 \x03(\x05\x12\x35\n\x06result\x18\x07 \x03(\x0b\x32%.tasker.v1.HttpStepConfig.ResultEntry\x12\x1a\n\x12max_response_bytes\x18\x08 \x01(\x03\x1a.\n\x0cHeadersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bResultEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n\x1bRegisterTaskTemplateRequest\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\x12\x0f\n\x07replace\x18\x02 \x01(\x08\"z\n\x1cRegisterTaskTemplateResponse\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\x12/\n\x07outcome\x18\x02 \x01(\x0e\x32\x1e.tasker.v1.RegistrationOutcome\"J\n\x16GetTaskTemplateRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"D\n\x17GetTaskTemplateResponse\x12)\n\x08template\x18\x01 \x01(\x0b\x32\x17.tasker.v1.TaskTemplate\"b\n\x18ListTaskTemplatesRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"`\n\x19ListTaskTemplatesResponse\x12*\n\ttemplates\x18\x01 \x03(\x0b\x32\x17.tasker.v1.TaskTemplate\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"b\n\tNamespace\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0etemplate_count\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\">\n\x15ListNamespacesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"[\n\x16ListNamespacesResponse\x12(\n\nnamespaces\x18\x01 \x03(\x0b\x32\x14.tasker.v1.Namespace\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Z\n\x13ListHandlersRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x30\n\ractive_within\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"S\n\nWorkerInfo\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbd\x01\n\x0bHandlerInfo\x12&\n\x07handler\x18\x01 \x01(\x0b\x32\x15.tasker.v1.HandlerRef\x12\x19\n\x11used_by_templates\x18\x02 \x01(\x08\x12&\n\x07workers\x18\x03 \x03(\x0b\x32\x15.tasker.v1.WorkerInfo\x12\x32\n\x0elast_seen_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x62uiltin\x18\x05 \x01(\x08\"@\n\x14ListHandlersResponse\x12(\n\x08handlers\x18\x01 \x03(\x0b\x32\x16.tasker.v1.HandlerInfo*\xa4\x01\n\x13RegistrationOutcome\x12$\n REGISTRATION_OUTCOME_UNSPECIFIED\x10\x00\x12 \n\x1cREGISTRATION_OUTCOME_CREATED\x10\x01\x12\"\n\x1eREGISTRATION_OUTCOME_UNCHANGED\x10\x02\x12!\n\x1dREGISTRATION_OUTCOME_REPLACED\x10\x03\x32\xdc\x03\n\x0fRegistryService\x12g\n\x14RegisterTaskTemplate\x12&.tasker.v1.RegisterTaskTemplateRequest\x1a\'.tasker.v1.RegisterTaskTemplateResponse\x12X\n\x0fGetTaskTemplate\x12!.tasker.v1.GetTaskTemplateRequest\x1a\".tasker.v1.GetTaskTemplateResponse\x12^\n\x11ListTaskTemplates\x12#.tasker.v1.ListTaskTemplatesRequest\x1a$.tasker.v1.ListTaskTemplatesResponse\x12U\n\x0eListNamespaces\x12 .tasker.v1.ListNamespacesRequest\x1a!.tasker.v1.ListNamespacesResponse\x12O\n\x0cListHandlers\x12\x1e.tasker.v1.ListHandlersRequest\x1a\x1f.tasker.v1.ListHandlersResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasker.v1.registry_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _REGISTRATIONOUTCOME._serialized_start=2178
-  _REGISTRATIONOUTCOME._serialized_end=2342
+  _HTTPSTEPCONFIG_HEADERSENTRY._options = None
+  _HTTPSTEPCONFIG_HEADERSENTRY._serialized_options = b'8\001'
+  _HTTPSTEPCONFIG_RESULTENTRY._options = None
+  _HTTPSTEPCONFIG_RESULTENTRY._serialized_options = b'8\001'
+  _REGISTRATIONOUTCOME._serialized_start=2617
+  _REGISTRATIONOUTCOME._serialized_end=2781
   _TASKTEMPLATE._serialized_start=159
   _TASKTEMPLATE._serialized_end=660
   _STEPTEMPLATE._serialized_start=663
-  _STEPTEMPLATE._serialized_end=941
-  _REGISTERTASKTEMPLATEREQUEST._serialized_start=943
-  _REGISTERTASKTEMPLATEREQUEST._serialized_end=1032
-  _REGISTERTASKTEMPLATERESPONSE._serialized_start=1034
-  _REGISTERTASKTEMPLATERESPONSE._serialized_end=1156
-  _GETTASKTEMPLATEREQUEST._serialized_start=1158
-  _GETTASKTEMPLATEREQUEST._serialized_end=1232
-  _GETTASKTEMPLATERESPONSE._serialized_start=1234
-  _GETTASKTEMPLATERESPONSE._serialized_end=1302
-  _LISTTASKTEMPLATESREQUEST._serialized_start=1304
-  _LISTTASKTEMPLATESREQUEST._serialized_end=1402
-  _LISTTASKTEMPLATESRESPONSE._serialized_start=1404
-  _LISTTASKTEMPLATESRESPONSE._serialized_end=1500
-  _NAMESPACE._serialized_start=1502
-  _NAMESPACE._serialized_end=1600
-  _LISTNAMESPACESREQUEST._serialized_start=1602
-  _LISTNAMESPACESREQUEST._serialized_end=1664
-  _LISTNAMESPACESRESPONSE._serialized_start=1666
-  _LISTNAMESPACESRESPONSE._serialized_end=1757
-  _LISTHANDLERSREQUEST._serialized_start=1759
-  _LISTHANDLERSREQUEST._serialized_end=1849
-  _WORKERINFO._serialized_start=1851
-  _WORKERINFO._serialized_end=1934
-  _HANDLERINFO._serialized_start=1937
-  _HANDLERINFO._serialized_end=2109
-  _LISTHANDLERSRESPONSE._serialized_start=2111
-  _LISTHANDLERSRESPONSE._serialized_end=2175
-  _REGISTRYSERVICE._serialized_start=2345
-  _REGISTRYSERVICE._serialized_end=2821
+  _STEPTEMPLATE._serialized_end=999
+  _HTTPSTEPCONFIG._serialized_start=1002
+  _HTTPSTEPCONFIG._serialized_end=1363
+  _HTTPSTEPCONFIG_HEADERSENTRY._serialized_start=1270
+  _HTTPSTEPCONFIG_HEADERSENTRY._serialized_end=1316
+  _HTTPSTEPCONFIG_RESULTENTRY._serialized_start=1318
+  _HTTPSTEPCONFIG_RESULTENTRY._serialized_end=1363
+  _REGISTERTASKTEMPLATEREQUEST._serialized_start=1365
+  _REGISTERTASKTEMPLATEREQUEST._serialized_end=1454
+  _REGISTERTASKTEMPLATERESPONSE._serialized_start=1456
+  _REGISTERTASKTEMPLATERESPONSE._serialized_end=1578
+  _GETTASKTEMPLATEREQUEST._serialized_start=1580
+  _GETTASKTEMPLATEREQUEST._serialized_end=1654
+  _GETTASKTEMPLATERESPONSE._serialized_start=1656
+  _GETTASKTEMPLATERESPONSE._serialized_end=1724
+  _LISTTASKTEMPLATESREQUEST._serialized_start=1726
+  _LISTTASKTEMPLATESREQUEST._serialized_end=1824
+  _LISTTASKTEMPLATESRESPONSE._serialized_start=1826
+  _LISTTASKTEMPLATESRESPONSE._serialized_end=1922
+  _NAMESPACE._serialized_start=1924
+  _NAMESPACE._serialized_end=2022
+  _LISTNAMESPACESREQUEST._serialized_start=2024
+  _LISTNAMESPACESREQUEST._serialized_end=2086
+  _LISTNAMESPACESRESPONSE._serialized_start=2088
+  _LISTNAMESPACESRESPONSE._serialized_end=2179
+  _LISTHANDLERSREQUEST._serialized_start=2181
+  _LISTHANDLERSREQUEST._serialized_end=2271
+  _WORKERINFO._serialized_start=2273
+  _WORKERINFO._serialized_end=2356
+  _HANDLERINFO._serialized_start=2359
+  _HANDLERINFO._serialized_end=2548
+  _LISTHANDLERSRESPONSE._serialized_start=2550
+  _LISTHANDLERSRESPONSE._serialized_end=2614
+  _REGISTRYSERVICE._serialized_start=2784
+  _REGISTRYSERVICE._serialized_end=3260
 # @@protoc_insertion_point(module_scope)

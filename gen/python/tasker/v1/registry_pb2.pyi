@@ -31,16 +31,52 @@ class GetTaskTemplateResponse(_message.Message):
     def __init__(self, template: _Optional[_Union[TaskTemplate, _Mapping]] = ...) -> None: ...
 
 class HandlerInfo(_message.Message):
-    __slots__ = ["handler", "last_seen_time", "used_by_templates", "workers"]
+    __slots__ = ["builtin", "handler", "last_seen_time", "used_by_templates", "workers"]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_TIME_FIELD_NUMBER: _ClassVar[int]
     USED_BY_TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    builtin: bool
     handler: _common_pb2.HandlerRef
     last_seen_time: _timestamp_pb2.Timestamp
     used_by_templates: bool
     workers: _containers.RepeatedCompositeFieldContainer[WorkerInfo]
-    def __init__(self, handler: _Optional[_Union[_common_pb2.HandlerRef, _Mapping]] = ..., used_by_templates: bool = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., last_seen_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, handler: _Optional[_Union[_common_pb2.HandlerRef, _Mapping]] = ..., used_by_templates: bool = ..., workers: _Optional[_Iterable[_Union[WorkerInfo, _Mapping]]] = ..., last_seen_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., builtin: bool = ...) -> None: ...
+
+class HttpStepConfig(_message.Message):
+    __slots__ = ["body", "headers", "max_response_bytes", "method", "result", "success_codes", "timeout", "url"]
+    class HeadersEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class ResultEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    HEADERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_RESPONSE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SUCCESS_CODES_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    body: str
+    headers: _containers.ScalarMap[str, str]
+    max_response_bytes: int
+    method: str
+    result: _containers.ScalarMap[str, str]
+    success_codes: _containers.RepeatedScalarFieldContainer[int]
+    timeout: _duration_pb2.Duration
+    url: str
+    def __init__(self, method: _Optional[str] = ..., url: _Optional[str] = ..., headers: _Optional[_Mapping[str, str]] = ..., body: _Optional[str] = ..., timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., success_codes: _Optional[_Iterable[int]] = ..., result: _Optional[_Mapping[str, str]] = ..., max_response_bytes: _Optional[int] = ...) -> None: ...
 
 class ListHandlersRequest(_message.Message):
     __slots__ = ["active_within", "namespace"]
@@ -119,24 +155,28 @@ class RegisterTaskTemplateResponse(_message.Message):
     def __init__(self, template: _Optional[_Union[TaskTemplate, _Mapping]] = ..., outcome: _Optional[_Union[RegistrationOutcome, str]] = ...) -> None: ...
 
 class StepTemplate(_message.Message):
-    __slots__ = ["config", "depends_on", "description", "execution_timeout", "handler", "lease_duration", "name", "retry_policy"]
+    __slots__ = ["builtin", "config", "depends_on", "description", "execution_timeout", "handler", "http", "lease_duration", "name", "retry_policy"]
+    BUILTIN_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     EXECUTION_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     HANDLER_FIELD_NUMBER: _ClassVar[int]
+    HTTP_FIELD_NUMBER: _ClassVar[int]
     LEASE_DURATION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    builtin: str
     config: _struct_pb2.Struct
     depends_on: _containers.RepeatedScalarFieldContainer[str]
     description: str
     execution_timeout: _duration_pb2.Duration
     handler: str
+    http: HttpStepConfig
     lease_duration: _duration_pb2.Duration
     name: str
     retry_policy: _common_pb2.RetryPolicy
-    def __init__(self, name: _Optional[str] = ..., handler: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., lease_duration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., execution_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., description: _Optional[str] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., handler: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., retry_policy: _Optional[_Union[_common_pb2.RetryPolicy, _Mapping]] = ..., lease_duration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., execution_timeout: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., description: _Optional[str] = ..., builtin: _Optional[str] = ..., http: _Optional[_Union[HttpStepConfig, _Mapping]] = ...) -> None: ...
 
 class TaskTemplate(_message.Message):
     __slots__ = ["content_hash", "context_schema", "create_time", "description", "execution_timeout", "identity_strategy", "lease_duration", "name", "namespace", "retry_policy", "steps", "update_time", "version"]

@@ -81,7 +81,11 @@ class RegistryServiceServicer(object):
         documented bounds; context_schema is a valid JSON Schema; each config and
         the context schema at most 64 KiB as JSON, the whole template at most
         1 MiB encoded. The step and dependency limits bound the rows one
-        CreateTask writes in one transaction.
+        CreateTask writes in one transaction. Each step names either a handler
+        or a builtin; a built-in step's configuration is checked as its
+        message documents (HttpStepConfig: method, URL, header and body
+        templates that parse, bounds), with field paths such as
+        template.steps[1].http.url.
 
         Registering identical content again is a successful no-op
         (outcome UNCHANGED). Different content for an existing version is

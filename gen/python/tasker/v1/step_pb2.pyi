@@ -70,7 +70,7 @@ class ClaimStepsResponse(_message.Message):
     def __init__(self, steps: _Optional[_Iterable[_Union[ClaimedStep, _Mapping]]] = ...) -> None: ...
 
 class ClaimedStep(_message.Message):
-    __slots__ = ["attempt", "config", "context", "correlation_id", "execution_deadline", "handler", "lease_expires_at", "lease_token", "max_attempts", "parent_results", "priority", "step_id", "step_name", "task_id", "template_name", "template_version"]
+    __slots__ = ["attempt", "config", "context", "correlation_id", "execution_deadline", "handler", "lease_expires_at", "lease_token", "max_attempts", "parent_results", "priority", "step_id", "step_name", "task_id", "template_name", "template_version", "traceparent"]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class ClaimedStep(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRACEPARENT_FIELD_NUMBER: _ClassVar[int]
     attempt: int
     config: _struct_pb2.Struct
     context: _struct_pb2.Struct
@@ -103,7 +104,8 @@ class ClaimedStep(_message.Message):
     task_id: str
     template_name: str
     template_version: str
-    def __init__(self, step_id: _Optional[str] = ..., task_id: _Optional[str] = ..., handler: _Optional[_Union[_common_pb2.HandlerRef, _Mapping]] = ..., step_name: _Optional[str] = ..., template_name: _Optional[str] = ..., template_version: _Optional[str] = ..., correlation_id: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_results: _Optional[_Iterable[_Union[ParentResult, _Mapping]]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_token: _Optional[str] = ..., lease_expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., execution_deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ...) -> None: ...
+    traceparent: str
+    def __init__(self, step_id: _Optional[str] = ..., task_id: _Optional[str] = ..., handler: _Optional[_Union[_common_pb2.HandlerRef, _Mapping]] = ..., step_name: _Optional[str] = ..., template_name: _Optional[str] = ..., template_version: _Optional[str] = ..., correlation_id: _Optional[str] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., parent_results: _Optional[_Iterable[_Union[ParentResult, _Mapping]]] = ..., attempt: _Optional[int] = ..., max_attempts: _Optional[int] = ..., lease_token: _Optional[str] = ..., lease_expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., execution_deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., priority: _Optional[int] = ..., traceparent: _Optional[str] = ...) -> None: ...
 
 class CompleteStepRequest(_message.Message):
     __slots__ = ["lease_token", "result", "step_id"]

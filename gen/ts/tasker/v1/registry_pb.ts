@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tasker/v1/registry.proto.
  */
 export const file_tasker_v1_registry: GenFile = /*@__PURE__*/
-  fileDesc("Chh0YXNrZXIvdjEvcmVnaXN0cnkucHJvdG8SCXRhc2tlci52MSL1AwoMVGFza1RlbXBsYXRlEhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSNgoRaWRlbnRpdHlfc3RyYXRlZ3kYBSABKA4yGy50YXNrZXIudjEuSWRlbnRpdHlTdHJhdGVneRIvCg5jb250ZXh0X3NjaGVtYRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoMcmV0cnlfcG9saWN5GAcgASgLMhYudGFza2VyLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWV4ZWN1dGlvbl90aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBXN0ZXBzGAogAygLMhcudGFza2VyLnYxLlN0ZXBUZW1wbGF0ZRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGNvbnRlbnRfaGFzaBgNIAEoCSKWAgoMU3RlcFRlbXBsYXRlEgwKBG5hbWUYASABKAkSDwoHaGFuZGxlchgCIAEoCRISCgpkZXBlbmRzX29uGAMgAygJEicKBmNvbmZpZxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoMcmV0cnlfcG9saWN5GAUgASgLMhYudGFza2VyLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWV4ZWN1dGlvbl90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAggASgJIlkKG1JlZ2lzdGVyVGFza1RlbXBsYXRlUmVxdWVzdBIpCgh0ZW1wbGF0ZRgBIAEoCzIXLnRhc2tlci52MS5UYXNrVGVtcGxhdGUSDwoHcmVwbGFjZRgCIAEoCCJ6ChxSZWdpc3RlclRhc2tUZW1wbGF0ZVJlc3BvbnNlEikKCHRlbXBsYXRlGAEgASgLMhcudGFza2VyLnYxLlRhc2tUZW1wbGF0ZRIvCgdvdXRjb21lGAIgASgOMh4udGFza2VyLnYxLlJlZ2lzdHJhdGlvbk91dGNvbWUiSgoWR2V0VGFza1RlbXBsYXRlUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIPCgd2ZXJzaW9uGAMgASgJIkQKF0dldFRhc2tUZW1wbGF0ZVJlc3BvbnNlEikKCHRlbXBsYXRlGAEgASgLMhcudGFza2VyLnYxLlRhc2tUZW1wbGF0ZSJiChhMaXN0VGFza1RlbXBsYXRlc1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEgwKBG5hbWUYAiABKAkSEQoJcGFnZV9zaXplGAMgASgFEhIKCnBhZ2VfdG9rZW4YBCABKAkiYAoZTGlzdFRhc2tUZW1wbGF0ZXNSZXNwb25zZRIqCgl0ZW1wbGF0ZXMYASADKAsyFy50YXNrZXIudjEuVGFza1RlbXBsYXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJiCglOYW1lc3BhY2USDAoEbmFtZRgBIAEoCRIWCg50ZW1wbGF0ZV9jb3VudBgCIAEoBRIvCgtjcmVhdGVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoVTGlzdE5hbWVzcGFjZXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlsKFkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USKAoKbmFtZXNwYWNlcxgBIAMoCzIULnRhc2tlci52MS5OYW1lc3BhY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIloKE0xpc3RIYW5kbGVyc1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEjAKDWFjdGl2ZV93aXRoaW4YAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iUwoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSMgoObGFzdF9zZWVuX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqwBCgtIYW5kbGVySW5mbxImCgdoYW5kbGVyGAEgASgLMhUudGFza2VyLnYxLkhhbmRsZXJSZWYSGQoRdXNlZF9ieV90ZW1wbGF0ZXMYAiABKAgSJgoHd29ya2VycxgDIAMoCzIVLnRhc2tlci52MS5Xb3JrZXJJbmZvEjIKDmxhc3Rfc2Vlbl90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJAChRMaXN0SGFuZGxlcnNSZXNwb25zZRIoCghoYW5kbGVycxgBIAMoCzIWLnRhc2tlci52MS5IYW5kbGVySW5mbyqkAQoTUmVnaXN0cmF0aW9uT3V0Y29tZRIkCiBSRUdJU1RSQVRJT05fT1VUQ09NRV9VTlNQRUNJRklFRBAAEiAKHFJFR0lTVFJBVElPTl9PVVRDT01FX0NSRUFURUQQARIiCh5SRUdJU1RSQVRJT05fT1VUQ09NRV9VTkNIQU5HRUQQAhIhCh1SRUdJU1RSQVRJT05fT1VUQ09NRV9SRVBMQUNFRBADMtwDCg9SZWdpc3RyeVNlcnZpY2USZwoUUmVnaXN0ZXJUYXNrVGVtcGxhdGUSJi50YXNrZXIudjEuUmVnaXN0ZXJUYXNrVGVtcGxhdGVSZXF1ZXN0GicudGFza2VyLnYxLlJlZ2lzdGVyVGFza1RlbXBsYXRlUmVzcG9uc2USWAoPR2V0VGFza1RlbXBsYXRlEiEudGFza2VyLnYxLkdldFRhc2tUZW1wbGF0ZVJlcXVlc3QaIi50YXNrZXIudjEuR2V0VGFza1RlbXBsYXRlUmVzcG9uc2USXgoRTGlzdFRhc2tUZW1wbGF0ZXMSIy50YXNrZXIudjEuTGlzdFRhc2tUZW1wbGF0ZXNSZXF1ZXN0GiQudGFza2VyLnYxLkxpc3RUYXNrVGVtcGxhdGVzUmVzcG9uc2USVQoOTGlzdE5hbWVzcGFjZXMSIC50YXNrZXIudjEuTGlzdE5hbWVzcGFjZXNSZXF1ZXN0GiEudGFza2VyLnYxLkxpc3ROYW1lc3BhY2VzUmVzcG9uc2USTwoMTGlzdEhhbmRsZXJzEh4udGFza2VyLnYxLkxpc3RIYW5kbGVyc1JlcXVlc3QaHy50YXNrZXIudjEuTGlzdEhhbmRsZXJzUmVzcG9uc2VCmQEKDWNvbS50YXNrZXIudjFCDVJlZ2lzdHJ5UHJvdG9QAVo0Z2l0aHViLmNvbS90YXNrZXJocS90YXNrZXIvZ2VuL2dvL3Rhc2tlci92MTt0YXNrZXJ2MaICA1RYWKoCCVRhc2tlci5WMcoCCVRhc2tlclxWMeICFVRhc2tlclxWMVxHUEJNZXRhZGF0YeoCClRhc2tlcjo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common]);
+  fileDesc("Chh0YXNrZXIvdjEvcmVnaXN0cnkucHJvdG8SCXRhc2tlci52MSL1AwoMVGFza1RlbXBsYXRlEhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSEwoLZGVzY3JpcHRpb24YBCABKAkSNgoRaWRlbnRpdHlfc3RyYXRlZ3kYBSABKA4yGy50YXNrZXIudjEuSWRlbnRpdHlTdHJhdGVneRIvCg5jb250ZXh0X3NjaGVtYRgGIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoMcmV0cnlfcG9saWN5GAcgASgLMhYudGFza2VyLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAggASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWV4ZWN1dGlvbl90aW1lb3V0GAkgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKBXN0ZXBzGAogAygLMhcudGFza2VyLnYxLlN0ZXBUZW1wbGF0ZRIvCgtjcmVhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhQKDGNvbnRlbnRfaGFzaBgNIAEoCSLQAgoMU3RlcFRlbXBsYXRlEgwKBG5hbWUYASABKAkSDwoHaGFuZGxlchgCIAEoCRISCgpkZXBlbmRzX29uGAMgAygJEicKBmNvbmZpZxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSLAoMcmV0cnlfcG9saWN5GAUgASgLMhYudGFza2VyLnYxLlJldHJ5UG9saWN5EjEKDmxlYXNlX2R1cmF0aW9uGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEjQKEWV4ZWN1dGlvbl90aW1lb3V0GAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhMKC2Rlc2NyaXB0aW9uGAggASgJEg8KB2J1aWx0aW4YCSABKAkSJwoEaHR0cBgKIAEoCzIZLnRhc2tlci52MS5IdHRwU3RlcENvbmZpZyLpAgoOSHR0cFN0ZXBDb25maWcSDgoGbWV0aG9kGAEgASgJEgsKA3VybBgCIAEoCRI3CgdoZWFkZXJzGAMgAygLMiYudGFza2VyLnYxLkh0dHBTdGVwQ29uZmlnLkhlYWRlcnNFbnRyeRIMCgRib2R5GAQgASgJEioKB3RpbWVvdXQYBSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SFQoNc3VjY2Vzc19jb2RlcxgGIAMoBRI1CgZyZXN1bHQYByADKAsyJS50YXNrZXIudjEuSHR0cFN0ZXBDb25maWcuUmVzdWx0RW50cnkSGgoSbWF4X3Jlc3BvbnNlX2J5dGVzGAggASgDGi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGi0KC1Jlc3VsdEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWQobUmVnaXN0ZXJUYXNrVGVtcGxhdGVSZXF1ZXN0EikKCHRlbXBsYXRlGAEgASgLMhcudGFza2VyLnYxLlRhc2tUZW1wbGF0ZRIPCgdyZXBsYWNlGAIgASgIInoKHFJlZ2lzdGVyVGFza1RlbXBsYXRlUmVzcG9uc2USKQoIdGVtcGxhdGUYASABKAsyFy50YXNrZXIudjEuVGFza1RlbXBsYXRlEi8KB291dGNvbWUYAiABKA4yHi50YXNrZXIudjEuUmVnaXN0cmF0aW9uT3V0Y29tZSJKChZHZXRUYXNrVGVtcGxhdGVSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkiRAoXR2V0VGFza1RlbXBsYXRlUmVzcG9uc2USKQoIdGVtcGxhdGUYASABKAsyFy50YXNrZXIudjEuVGFza1RlbXBsYXRlImIKGExpc3RUYXNrVGVtcGxhdGVzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSDAoEbmFtZRgCIAEoCRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJgChlMaXN0VGFza1RlbXBsYXRlc1Jlc3BvbnNlEioKCXRlbXBsYXRlcxgBIAMoCzIXLnRhc2tlci52MS5UYXNrVGVtcGxhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImIKCU5hbWVzcGFjZRIMCgRuYW1lGAEgASgJEhYKDnRlbXBsYXRlX2NvdW50GAIgASgFEi8KC2NyZWF0ZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+ChVMaXN0TmFtZXNwYWNlc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiWwoWTGlzdE5hbWVzcGFjZXNSZXNwb25zZRIoCgpuYW1lc3BhY2VzGAEgAygLMhQudGFza2VyLnYxLk5hbWVzcGFjZRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiWgoTTGlzdEhhbmRsZXJzUmVxdWVzdBIRCgluYW1lc3BhY2UYASABKAkSMAoNYWN0aXZlX3dpdGhpbhgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJTCgpXb3JrZXJJbmZvEhEKCXdvcmtlcl9pZBgBIAEoCRIyCg5sYXN0X3NlZW5fdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAivQEKC0hhbmRsZXJJbmZvEiYKB2hhbmRsZXIYASABKAsyFS50YXNrZXIudjEuSGFuZGxlclJlZhIZChF1c2VkX2J5X3RlbXBsYXRlcxgCIAEoCBImCgd3b3JrZXJzGAMgAygLMhUudGFza2VyLnYxLldvcmtlckluZm8SMgoObGFzdF9zZWVuX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB2J1aWx0aW4YBSABKAgiQAoUTGlzdEhhbmRsZXJzUmVzcG9uc2USKAoIaGFuZGxlcnMYASADKAsyFi50YXNrZXIudjEuSGFuZGxlckluZm8qpAEKE1JlZ2lzdHJhdGlvbk91dGNvbWUSJAogUkVHSVNUUkFUSU9OX09VVENPTUVfVU5TUEVDSUZJRUQQABIgChxSRUdJU1RSQVRJT05fT1VUQ09NRV9DUkVBVEVEEAESIgoeUkVHSVNUUkFUSU9OX09VVENPTUVfVU5DSEFOR0VEEAISIQodUkVHSVNUUkFUSU9OX09VVENPTUVfUkVQTEFDRUQQAzLcAwoPUmVnaXN0cnlTZXJ2aWNlEmcKFFJlZ2lzdGVyVGFza1RlbXBsYXRlEiYudGFza2VyLnYxLlJlZ2lzdGVyVGFza1RlbXBsYXRlUmVxdWVzdBonLnRhc2tlci52MS5SZWdpc3RlclRhc2tUZW1wbGF0ZVJlc3BvbnNlElgKD0dldFRhc2tUZW1wbGF0ZRIhLnRhc2tlci52MS5HZXRUYXNrVGVtcGxhdGVSZXF1ZXN0GiIudGFza2VyLnYxLkdldFRhc2tUZW1wbGF0ZVJlc3BvbnNlEl4KEUxpc3RUYXNrVGVtcGxhdGVzEiMudGFza2VyLnYxLkxpc3RUYXNrVGVtcGxhdGVzUmVxdWVzdBokLnRhc2tlci52MS5MaXN0VGFza1RlbXBsYXRlc1Jlc3BvbnNlElUKDkxpc3ROYW1lc3BhY2VzEiAudGFza2VyLnYxLkxpc3ROYW1lc3BhY2VzUmVxdWVzdBohLnRhc2tlci52MS5MaXN0TmFtZXNwYWNlc1Jlc3BvbnNlEk8KDExpc3RIYW5kbGVycxIeLnRhc2tlci52MS5MaXN0SGFuZGxlcnNSZXF1ZXN0Gh8udGFza2VyLnYxLkxpc3RIYW5kbGVyc1Jlc3BvbnNlQpkBCg1jb20udGFza2VyLnYxQg1SZWdpc3RyeVByb3RvUAFaNGdpdGh1Yi5jb20vdGFza2VyaHEvdGFza2VyL2dlbi9nby90YXNrZXIvdjE7dGFza2VydjGiAgNUWFiqAglUYXNrZXIuVjHKAglUYXNrZXJcVjHiAhVUYXNrZXJcVjFcR1BCTWV0YWRhdGHqAgpUYXNrZXI6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common]);
 
 /**
  * TaskTemplate is a named, versioned DAG of steps. Fields marked output only
@@ -188,6 +188,25 @@ export type StepTemplate = Message<"tasker.v1.StepTemplate"> & {
    * @generated from field: string description = 8;
    */
   description: string;
+
+  /**
+   * A handler built into the server that runs the step instead of a
+   * worker: "http" is the one built in. Set either handler or builtin, not
+   * both. A built-in step is claimed, leased, retried, timed out and
+   * cancelled like any other; its steps and events name the handler
+   * "builtin:<name>", which no worker can claim.
+   *
+   * @generated from field: string builtin = 9;
+   */
+  builtin: string;
+
+  /**
+   * Configuration of the "http" built-in: required when builtin is "http",
+   * unset otherwise. A built-in step takes no config.
+   *
+   * @generated from field: tasker.v1.HttpStepConfig http = 10;
+   */
+  http?: HttpStepConfig | undefined;
 };
 
 /**
@@ -196,6 +215,104 @@ export type StepTemplate = Message<"tasker.v1.StepTemplate"> & {
  */
 export const StepTemplateSchema: GenMessage<StepTemplate> = /*@__PURE__*/
   messageDesc(file_tasker_v1_registry, 1);
+
+/**
+ * HttpStepConfig is one HTTP call made by the "http" built-in.
+ *
+ * url, headers and body are Go text/template templates (one template each,
+ * no define, template or block actions). They read the task context as
+ * .context, each parent's result as .parents.<step name> and the step as
+ * .step (id, task_id, namespace, name, attempt), e.g.
+ * "https://shop.example/carts/{{ .context.cart_id }}" or
+ * "{{ json .parents.fetch_cart.items }}"; functions: env NAME (a variable of
+ * the server's environment, only names allowed by
+ * --http-allow-env), json (encode as JSON) and the standard ones
+ * (urlquery, printf, ...). The rendered request is never stored: secrets
+ * read with env appear in no step, event or log.
+ *
+ * Outcome of a call: a status in success_codes (any 2xx when empty)
+ * completes the step with the mapped result; 429 and 503 retry after the
+ * Retry-After header (seconds or an HTTP date) when given; 408 and other 5xx
+ * retry with the step's policy; any other status fails the step without
+ * retry, the error carrying the status and at most 512 bytes of the body.
+ * Timeouts and connection errors retry. Redirects (at most 5) are followed
+ * only to hosts the server allows. A response body larger than
+ * max_response_bytes fails the step without retry.
+ *
+ * @generated from message tasker.v1.HttpStepConfig
+ */
+export type HttpStepConfig = Message<"tasker.v1.HttpStepConfig"> & {
+  /**
+   * GET, HEAD, POST, PUT, PATCH or DELETE; empty means GET.
+   *
+   * @generated from field: string method = 1;
+   */
+  method: string;
+
+  /**
+   * Template of an absolute http or https URL. Required; at most 8 KiB.
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+
+  /**
+   * Request header templates by header name; at most 50.
+   *
+   * @generated from field: map<string, string> headers = 3;
+   */
+  headers: { [key: string]: string };
+
+  /**
+   * Template of the request body; empty sends none. At most 64 KiB.
+   *
+   * @generated from field: string body = 4;
+   */
+  body: string;
+
+  /**
+   * Timeout of one request, from dialling to the end of the body. 1ms to
+   * 1h; default 30s. The step's execution timeout, when shorter, ends the
+   * request first.
+   *
+   * @generated from field: google.protobuf.Duration timeout = 5;
+   */
+  timeout?: Duration | undefined;
+
+  /**
+   * Statuses that complete the step, each 100 to 599; empty means 200 to
+   * 299. At most 50.
+   *
+   * @generated from field: repeated int32 success_codes = 6;
+   */
+  successCodes: number[];
+
+  /**
+   * The step's result: result field name to a selector of the response:
+   * "status" (the status code), "body" (the body, decoded when it is JSON,
+   * otherwise text), "body.<key>.<key>..." (a value inside a JSON body;
+   * array elements by index, e.g. "body.items.0.id"; null when absent) or
+   * "header.<Name>" (a response header, "" when absent). Empty means
+   * {"status": "status", "body": "body"}. At most 50 fields.
+   *
+   * @generated from field: map<string, string> result = 7;
+   */
+  result: { [key: string]: string };
+
+  /**
+   * Largest response body read, 1 byte to 16 MiB; 0 means 1 MiB.
+   *
+   * @generated from field: int64 max_response_bytes = 8;
+   */
+  maxResponseBytes: bigint;
+};
+
+/**
+ * Describes the message tasker.v1.HttpStepConfig.
+ * Use `create(HttpStepConfigSchema)` to create a new message.
+ */
+export const HttpStepConfigSchema: GenMessage<HttpStepConfig> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_registry, 2);
 
 /**
  * RegisterTaskTemplateRequest carries one template version.
@@ -223,7 +340,7 @@ export type RegisterTaskTemplateRequest = Message<"tasker.v1.RegisterTaskTemplat
  * Use `create(RegisterTaskTemplateRequestSchema)` to create a new message.
  */
 export const RegisterTaskTemplateRequestSchema: GenMessage<RegisterTaskTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 2);
+  messageDesc(file_tasker_v1_registry, 3);
 
 /**
  * RegisterTaskTemplateResponse returns the stored template.
@@ -251,7 +368,7 @@ export type RegisterTaskTemplateResponse = Message<"tasker.v1.RegisterTaskTempla
  * Use `create(RegisterTaskTemplateResponseSchema)` to create a new message.
  */
 export const RegisterTaskTemplateResponseSchema: GenMessage<RegisterTaskTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 3);
+  messageDesc(file_tasker_v1_registry, 4);
 
 /**
  * GetTaskTemplateRequest names one template version.
@@ -286,7 +403,7 @@ export type GetTaskTemplateRequest = Message<"tasker.v1.GetTaskTemplateRequest">
  * Use `create(GetTaskTemplateRequestSchema)` to create a new message.
  */
 export const GetTaskTemplateRequestSchema: GenMessage<GetTaskTemplateRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 4);
+  messageDesc(file_tasker_v1_registry, 5);
 
 /**
  * GetTaskTemplateResponse returns one template version.
@@ -307,7 +424,7 @@ export type GetTaskTemplateResponse = Message<"tasker.v1.GetTaskTemplateResponse
  * Use `create(GetTaskTemplateResponseSchema)` to create a new message.
  */
 export const GetTaskTemplateResponseSchema: GenMessage<GetTaskTemplateResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 5);
+  messageDesc(file_tasker_v1_registry, 6);
 
 /**
  * ListTaskTemplatesRequest filters and pages templates.
@@ -349,7 +466,7 @@ export type ListTaskTemplatesRequest = Message<"tasker.v1.ListTaskTemplatesReque
  * Use `create(ListTaskTemplatesRequestSchema)` to create a new message.
  */
 export const ListTaskTemplatesRequestSchema: GenMessage<ListTaskTemplatesRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 6);
+  messageDesc(file_tasker_v1_registry, 7);
 
 /**
  * ListTaskTemplatesResponse is one page of templates.
@@ -377,7 +494,7 @@ export type ListTaskTemplatesResponse = Message<"tasker.v1.ListTaskTemplatesResp
  * Use `create(ListTaskTemplatesResponseSchema)` to create a new message.
  */
 export const ListTaskTemplatesResponseSchema: GenMessage<ListTaskTemplatesResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 7);
+  messageDesc(file_tasker_v1_registry, 8);
 
 /**
  * Namespace groups templates and handlers.
@@ -412,7 +529,7 @@ export type Namespace = Message<"tasker.v1.Namespace"> & {
  * Use `create(NamespaceSchema)` to create a new message.
  */
 export const NamespaceSchema: GenMessage<Namespace> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 8);
+  messageDesc(file_tasker_v1_registry, 9);
 
 /**
  * ListNamespacesRequest pages namespaces.
@@ -440,7 +557,7 @@ export type ListNamespacesRequest = Message<"tasker.v1.ListNamespacesRequest"> &
  * Use `create(ListNamespacesRequestSchema)` to create a new message.
  */
 export const ListNamespacesRequestSchema: GenMessage<ListNamespacesRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 9);
+  messageDesc(file_tasker_v1_registry, 10);
 
 /**
  * ListNamespacesResponse is one page of namespaces.
@@ -468,7 +585,7 @@ export type ListNamespacesResponse = Message<"tasker.v1.ListNamespacesResponse">
  * Use `create(ListNamespacesResponseSchema)` to create a new message.
  */
 export const ListNamespacesResponseSchema: GenMessage<ListNamespacesResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 10);
+  messageDesc(file_tasker_v1_registry, 11);
 
 /**
  * ListHandlersRequest selects the handlers to report.
@@ -497,7 +614,7 @@ export type ListHandlersRequest = Message<"tasker.v1.ListHandlersRequest"> & {
  * Use `create(ListHandlersRequestSchema)` to create a new message.
  */
 export const ListHandlersRequestSchema: GenMessage<ListHandlersRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 11);
+  messageDesc(file_tasker_v1_registry, 12);
 
 /**
  * WorkerInfo is one worker serving a handler.
@@ -525,7 +642,7 @@ export type WorkerInfo = Message<"tasker.v1.WorkerInfo"> & {
  * Use `create(WorkerInfoSchema)` to create a new message.
  */
 export const WorkerInfoSchema: GenMessage<WorkerInfo> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 12);
+  messageDesc(file_tasker_v1_registry, 13);
 
 /**
  * HandlerInfo reports one handler of a namespace.
@@ -561,6 +678,14 @@ export type HandlerInfo = Message<"tasker.v1.HandlerInfo"> & {
    * @generated from field: google.protobuf.Timestamp last_seen_time = 4;
    */
   lastSeenTime?: Timestamp | undefined;
+
+  /**
+   * A handler built into the server ("builtin:http"): the workers listed are
+   * the servers themselves, one per replica.
+   *
+   * @generated from field: bool builtin = 5;
+   */
+  builtin: boolean;
 };
 
 /**
@@ -568,7 +693,7 @@ export type HandlerInfo = Message<"tasker.v1.HandlerInfo"> & {
  * Use `create(HandlerInfoSchema)` to create a new message.
  */
 export const HandlerInfoSchema: GenMessage<HandlerInfo> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 13);
+  messageDesc(file_tasker_v1_registry, 14);
 
 /**
  * ListHandlersResponse lists handlers ordered by namespace and name.
@@ -589,7 +714,7 @@ export type ListHandlersResponse = Message<"tasker.v1.ListHandlersResponse"> & {
  * Use `create(ListHandlersResponseSchema)` to create a new message.
  */
 export const ListHandlersResponseSchema: GenMessage<ListHandlersResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_registry, 14);
+  messageDesc(file_tasker_v1_registry, 15);
 
 /**
  * RegistrationOutcome tells what RegisterTaskTemplate did.
@@ -662,7 +787,11 @@ export const RegistryService: GenService<{
    * documented bounds; context_schema is a valid JSON Schema; each config and
    * the context schema at most 64 KiB as JSON, the whole template at most
    * 1 MiB encoded. The step and dependency limits bound the rows one
-   * CreateTask writes in one transaction.
+   * CreateTask writes in one transaction. Each step names either a handler
+   * or a builtin; a built-in step's configuration is checked as its
+   * message documents (HttpStepConfig: method, URL, header and body
+   * templates that parse, bounds), with field paths such as
+   * template.steps[1].http.url.
    *
    * Registering identical content again is a successful no-op
    * (outcome UNCHANGED). Different content for an existing version is
