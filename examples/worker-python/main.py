@@ -2,7 +2,8 @@
 serves every handler the templates in examples/templates use, like
 examples/worker does with the Go SDK: demo_echo and demo_sleep in the demo
 namespace; fetch_cart, fetch_products, validate_products, create_order and
-publish_event in the ecommerce namespace.
+publish_event in the ecommerce namespace; render_receipt in the checkout
+namespace (http_checkout.yaml, whose HTTP steps the server runs itself).
 
     go run ./cmd/tasker serve --templates examples/templates
     PYTHONPATH=clients/python:gen/python /usr/bin/python3 examples/worker-python/main.py --addr 127.0.0.1:50051
@@ -146,6 +147,17 @@ def publish_event(step: Step) -> dict:
     return {"topic": topic, "event_id": event_id, "published_at": dt.datetime.now(dt.timezone.utc).isoformat()}
 
 
+def render_receipt(step: Step) -> dict:
+    """The receipt text of a priced checkout (http_checkout.yaml): its
+    parent price_order ran in the Go worker."""
+    price = step.parent("price_order")
+    total = price.get("total_cents")
+    if not isinstance(total, (int, float)):
+        raise non_retryable("price_order returned no total_cents", "bad_parent")
+    net = price.get("net_cents", total)
+    return {"receipt": f"Order {step.task_id}: net {net / 100:.2f}, total {total / 100:.2f} (tax included)"}
+
+
 HANDLERS = {
     ("demo", "demo_echo"): echo,
     ("demo", "demo_sleep"): sleep,
@@ -154,6 +166,7 @@ HANDLERS = {
     ("ecommerce", "validate_products"): validate_products,
     ("ecommerce", "create_order"): create_order,
     ("ecommerce", "publish_event"): publish_event,
+    ("checkout", "render_receipt"): render_receipt,
 }
 
 

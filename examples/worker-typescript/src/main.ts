@@ -2,7 +2,8 @@
 // handler the templates in examples/templates use, as examples/worker does
 // with the Go SDK: demo_echo and demo_sleep in the demo namespace, and
 // fetch_cart, fetch_products, validate_products, create_order and
-// publish_event in the ecommerce namespace.
+// publish_event in the ecommerce namespace, and render_receipt in the
+// checkout namespace (http_checkout.yaml, whose HTTP steps the server runs).
 //
 //	go run ./cmd/tasker serve --templates examples/templates
 //	(cd clients/typescript && npm ci && npm run build)
@@ -185,6 +186,16 @@ worker.register("ecommerce", "publish_event", async (step) => {
   const eventId = `${String(order.order_id)}-${step.id.slice(-8)}`;
   log("event published", { topic, event_id: eventId, order_id: order.order_id, total: order.total, correlation_id: step.correlationId });
   return { topic, event_id: eventId, published_at: new Date().toISOString() };
+});
+
+/** render_receipt writes the receipt of a priced checkout (http_checkout.yaml); price_order ran in the Go worker. */
+worker.register("checkout", "render_receipt", async (step) => {
+  const price = await step.parent("price_order");
+  if (typeof price.total_cents !== "number") {
+    throw nonRetryable(withErrorType(new Error("price_order returned no total_cents"), "bad_parent"));
+  }
+  const net = typeof price.net_cents === "number" ? price.net_cents : price.total_cents;
+  return { receipt: `Order ${step.taskId}: net ${(net / 100).toFixed(2)}, total ${(price.total_cents / 100).toFixed(2)} (tax included)` };
 });
 
 function log(msg: string, attrs: Record<string, unknown>) {
