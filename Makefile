@@ -1,10 +1,12 @@
 # Tasker's build. Every tool is pinned and installed by this file:
 # protoc-gen-go, protoc-gen-go-grpc and ent are `tool` directives in go.mod;
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
-# from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install.
-# The Python client needs Debian packages (PY_DEBS), which
-# are installed when missing and make runs as root, and the google.rpc protos
-# of npm's google-proto-files, pinned in clients/python/protodeps.
+# from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install;
+# protoc-gen-es, google-proto-files and the TypeScript client's packages come
+# from clients/typescript/package-lock.json (npm ci). The Python client needs
+# Debian packages (PY_DEBS), which are installed when missing and make runs as
+# root, and the google.rpc protos of npm's google-proto-files, pinned in
+# clients/python/protodeps.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,6 +19,9 @@ TOOLS_DIR := $(CURDIR)/.tools
 BIN_DIR   := $(CURDIR)/bin
 BUF       := $(TOOLS_DIR)/buf-$(BUF_VERSION)/node_modules/.bin/buf
 GOLANGCI  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+
+TS_DIR  := clients/typescript
+TS_DEPS := $(TS_DIR)/node_modules/.package-lock.json
 
 export TASKER_TEST_POSTGRES_URL ?= postgres://postgres:postgres@127.0.0.1:5432/postgres?sslmode=disable
 GO_TEST_FLAGS ?= -race -timeout 10m
@@ -33,14 +38,19 @@ $(BUF):
 	@mkdir -p $(dir $(BUF))/../..
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS_DIR)/buf-$(BUF_VERSION) @bufbuild/buf@$(BUF_VERSION)
 
+$(TS_DEPS): $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund
+	@touch $@
+
 $(GOLANGCI):
 	@mkdir -p $(dir $(GOLANGCI))
 	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: generate
-generate: $(BUF) generate-python ## Regenerate gen/ (buf, protoc for Python) and ent/ (ent)
-	rm -rf gen/go
+generate: $(BUF) $(TS_DEPS) generate-python ## Regenerate gen/ (buf for Go and TypeScript, protoc for Python) and ent/ (ent)
+	rm -rf gen/go gen/ts
 	$(BUF) generate
+	$(BUF) generate --template buf.gen.googleapis.yaml
 	go generate ./ent
 
 # Python: Debian's packages, checked by what they provide so any system with
@@ -151,17 +161,23 @@ test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: g
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/clients/polyglot$$')
 
 .PHONY: test-clients
-test-clients: test-python test-polyglot ## The client libraries' tests against a real server
+test-clients: test-ts test-python test-polyglot ## The client libraries' tests against a real server
 
 # clients/polyglot runs here rather than in test's `go test`, once the
 # clients it drives are installed and built.
 .PHONY: test-polyglot
-test-polyglot: python-deps ## One DAG served by Go, Python and TypeScript workers; cancellation and subscribers in each language
+test-polyglot: python-deps $(TS_DEPS) ## One DAG served by Go, Python and TypeScript workers; cancellation and subscribers in each language
+	cd $(TS_DIR) && npm run build
 	go test $(GO_TEST_FLAGS) -count=1 ./clients/polyglot
 
 .PHONY: test-python
 test-python: python-deps build ## The Python client's tests (pytest) against a real tasker serve
 	cd clients/python && PYTHONDONTWRITEBYTECODE=1 TASKER_BIN=$(BIN_DIR)/tasker $(PYTHON) -m pytest -q -p no:cacheprovider tests
+
+.PHONY: test-ts
+test-ts: $(TS_DEPS) build ## TypeScript client: tsc type check and node's test runner against a real `tasker serve`
+	cd $(TS_DIR) && npm run typecheck && TASKER_BIN=$(BIN_DIR)/tasker npm test
+	cd examples/worker-typescript && npm ci --no-audit --no-fund && npm run typecheck
 
 .PHONY: test-short
 test-short: ## The inner loop: Go tests on SQLite only, without the race detector

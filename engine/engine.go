@@ -40,6 +40,8 @@ type Engine struct {
 	workers workerCache
 	// reaperWake is when the reaper next wakes (Unix nanoseconds).
 	reaperWake atomic.Int64
+	// workersPruned is when the reaper last deleted forgotten workers.
+	workersPruned time.Time
 }
 
 // New returns an engine over db that resolves templates with templates.

@@ -32,6 +32,9 @@ func (e *Engine) RunReaper(ctx context.Context) error {
 	for {
 		woken := e.leases.wait()
 		next, err := e.reapOnce(ctx)
+		if err == nil {
+			err = e.pruneWorkers(ctx, e.now())
+		}
 		select {
 		case <-ctx.Done():
 			return nil // a pass cut short by shutdown is not a failure

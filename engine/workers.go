@@ -15,6 +15,7 @@ import (
 	"github.com/taskerhq/tasker/ent/schema"
 	"github.com/taskerhq/tasker/ent/steptemplate"
 	"github.com/taskerhq/tasker/ent/tasktemplate"
+	"github.com/taskerhq/tasker/ent/worker"
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
 )
@@ -23,6 +24,15 @@ import (
 // polls and heartbeats are frequent, and a stale-by-seconds time is enough
 // for ListHandlers.
 const workerSeenEvery = 5 * time.Second
+
+// workerRetention is how long a worker that stopped calling is remembered
+// (ListHandlers shows when a handler was last served). The reaper deletes
+// older rows, at most once per workerPruneEvery, so a fleet of short-lived
+// worker ids (a pod name each) does not grow the table without bound.
+const (
+	workerRetention  = 7 * 24 * time.Hour
+	workerPruneEvery = time.Minute
+)
 
 // maxCachedWorkers bounds the workers remembered in memory: an entry is a
 // few hundred bytes (the handler set is part of it), and anyone may claim
@@ -227,6 +237,25 @@ func (e *Engine) ListHandlers(ctx context.Context, ns string, activeWithin time.
 		return out[i].Handler < out[j].Handler
 	})
 	return out, nil
+}
+
+// pruneWorkers deletes the workers not seen for workerRetention before now,
+// unless it did so less than workerPruneEvery ago. Only the reaper's
+// goroutine calls it.
+func (e *Engine) pruneWorkers(ctx context.Context, now time.Time) error {
+	if now.Sub(e.workersPruned) < workerPruneEvery {
+		return nil
+	}
+	e.workersPruned = now
+	var n int
+	err := e.db.Tx(ctx, func(tx *ent.Tx) (err error) {
+		n, err = tx.Worker.Delete().Where(worker.LastSeenAtLT(now.Add(-workerRetention))).Exec(ctx)
+		return err
+	})
+	if n > 0 && err == nil {
+		e.log.InfoContext(ctx, "forgot workers not seen for a week", slog.Int("workers", n))
+	}
+	return err
 }
 
 // WorkerHeartbeat refreshes a worker's last-seen time from a heartbeat.

@@ -1,0 +1,4 @@
+package engine
+
+// PruneWorkers exposes the reaper's pruning of forgotten workers to tests.
+var PruneWorkers = (*Engine).pruneWorkers
