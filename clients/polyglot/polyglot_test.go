@@ -161,6 +161,8 @@ func available(t *testing.T, root string) []language {
 func runPolyglot(t *testing.T, root string, langs []language, db *storage.DB) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
+	began := time.Now()
+	phase := func(what string) { t.Logf("%6.2fs %s", time.Since(began).Seconds(), what) }
 	srv := servertest.Start(t, db, servertest.Options{})
 	registry := taskerv1.NewRegistryServiceClient(srv.Conn)
 	tasksClient := taskerv1.NewTaskServiceClient(srv.Conn)
@@ -200,6 +202,7 @@ func runPolyglot(t *testing.T, root string, langs []language, db *storage.DB) {
 		workers[l.name] = start(t, root, l, "worker", "--addr", srv.Addr, "--id", "polyglot-"+l.name)
 	}
 
+	phase("workers started")
 	// The held task: its Python and TypeScript steps wait for their
 	// cancellation, then report it.
 	hold := create(ctx, t, tasksClient, map[string]any{"seed": 0, "hold": true})
@@ -231,6 +234,7 @@ func runPolyglot(t *testing.T, root string, langs []language, db *storage.DB) {
 	for _, l := range langs[1:] {
 		workers[l.name].await(ctx, t, "holding", func(m line) bool { return m.str("task") == hold })
 	}
+	phase("held steps running")
 	_, err = tasksClient.CancelTask(ctx, &taskerv1.CancelTaskRequest{Id: hold, Reason: "polyglot test"})
 	require.NoError(t, err)
 	for _, l := range langs[1:] {
@@ -239,12 +243,14 @@ func runPolyglot(t *testing.T, root string, langs []language, db *storage.DB) {
 		assert.True(t, held[m.str("step")], "%s: cancelled step %s", l.name, m.str("step"))
 	}
 
+	phase("cancellation reached the handlers")
 	// Every task completes, with values that crossed every boundary.
 	waitCompleted(ctx, t, events, ids)
 	for _, id := range ids {
 		checkResults(ctx, t, stepsClient, steps, id, seeds[id])
 	}
 
+	phase(fmt.Sprintf("%d tasks completed", tasks))
 	// Every subscriber saw what ListEvents lists.
 	for _, id := range watched {
 		want := listEvents(ctx, t, events, id)
@@ -274,10 +280,12 @@ func runPolyglot(t *testing.T, root string, langs []language, db *storage.DB) {
 			assert.Equal(t, summarize(want), summarizeLines(lines), "%s subscriber, task %s", l.name, id)
 		}
 	}
+	phase("subscribers agree")
 	for _, l := range langs[1:] {
 		subscribers[l.name].wait(ctx, t)
 		workers[l.name].stop(ctx, t)
 	}
+	phase("workers stopped")
 }
 
 // mix is the Go handler: seed + add + the parents' values.
@@ -314,6 +322,8 @@ func create(ctx context.Context, t *testing.T, tasks taskerv1.TaskServiceClient,
 // of ids completed; a failed one fails the test with its steps' errors.
 func waitCompleted(ctx context.Context, t *testing.T, events taskerv1.EventServiceClient, ids []string) {
 	t.Helper()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	want := map[string]bool{}
 	for _, id := range ids {
 		want[id] = true
