@@ -16,15 +16,17 @@
 import { parseArgs } from "node:util";
 import { StartPosition, TaskerClient, Worker, subscribe } from "../typescript/dist/index.js";
 
+// Flags default to the environment `tasker bench --worker-cmd` sets.
+const env = process.env;
 const { values: args, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    addr: { type: "string", default: "127.0.0.1:50051" },
-    token: { type: "string" },
-    id: { type: "string", default: "polyglot-ts" },
-    namespace: { type: "string", default: "polyglot" },
-    handler: { type: "string", default: "noop" },
-    concurrency: { type: "string", default: "8" },
+    addr: { type: "string", default: env.TASKER_ADDR ?? "127.0.0.1:50051" },
+    token: { type: "string", default: env.TASKER_TOKEN },
+    id: { type: "string", default: env.TASKER_BENCH_WORKER_ID ?? "polyglot-ts" },
+    namespace: { type: "string", default: env.TASKER_BENCH_NAMESPACE ?? "polyglot" },
+    handler: { type: "string", default: env.TASKER_BENCH_HANDLER ?? "noop" },
+    concurrency: { type: "string", default: env.TASKER_BENCH_CONCURRENCY ?? "8" },
   },
 });
 const [mode, ...tasks] = positionals;

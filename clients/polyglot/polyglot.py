@@ -5,6 +5,9 @@
     polyglot.py subscribe --addr A TASK...       each task's events, until it finishes
     polyglot.py noop --addr A --namespace NS --handler H --concurrency N
 
+Flags default to the environment `tasker bench --worker-cmd` sets
+(TASKER_ADDR, TASKER_TOKEN, TASKER_BENCH_NAMESPACE, ...).
+
 py_mix returns {"lang", "step", "value", "parents"}: value is the task's
 context.seed + the step's config.add + the parents' values, and parents
 maps each parent to the language and value it reported. With context.hold
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -73,12 +77,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("mode", choices=["worker", "subscribe", "noop"])
     ap.add_argument("tasks", nargs="*", help="subscribe: the tasks whose events to print")
-    ap.add_argument("--addr", default="127.0.0.1:50051")
-    ap.add_argument("--token")
-    ap.add_argument("--id", default="polyglot-py")
-    ap.add_argument("--namespace", default="polyglot")
-    ap.add_argument("--handler", default="noop")
-    ap.add_argument("--concurrency", type=int, default=8)
+    env = os.environ.get  # the defaults `tasker bench --worker-cmd` sets
+    ap.add_argument("--addr", default=env("TASKER_ADDR", "127.0.0.1:50051"))
+    ap.add_argument("--token", default=env("TASKER_TOKEN"))
+    ap.add_argument("--id", default=env("TASKER_BENCH_WORKER_ID", "polyglot-py"))
+    ap.add_argument("--namespace", default=env("TASKER_BENCH_NAMESPACE", "polyglot"))
+    ap.add_argument("--handler", default=env("TASKER_BENCH_HANDLER", "noop"))
+    ap.add_argument("--concurrency", type=int, default=int(env("TASKER_BENCH_CONCURRENCY", "8")))
     args = ap.parse_intermixed_args()
     client = Client(args.addr, token=args.token)
 
