@@ -199,6 +199,16 @@ bench: ## Every bench scenario on SQLite; BENCH_FLAGS="--database 'postgres://â€
 	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
 	@$(BIN_DIR)/tasker bench $(BENCH_FLAGS)
 
+# The polyglot programs' noop mode serves the bench's handler in Python and TypeScript.
+SDK_WORKER_CMDS := --worker-cmd 'python=$(PYTHON) clients/polyglot/polyglot.py noop' \
+                   --worker-cmd 'typescript=node clients/polyglot/polyglot.mjs noop'
+
+.PHONY: bench-sdks
+bench-sdks: python-deps $(TS_DEPS) ## diamond with Go SDK, Python and TypeScript workers in one run (BENCHMARKS.md); BENCH_FLAGS as for bench
+	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	@cd $(TS_DIR) && npm run --silent build
+	@$(BIN_DIR)/tasker bench diamond $(SDK_WORKER_CMDS) $(BENCH_FLAGS)
+
 .PHONY: bench-go
 bench-go: ## Go benchmarks of the engine and event-log hot paths; TASKER_BENCH_POSTGRES=1 adds PostgreSQL
 	go test -run '^$$' -bench . -benchtime 2s ./engine ./events

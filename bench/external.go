@@ -91,6 +91,11 @@ func externalDiamond(ctx context.Context, b *benchRun, w externalWorker, n int, 
 		return nil, err
 	}
 	defer func() { _ = stop() }()
+	// Start-up (node's or Python's, and their imports) is not measured.
+	b.progress.begin(fmt.Sprintf("waiting for %d %s workers", b.f.workers, w.name), 0)
+	if err := waitWorkers(ctx, b, "bench-"+sanitize(w.name)+"-"); err != nil {
+		return nil, err
+	}
 	b.progress.begin(fmt.Sprintf("steps on %s workers, %d tasks in flight", w.name, b.inflight()), 4*n)
 	cpu := b.startCPU()
 	if err := load.run(ctx, b, tpl, n); err != nil {
@@ -175,6 +180,38 @@ func startExternal(ctx context.Context, b *benchRun, w externalWorker, stderr io
 		})
 		return stopErr
 	}, nil
+}
+
+// waitWorkers waits until --workers workers whose ids start with prefix
+// serve the bench handler, as ListHandlers tells.
+func waitWorkers(ctx context.Context, b *benchRun, prefix string) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := b.registry.ListHandlers(ctx, &taskerv1.ListHandlersRequest{Namespace: b.ns})
+		if err != nil {
+			return fmt.Errorf("list handlers: %w", err)
+		}
+		ready := 0
+		for _, h := range resp.GetHandlers() {
+			if h.GetHandler().GetHandler() != benchHandler {
+				continue
+			}
+			for _, wi := range h.GetWorkers() {
+				if strings.HasPrefix(wi.GetWorkerId(), prefix) {
+					ready++
+				}
+			}
+		}
+		if ready >= b.f.workers {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d workers %s* serve %s: %w", ready, b.f.workers, prefix, benchHandler, ctx.Err())
+		case <-tick.C:
+		}
+	}
 }
 
 // sanitize makes name usable in a template name and a worker id.
