@@ -163,12 +163,13 @@ func startExternal(ctx context.Context, b *benchRun, w externalWorker, stderr io
 				_ = c.Process.Signal(syscall.SIGTERM)
 			}
 			for _, c := range cmds {
-				done := make(chan error, 1)
-				go func() { done <- c.Wait() }()
+				var werr error
+				done := make(chan struct{})
+				go func() { werr = c.Wait(); close(done) }()
 				select {
-				case err := <-done:
-					if err != nil && ctx.Err() == nil {
-						errs = append(errs, fmt.Errorf("%s worker: %w", w.name, err))
+				case <-done:
+					if werr != nil && ctx.Err() == nil {
+						errs = append(errs, fmt.Errorf("%s worker: %w", w.name, werr))
 					}
 				case <-time.After(30 * time.Second):
 					_ = c.Process.Kill()
