@@ -1,5 +1,5 @@
 # Tasker's build. Every tool is pinned and installed by this file:
-# protoc-gen-go, protoc-gen-go-grpc and ent are `tool` directives in go.mod;
+# protoc-gen-go, protoc-gen-go-grpc, protoc-gen-doc and ent are `tool` directives in go.mod;
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
 # from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install;
 # protoc-gen-es, google-proto-files and the TypeScript client's packages come
@@ -47,7 +47,7 @@ $(GOLANGCI):
 	GOBIN=$(dir $(GOLANGCI)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: generate
-generate: $(BUF) $(TS_DEPS) generate-python ## Regenerate gen/ (buf for Go and TypeScript, protoc for Python) and ent/ (ent)
+generate: $(BUF) $(TS_DEPS) generate-python ## Regenerate gen/ (buf for Go and TypeScript, protoc for Python), docs/api.md (buf) and ent/ (ent)
 	rm -rf gen/go gen/ts
 	$(BUF) generate
 	$(BUF) generate --template buf.gen.googleapis.yaml
@@ -113,8 +113,8 @@ check-migrations: ## Fail when ent/schema changed without a migration file (need
 
 .PHONY: check-generate
 check-generate: generate ## Regenerate and fail if anything changed
-	@if [ -n "$$(git status --porcelain -- gen ent)" ]; then \
-		git status --porcelain -- gen ent; git --no-pager diff --stat -- gen ent; \
+	@if [ -n "$$(git status --porcelain -- gen ent docs/api.md)" ]; then \
+		git status --porcelain -- gen ent docs/api.md; git --no-pager diff --stat -- gen ent docs/api.md; \
 		echo "generated code is out of date: run 'make generate' and commit" >&2; exit 1; fi
 
 .PHONY: lint

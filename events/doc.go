@@ -38,7 +38,12 @@
 // every hand-over free of gaps and repeats. The gRPC Subscribe stream and
 // each in-process subscriber of a Registry are one Subscription each. The Registry also
 // holds the Exporters by format (JSON lines and CSV built in), which write
-// the stable Record form of events.
+// the stable Record form of events, and the file exports of
+// Registry.ExportToFile: each follows the log with a Subscription of its
+// own and, after syncing the file, stores a Checkpoint (sequence and byte
+// offset) beside it, so after a crash it cuts the file back to the
+// checkpoint and resumes after its sequence: every event exactly once, in
+// order.
 //
 // The Catalogue documents every built-in type and its payload fields;
 // custom events (Log.Publish) use any other lowercase dotted type. A

@@ -32,6 +32,7 @@ type Registry struct {
 	logger      *slog.Logger
 	subscribers map[string]subscriber
 	exporters   map[string]Exporter
+	sinks       map[string]fileSink
 	running     atomic.Bool
 	// RetryMin and RetryMax bound the backoff between deliveries of an
 	// event a subscriber failed, and between reconnections after a read
@@ -53,6 +54,7 @@ func NewRegistry(logger *slog.Logger) *Registry {
 		logger:      logger,
 		subscribers: map[string]subscriber{},
 		exporters:   map[string]Exporter{},
+		sinks:       map[string]fileSink{},
 		RetryMin:    100 * time.Millisecond,
 		RetryMax:    30 * time.Second,
 	}
@@ -145,7 +147,8 @@ func (r *Registry) Formats() []string {
 	return out
 }
 
-// Run runs every subscriber until ctx ends, then returns nil. Each starts
+// Run runs every subscriber and file export until ctx ends, then returns
+// nil. Each starts
 // at the head of the log as Run finds it and follows it with a
 // Subscription of its own. A read error (a lost database connection) is
 // logged and the subscriber resumes where it was after a backoff; a
@@ -155,6 +158,11 @@ func (r *Registry) Run(ctx context.Context, l *Log) error {
 	if r.running.Swap(true) {
 		return errors.New("events: the registry is already running")
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, s := range r.sinks {
+		wg.Go(func() { r.runSink(ctx, l, s) })
+	}
 	if len(r.subscribers) == 0 {
 		return nil
 	}
@@ -162,13 +170,15 @@ func (r *Registry) Run(ctx context.Context, l *Log) error {
 	if err != nil {
 		return nil //nolint:nilerr // only ctx ends headWithRetry: a shutdown is no failure
 	}
-	var wg sync.WaitGroup
 	for _, sub := range r.subscribers {
 		wg.Go(func() { r.follow(ctx, l, sub, head) })
 	}
-	wg.Wait()
 	return nil
 }
+
+// SetLogger replaces the logger the registry's subscribers and exports
+// log to; call it before Run.
+func (r *Registry) SetLogger(l *slog.Logger) { r.logger = l }
 
 // headWithRetry reads the head, retrying failures until ctx ends.
 func (r *Registry) headWithRetry(ctx context.Context, l *Log) (int64, error) {

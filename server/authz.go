@@ -90,6 +90,9 @@ var rules = map[string]rule{
 	taskSvc + "ListTasks": {scope: auth.TasksRead, check: checkOf(func(_ context.Context, a *authorizer, p *auth.Principal, r *taskerv1.ListTasksRequest) error {
 		return a.filter(p, auth.TasksRead, r.GetNamespace())
 	})},
+	taskSvc + "GetTaskStats": {scope: auth.TasksRead, check: checkOf(func(_ context.Context, a *authorizer, p *auth.Principal, r *taskerv1.GetTaskStatsRequest) error {
+		return a.namespace(p, auth.TasksRead, r.GetNamespace())
+	})},
 	taskSvc + "CancelTask":  taskRule(auth.TasksOperate, (*taskerv1.CancelTaskRequest).GetId),
 	taskSvc + "RetryTask":   taskRule(auth.TasksOperate, (*taskerv1.RetryTaskRequest).GetId),
 	taskSvc + "ResolveTask": taskRule(auth.TasksOperate, (*taskerv1.ResolveTaskRequest).GetId),

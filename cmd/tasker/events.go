@@ -46,13 +46,15 @@ func (f *eventFilterFlags) proto() *taskerv1.EventFilter {
 	}
 }
 
-func eventsCommand() *cobra.Command {
+func eventsCommand(exporters *events.Registry) *cobra.Command {
 	cmd := &cobra.Command{Use: "events", Aliases: []string{"event"}, Short: "Read the event log of a running server: export a slice, follow it live, list the event types"}
-	cmd.AddCommand(eventsExportCommand(), eventsTailCommand(), eventTypesCommand())
+	cmd.AddCommand(eventsExportCommand(exporters), eventsTailCommand(), eventTypesCommand())
 	return cmd
 }
 
 type exportFlags struct {
+	// exporters holds the formats; nil means the built-in ones.
+	exporters     *events.Registry
 	filter        eventFilterFlags
 	format        string
 	output        string
@@ -67,8 +69,8 @@ type exportFlags struct {
 	following func()
 }
 
-func eventsExportCommand() *cobra.Command {
-	var f exportFlags
+func eventsExportCommand(exporters *events.Registry) *cobra.Command {
+	f := exportFlags{exporters: exporters}
 	cmd := &cobra.Command{
 		Use:   "export",
 		Short: "Write the event log, or a slice of it, as JSON lines or CSV",
@@ -98,9 +100,13 @@ func eventsExportCommand() *cobra.Command {
 }
 
 func export(ctx context.Context, f exportFlags, stdout, stderr io.Writer) (err error) {
-	exporter, ok := events.NewRegistry(slog.New(slog.DiscardHandler)).Exporter(f.format)
+	reg := f.exporters
+	if reg == nil {
+		reg = events.NewRegistry(slog.New(slog.DiscardHandler))
+	}
+	exporter, ok := reg.Exporter(f.format)
 	if !ok {
-		return fmt.Errorf("--format: want json or csv, got %q", f.format)
+		return fmt.Errorf("--format: want one of %s, got %q", strings.Join(reg.Formats(), ", "), f.format)
 	}
 	if f.after < 0 || f.until < 0 || (f.until > 0 && f.until < f.after) {
 		return errors.New("--after and --until must be 0 or more, and --until at least --after")

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/taskerhq/tasker/bench"
+	"github.com/taskerhq/tasker/events"
 )
 
 func main() {
@@ -36,9 +37,12 @@ func rootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCommand(), migrateCommand(), templateCommand(), tokenCommand())
-	root.AddCommand(eventsCommand())
-	root.AddCommand(taskCommand(), stepCommand(), handlerCommand(), versionCommand())
+	// One registry of event exporters for the process: formats a build
+	// registers in it serve --export-format and events export alike.
+	exporters := events.NewRegistry(slog.New(slog.DiscardHandler))
+	root.AddCommand(serveCommand(exporters), migrateCommand(), templateCommand(), tokenCommand())
+	root.AddCommand(eventsCommand(exporters))
+	root.AddCommand(taskCommand(), stepCommand(), handlerCommand(), statsCommand(), versionCommand())
 	root.AddCommand(bench.Command())
 	root.SetVersionTemplate("tasker {{.Version}}\n")
 	markUsage(root)

@@ -26,6 +26,8 @@ type serveFlags struct {
 	adminAddr         string
 	templates         string
 	sqliteSynchronous string
+	exportFile        string
+	exportFormat      string
 	logLevel          string
 	logFormat         string
 	shutdownTimeout   time.Duration
@@ -42,12 +44,13 @@ type serveFlags struct {
 	rateBurst         string
 }
 
-func serveCommand() *cobra.Command {
+func serveCommand(exporters *events.Registry) *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the Tasker service",
-		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz and /metrics.\n" +
+		Long: "Run the Tasker service: gRPC (health, reflection) and an HTTP admin port with /healthz, /readyz, /metrics and\n" +
+			"/openapi.json (its OpenAPI 3 description).\n" +
 			"With no flags it stores everything in ./tasker.db (SQLite). Traces go where the standard OTEL_* variables\n" +
 			"say (OTEL_TRACES_EXPORTER=otlp with OTEL_EXPORTER_OTLP_ENDPOINT…); none are sent by default.",
 		Args: cobra.NoArgs,
@@ -64,7 +67,7 @@ func serveCommand() *cobra.Command {
 					*b.v = parsed
 				}
 			}
-			return serve(cmd.Context(), f)
+			return serve(cmd.Context(), f, exporters)
 		},
 	}
 	fl := cmd.Flags()
@@ -86,11 +89,13 @@ func serveCommand() *cobra.Command {
 	fl.StringVar(&f.tlsKey, "tls-key", env("TASKER_TLS_KEY", ""), "key (PEM) of --tls-cert [TASKER_TLS_KEY]")
 	fl.StringVar(&f.rateLimit, "rate-limit", env("TASKER_RATE_LIMIT", "0"), "calls a second each token may make on average; 0 for no limit (with tokens only) [TASKER_RATE_LIMIT]")
 	fl.StringVar(&f.rateBurst, "rate-burst", env("TASKER_RATE_BURST", "0"), "calls a token may make at once beyond --rate-limit; 0 for the rate rounded up [TASKER_RATE_BURST]")
+	fl.StringVar(&f.exportFile, "export-file", env("TASKER_EXPORT_FILE", ""), "append every event to this file, resuming from its checkpoint (FILE.checkpoint) after a restart [TASKER_EXPORT_FILE]")
+	fl.StringVar(&f.exportFormat, "export-format", env("TASKER_EXPORT_FORMAT", events.FormatJSON), "format of --export-file: json (JSON lines) or csv [TASKER_EXPORT_FORMAT]")
 	fl.StringVar(&f.tlsClientCA, "tls-client-ca", env("TASKER_TLS_CLIENT_CA", ""), "require client certificates signed by this CA (PEM): mutual TLS [TASKER_TLS_CLIENT_CA] ")
 	return cmd
 }
 
-func serve(ctx context.Context, f serveFlags) error {
+func serve(ctx context.Context, f serveFlags, exporters *events.Registry) error {
 	log, err := newLogger(f.logLevel, f.logFormat)
 	if err != nil {
 		return err
@@ -169,6 +174,13 @@ func serve(ctx context.Context, f serveFlags) error {
 		TracerProvider: tracer, RateLimit: limit}
 	if mode == authToken {
 		cfg.Authenticator = auth.NewAuthenticator(auth.NewStore(db), log, auth.AuthenticatorOptions{})
+	}
+	if f.exportFile != "" {
+		exporters.SetLogger(log)
+		if err := exporters.ExportToFile("file", f.exportFile, f.exportFormat, events.Filter{}); err != nil {
+			return fmt.Errorf("--export-file: %w", err)
+		}
+		cfg.Subscribers = exporters
 	}
 	srv := server.New(log, db, templates, eng, eventLog, cfg)
 	return srv.Serve(ctx, grpcLis, adminLis)

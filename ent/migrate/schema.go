@@ -158,6 +158,11 @@ var (
 				Columns: []*schema.Column{StepsColumns[30], StepsColumns[26]},
 			},
 			{
+				Name:    "step_namespace_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{StepsColumns[1], StepsColumns[27]},
+			},
+			{
 				Name:    "step_lease_expires_at",
 				Unique:  false,
 				Columns: []*schema.Column{StepsColumns[17]},
@@ -281,6 +286,11 @@ var (
 				Name:    "steptransition_task_id_id",
 				Unique:  false,
 				Columns: []*schema.Column{StepTransitionsColumns[1], StepTransitionsColumns[0]},
+			},
+			{
+				Name:    "steptransition_from_state_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{StepTransitionsColumns[2], StepTransitionsColumns[7]},
 			},
 		},
 	}
@@ -436,6 +446,11 @@ var (
 				Name:    "tasktransition_task_id_id",
 				Unique:  false,
 				Columns: []*schema.Column{TaskTransitionsColumns[6], TaskTransitionsColumns[0]},
+			},
+			{
+				Name:    "tasktransition_to_state_created_at",
+				Unique:  false,
+				Columns: []*schema.Column{TaskTransitionsColumns[2], TaskTransitionsColumns[5]},
 			},
 		},
 	}

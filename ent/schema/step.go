@@ -101,6 +101,9 @@ func (Step) Indexes() []ent.Index {
 		index.Fields("claimable_at").
 			Annotations(entsql.IndexWhere("claimable_at IS NOT NULL")),
 		index.Fields("task_id", "position"),
+		// Analytics: the steps created in a time window. Both columns are
+		// immutable, so state changes never touch this index.
+		index.Fields("namespace", "created_at"),
 		// The reaper: expired leases and passed deadlines, which only
 		// in_progress steps have. Partial and without state, so that no
 		// index leads with state: SQLite, which keeps no statistics, would

@@ -45,6 +45,8 @@ func (TaskTransition) Edges() []ent.Edge {
 func (TaskTransition) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("task_id", "id"),
+		// Analytics: the tasks that finished in a time window.
+		index.Fields("to_state", "created_at"),
 	}
 }
 
@@ -86,5 +88,8 @@ func (StepTransition) Indexes() []ent.Index {
 	return []ent.Index{
 		index.Fields("step_id", "id"),
 		index.Fields("task_id", "id"),
+		// Analytics: the attempts that ended in a time window (every move
+		// out of in_progress).
+		index.Fields("from_state", "created_at"),
 	}
 }

@@ -9,6 +9,7 @@ package taskerv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -1514,11 +1515,724 @@ func (x *GetTaskGraphResponse) GetMermaid() string {
 	return ""
 }
 
+// GetTaskStatsRequest names a namespace and a time window.
+type GetTaskStatsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace to report on; required.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Start of the window (inclusive); default end_time minus one hour.
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the window (exclusive); default now.
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// How many of the slowest tasks and steps to list; default 10, at most 100.
+	SlowestLimit  int32 `protobuf:"varint,4,opt,name=slowest_limit,json=slowestLimit,proto3" json:"slowest_limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskStatsRequest) Reset() {
+	*x = GetTaskStatsRequest{}
+	mi := &file_tasker_v1_task_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskStatsRequest) ProtoMessage() {}
+
+func (x *GetTaskStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetTaskStatsRequest) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetTaskStatsRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetTaskStatsRequest) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetTaskStatsRequest) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetTaskStatsRequest) GetSlowestLimit() int32 {
+	if x != nil {
+		return x.SlowestLimit
+	}
+	return 0
+}
+
+// TaskCounts counts tasks by state.
+type TaskCounts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// All tasks.
+	Total int32 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Tasks in TASK_STATE_PENDING.
+	Pending int32 `protobuf:"varint,2,opt,name=pending,proto3" json:"pending,omitempty"`
+	// Tasks in TASK_STATE_IN_PROGRESS.
+	InProgress int32 `protobuf:"varint,3,opt,name=in_progress,json=inProgress,proto3" json:"in_progress,omitempty"`
+	// Tasks in TASK_STATE_COMPLETE.
+	Complete int32 `protobuf:"varint,4,opt,name=complete,proto3" json:"complete,omitempty"`
+	// Tasks in TASK_STATE_ERROR.
+	Error int32 `protobuf:"varint,5,opt,name=error,proto3" json:"error,omitempty"`
+	// Tasks in TASK_STATE_CANCELLED.
+	Cancelled int32 `protobuf:"varint,6,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
+	// Tasks in TASK_STATE_RESOLVED_MANUALLY.
+	ResolvedManually int32 `protobuf:"varint,7,opt,name=resolved_manually,json=resolvedManually,proto3" json:"resolved_manually,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TaskCounts) Reset() {
+	*x = TaskCounts{}
+	mi := &file_tasker_v1_task_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCounts) ProtoMessage() {}
+
+func (x *TaskCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
+func (*TaskCounts) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *TaskCounts) GetTotal() int32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetPending() int32 {
+	if x != nil {
+		return x.Pending
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetInProgress() int32 {
+	if x != nil {
+		return x.InProgress
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetComplete() int32 {
+	if x != nil {
+		return x.Complete
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetError() int32 {
+	if x != nil {
+		return x.Error
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetCancelled() int32 {
+	if x != nil {
+		return x.Cancelled
+	}
+	return 0
+}
+
+func (x *TaskCounts) GetResolvedManually() int32 {
+	if x != nil {
+		return x.ResolvedManually
+	}
+	return 0
+}
+
+// DurationPercentiles summarises a set of durations.
+type DurationPercentiles struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Median (nearest rank).
+	P50 *durationpb.Duration `protobuf:"bytes,1,opt,name=p50,proto3" json:"p50,omitempty"`
+	// 95th percentile (nearest rank).
+	P95 *durationpb.Duration `protobuf:"bytes,2,opt,name=p95,proto3" json:"p95,omitempty"`
+	// 99th percentile (nearest rank).
+	P99 *durationpb.Duration `protobuf:"bytes,3,opt,name=p99,proto3" json:"p99,omitempty"`
+	// The longest.
+	Max *durationpb.Duration `protobuf:"bytes,4,opt,name=max,proto3" json:"max,omitempty"`
+	// How many durations the percentiles were taken over.
+	SampleSize    int64 `protobuf:"varint,5,opt,name=sample_size,json=sampleSize,proto3" json:"sample_size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DurationPercentiles) Reset() {
+	*x = DurationPercentiles{}
+	mi := &file_tasker_v1_task_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DurationPercentiles) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DurationPercentiles) ProtoMessage() {}
+
+func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DurationPercentiles.ProtoReflect.Descriptor instead.
+func (*DurationPercentiles) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DurationPercentiles) GetP50() *durationpb.Duration {
+	if x != nil {
+		return x.P50
+	}
+	return nil
+}
+
+func (x *DurationPercentiles) GetP95() *durationpb.Duration {
+	if x != nil {
+		return x.P95
+	}
+	return nil
+}
+
+func (x *DurationPercentiles) GetP99() *durationpb.Duration {
+	if x != nil {
+		return x.P99
+	}
+	return nil
+}
+
+func (x *DurationPercentiles) GetMax() *durationpb.Duration {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
+func (x *DurationPercentiles) GetSampleSize() int64 {
+	if x != nil {
+		return x.SampleSize
+	}
+	return 0
+}
+
+// HandlerStats is one handler's attempts in the window.
+type HandlerStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The handler name.
+	Handler string `protobuf:"bytes,1,opt,name=handler,proto3" json:"handler,omitempty"`
+	// Attempts that ended in the window.
+	Attempts int64 `protobuf:"varint,2,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// Attempts that completed the step.
+	Completed int64 `protobuf:"varint,3,opt,name=completed,proto3" json:"completed,omitempty"`
+	// Attempts that failed (retry scheduled or error, lease expiry and
+	// timeouts included).
+	Failed int64 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// failed / attempts, 0 to 1; 0 without attempts.
+	ErrorRate float64 `protobuf:"fixed64,5,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// Attempt durations, claim to report.
+	Duration      *DurationPercentiles `protobuf:"bytes,6,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HandlerStats) Reset() {
+	*x = HandlerStats{}
+	mi := &file_tasker_v1_task_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HandlerStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HandlerStats) ProtoMessage() {}
+
+func (x *HandlerStats) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HandlerStats.ProtoReflect.Descriptor instead.
+func (*HandlerStats) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *HandlerStats) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *HandlerStats) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *HandlerStats) GetCompleted() int64 {
+	if x != nil {
+		return x.Completed
+	}
+	return 0
+}
+
+func (x *HandlerStats) GetFailed() int64 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *HandlerStats) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *HandlerStats) GetDuration() *DurationPercentiles {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+// SlowTask is one of the slowest tasks finished in the window.
+type SlowTask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Task id.
+	TaskId string `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Template name.
+	TemplateName string `protobuf:"bytes,2,opt,name=template_name,json=templateName,proto3" json:"template_name,omitempty"`
+	// The state it finished in.
+	State TaskState `protobuf:"varint,3,opt,name=state,proto3,enum=tasker.v1.TaskState" json:"state,omitempty"`
+	// Creation to the change that finished it.
+	Duration *durationpb.Duration `protobuf:"bytes,4,opt,name=duration,proto3" json:"duration,omitempty"`
+	// When it finished.
+	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlowTask) Reset() {
+	*x = SlowTask{}
+	mi := &file_tasker_v1_task_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlowTask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlowTask) ProtoMessage() {}
+
+func (x *SlowTask) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlowTask.ProtoReflect.Descriptor instead.
+func (*SlowTask) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SlowTask) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *SlowTask) GetTemplateName() string {
+	if x != nil {
+		return x.TemplateName
+	}
+	return ""
+}
+
+func (x *SlowTask) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *SlowTask) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *SlowTask) GetFinishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishTime
+	}
+	return nil
+}
+
+// SlowStep is one of the slowest attempts that ended in the window.
+type SlowStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Step id.
+	StepId string `protobuf:"bytes,1,opt,name=step_id,json=stepId,proto3" json:"step_id,omitempty"`
+	// Its task.
+	TaskId string `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Step name.
+	Name string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	// Handler name.
+	Handler string `protobuf:"bytes,4,opt,name=handler,proto3" json:"handler,omitempty"`
+	// Attempt number, from 1.
+	Attempt int32 `protobuf:"varint,5,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	// The state the attempt ended in.
+	State StepState `protobuf:"varint,6,opt,name=state,proto3,enum=tasker.v1.StepState" json:"state,omitempty"`
+	// Claim to report.
+	Duration *durationpb.Duration `protobuf:"bytes,7,opt,name=duration,proto3" json:"duration,omitempty"`
+	// When the attempt ended.
+	FinishTime    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=finish_time,json=finishTime,proto3" json:"finish_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SlowStep) Reset() {
+	*x = SlowStep{}
+	mi := &file_tasker_v1_task_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlowStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlowStep) ProtoMessage() {}
+
+func (x *SlowStep) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlowStep.ProtoReflect.Descriptor instead.
+func (*SlowStep) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SlowStep) GetStepId() string {
+	if x != nil {
+		return x.StepId
+	}
+	return ""
+}
+
+func (x *SlowStep) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *SlowStep) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *SlowStep) GetHandler() string {
+	if x != nil {
+		return x.Handler
+	}
+	return ""
+}
+
+func (x *SlowStep) GetAttempt() int32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *SlowStep) GetState() StepState {
+	if x != nil {
+		return x.State
+	}
+	return StepState_STEP_STATE_UNSPECIFIED
+}
+
+func (x *SlowStep) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *SlowStep) GetFinishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FinishTime
+	}
+	return nil
+}
+
+// GetTaskStatsResponse is the report.
+type GetTaskStatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The namespace reported on.
+	Namespace string `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// Start of the window (inclusive).
+	StartTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=start_time,json=startTime,proto3" json:"start_time,omitempty"`
+	// End of the window (exclusive).
+	EndTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=end_time,json=endTime,proto3" json:"end_time,omitempty"`
+	// Tasks that finished in the window (complete, error, cancelled or
+	// resolved manually).
+	TasksFinished int64 `protobuf:"varint,4,opt,name=tasks_finished,json=tasksFinished,proto3" json:"tasks_finished,omitempty"`
+	// tasks_finished per minute of the window.
+	TasksPerMinute float64 `protobuf:"fixed64,5,opt,name=tasks_per_minute,json=tasksPerMinute,proto3" json:"tasks_per_minute,omitempty"`
+	// Step attempts that ended in the window.
+	StepAttempts int64 `protobuf:"varint,6,opt,name=step_attempts,json=stepAttempts,proto3" json:"step_attempts,omitempty"`
+	// step_attempts per minute of the window.
+	StepsPerMinute float64 `protobuf:"fixed64,7,opt,name=steps_per_minute,json=stepsPerMinute,proto3" json:"steps_per_minute,omitempty"`
+	// Durations of the tasks finished in the window.
+	TaskDuration *DurationPercentiles `protobuf:"bytes,8,opt,name=task_duration,json=taskDuration,proto3" json:"task_duration,omitempty"`
+	// Per handler with attempts in the window, by name.
+	Handlers []*HandlerStats `protobuf:"bytes,9,rep,name=handlers,proto3" json:"handlers,omitempty"`
+	// The slowest finished tasks, slowest first.
+	SlowestTasks []*SlowTask `protobuf:"bytes,10,rep,name=slowest_tasks,json=slowestTasks,proto3" json:"slowest_tasks,omitempty"`
+	// The slowest attempts, slowest first.
+	SlowestSteps []*SlowStep `protobuf:"bytes,11,rep,name=slowest_steps,json=slowestSteps,proto3" json:"slowest_steps,omitempty"`
+	// Tasks created in the window, by current state.
+	TaskCounts *TaskCounts `protobuf:"bytes,12,opt,name=task_counts,json=taskCounts,proto3" json:"task_counts,omitempty"`
+	// Steps of the tasks created in the window, by current state.
+	StepCounts *StepCounts `protobuf:"bytes,13,opt,name=step_counts,json=stepCounts,proto3" json:"step_counts,omitempty"`
+	// Handlers the namespace's templates use that no worker served in the
+	// last minute, by name.
+	HandlersWithoutWorkers []string `protobuf:"bytes,14,rep,name=handlers_without_workers,json=handlersWithoutWorkers,proto3" json:"handlers_without_workers,omitempty"`
+	// Set when the window held more attempts or finished tasks than the
+	// sample the percentiles and slowest lists are taken from.
+	Sampled       bool `protobuf:"varint,15,opt,name=sampled,proto3" json:"sampled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskStatsResponse) Reset() {
+	*x = GetTaskStatsResponse{}
+	mi := &file_tasker_v1_task_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskStatsResponse) ProtoMessage() {}
+
+func (x *GetTaskStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetTaskStatsResponse) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetTaskStatsResponse) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetTaskStatsResponse) GetStartTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartTime
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetEndTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndTime
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetTasksFinished() int64 {
+	if x != nil {
+		return x.TasksFinished
+	}
+	return 0
+}
+
+func (x *GetTaskStatsResponse) GetTasksPerMinute() float64 {
+	if x != nil {
+		return x.TasksPerMinute
+	}
+	return 0
+}
+
+func (x *GetTaskStatsResponse) GetStepAttempts() int64 {
+	if x != nil {
+		return x.StepAttempts
+	}
+	return 0
+}
+
+func (x *GetTaskStatsResponse) GetStepsPerMinute() float64 {
+	if x != nil {
+		return x.StepsPerMinute
+	}
+	return 0
+}
+
+func (x *GetTaskStatsResponse) GetTaskDuration() *DurationPercentiles {
+	if x != nil {
+		return x.TaskDuration
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetHandlers() []*HandlerStats {
+	if x != nil {
+		return x.Handlers
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetSlowestTasks() []*SlowTask {
+	if x != nil {
+		return x.SlowestTasks
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetSlowestSteps() []*SlowStep {
+	if x != nil {
+		return x.SlowestSteps
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetTaskCounts() *TaskCounts {
+	if x != nil {
+		return x.TaskCounts
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetStepCounts() *StepCounts {
+	if x != nil {
+		return x.StepCounts
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetHandlersWithoutWorkers() []string {
+	if x != nil {
+		return x.HandlersWithoutWorkers
+	}
+	return nil
+}
+
+func (x *GetTaskStatsResponse) GetSampled() bool {
+	if x != nil {
+		return x.Sampled
+	}
+	return false
+}
+
 var File_tasker_v1_task_proto protoreflect.FileDescriptor
 
 const file_tasker_v1_task_proto_rawDesc = "" +
 	"\n" +
-	"\x14tasker/v1/task.proto\x12\ttasker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\x1a\x14tasker/v1/step.proto\"\xa2\x02\n" +
+	"\x14tasker/v1/task.proto\x12\ttasker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\x1a\x14tasker/v1/step.proto\"\xa2\x02\n" +
 	"\n" +
 	"StepCounts\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +
@@ -1639,7 +2353,75 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"\x05nodes\x18\x02 \x03(\v2\x14.tasker.v1.GraphNodeR\x05nodes\x12*\n" +
 	"\x05edges\x18\x03 \x03(\v2\x14.tasker.v1.GraphEdgeR\x05edges\x12\x10\n" +
 	"\x03dot\x18\x04 \x01(\tR\x03dot\x12\x18\n" +
-	"\amermaid\x18\x05 \x01(\tR\amermaid*\x8b\x02\n" +
+	"\amermaid\x18\x05 \x01(\tR\amermaid\"\xca\x01\n" +
+	"\x13GetTaskStatsRequest\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12#\n" +
+	"\rslowest_limit\x18\x04 \x01(\x05R\fslowestLimit\"\xda\x01\n" +
+	"\n" +
+	"TaskCounts\x12\x14\n" +
+	"\x05total\x18\x01 \x01(\x05R\x05total\x12\x18\n" +
+	"\apending\x18\x02 \x01(\x05R\apending\x12\x1f\n" +
+	"\vin_progress\x18\x03 \x01(\x05R\n" +
+	"inProgress\x12\x1a\n" +
+	"\bcomplete\x18\x04 \x01(\x05R\bcomplete\x12\x14\n" +
+	"\x05error\x18\x05 \x01(\x05R\x05error\x12\x1c\n" +
+	"\tcancelled\x18\x06 \x01(\x05R\tcancelled\x12+\n" +
+	"\x11resolved_manually\x18\a \x01(\x05R\x10resolvedManually\"\xea\x01\n" +
+	"\x13DurationPercentiles\x12+\n" +
+	"\x03p50\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
+	"\x03p95\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03p95\x12+\n" +
+	"\x03p99\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p99\x12+\n" +
+	"\x03max\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03max\x12\x1f\n" +
+	"\vsample_size\x18\x05 \x01(\x03R\n" +
+	"sampleSize\"\xd5\x01\n" +
+	"\fHandlerStats\x12\x18\n" +
+	"\ahandler\x18\x01 \x01(\tR\ahandler\x12\x1a\n" +
+	"\battempts\x18\x02 \x01(\x03R\battempts\x12\x1c\n" +
+	"\tcompleted\x18\x03 \x01(\x03R\tcompleted\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x03R\x06failed\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x05 \x01(\x01R\terrorRate\x12:\n" +
+	"\bduration\x18\x06 \x01(\v2\x1e.tasker.v1.DurationPercentilesR\bduration\"\xe8\x01\n" +
+	"\bSlowTask\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12#\n" +
+	"\rtemplate_name\x18\x02 \x01(\tR\ftemplateName\x12*\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x14.tasker.v1.TaskStateR\x05state\x125\n" +
+	"\bduration\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bduration\x12;\n" +
+	"\vfinish_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishTime\"\xa4\x02\n" +
+	"\bSlowStep\x12\x17\n" +
+	"\astep_id\x18\x01 \x01(\tR\x06stepId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x18\n" +
+	"\ahandler\x18\x04 \x01(\tR\ahandler\x12\x18\n" +
+	"\aattempt\x18\x05 \x01(\x05R\aattempt\x12*\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x14.tasker.v1.StepStateR\x05state\x125\n" +
+	"\bduration\x18\a \x01(\v2\x19.google.protobuf.DurationR\bduration\x12;\n" +
+	"\vfinish_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"finishTime\"\xf8\x05\n" +
+	"\x14GetTaskStatsResponse\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x129\n" +
+	"\n" +
+	"start_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
+	"\bend_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12%\n" +
+	"\x0etasks_finished\x18\x04 \x01(\x03R\rtasksFinished\x12(\n" +
+	"\x10tasks_per_minute\x18\x05 \x01(\x01R\x0etasksPerMinute\x12#\n" +
+	"\rstep_attempts\x18\x06 \x01(\x03R\fstepAttempts\x12(\n" +
+	"\x10steps_per_minute\x18\a \x01(\x01R\x0estepsPerMinute\x12C\n" +
+	"\rtask_duration\x18\b \x01(\v2\x1e.tasker.v1.DurationPercentilesR\ftaskDuration\x123\n" +
+	"\bhandlers\x18\t \x03(\v2\x17.tasker.v1.HandlerStatsR\bhandlers\x128\n" +
+	"\rslowest_tasks\x18\n" +
+	" \x03(\v2\x13.tasker.v1.SlowTaskR\fslowestTasks\x128\n" +
+	"\rslowest_steps\x18\v \x03(\v2\x13.tasker.v1.SlowStepR\fslowestSteps\x126\n" +
+	"\vtask_counts\x18\f \x01(\v2\x15.tasker.v1.TaskCountsR\n" +
+	"taskCounts\x126\n" +
+	"\vstep_counts\x18\r \x01(\v2\x15.tasker.v1.StepCountsR\n" +
+	"stepCounts\x128\n" +
+	"\x18handlers_without_workers\x18\x0e \x03(\tR\x16handlersWithoutWorkers\x12\x18\n" +
+	"\asampled\x18\x0f \x01(\bR\asampled*\x8b\x02\n" +
 	"\x0fExecutionStatus\x12 \n" +
 	"\x1cEXECUTION_STATUS_UNSPECIFIED\x10\x00\x12$\n" +
 	" EXECUTION_STATUS_HAS_READY_STEPS\x10\x01\x12\x1f\n" +
@@ -1647,7 +2429,7 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"\"EXECUTION_STATUS_WAITING_FOR_RETRY\x10\x03\x12(\n" +
 	"$EXECUTION_STATUS_BLOCKED_BY_FAILURES\x10\x04\x12\x1d\n" +
 	"\x19EXECUTION_STATUS_COMPLETE\x10\x05\x12\x1e\n" +
-	"\x1aEXECUTION_STATUS_SCHEDULED\x10\x062\x94\x04\n" +
+	"\x1aEXECUTION_STATUS_SCHEDULED\x10\x062\xe5\x04\n" +
 	"\vTaskService\x12I\n" +
 	"\n" +
 	"CreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12@\n" +
@@ -1657,7 +2439,8 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"CancelTask\x12\x1c.tasker.v1.CancelTaskRequest\x1a\x1d.tasker.v1.CancelTaskResponse\x12F\n" +
 	"\tRetryTask\x12\x1b.tasker.v1.RetryTaskRequest\x1a\x1c.tasker.v1.RetryTaskResponse\x12L\n" +
 	"\vResolveTask\x12\x1d.tasker.v1.ResolveTaskRequest\x1a\x1e.tasker.v1.ResolveTaskResponse\x12O\n" +
-	"\fGetTaskGraph\x12\x1e.tasker.v1.GetTaskGraphRequest\x1a\x1f.tasker.v1.GetTaskGraphResponseB\x95\x01\n" +
+	"\fGetTaskGraph\x12\x1e.tasker.v1.GetTaskGraphRequest\x1a\x1f.tasker.v1.GetTaskGraphResponse\x12O\n" +
+	"\fGetTaskStats\x12\x1e.tasker.v1.GetTaskStatsRequest\x1a\x1f.tasker.v1.GetTaskStatsResponseB\x95\x01\n" +
 	"\rcom.tasker.v1B\tTaskProtoP\x01Z4github.com/taskerhq/tasker/gen/go/tasker/v1;taskerv1\xa2\x02\x03TXX\xaa\x02\tTasker.V1\xca\x02\tTasker\\V1\xe2\x02\x15Tasker\\V1\\GPBMetadata\xea\x02\n" +
 	"Tasker::V1b\x06proto3"
 
@@ -1674,7 +2457,7 @@ func file_tasker_v1_task_proto_rawDescGZIP() []byte {
 }
 
 var file_tasker_v1_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasker_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_tasker_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_tasker_v1_task_proto_goTypes = []any{
 	(ExecutionStatus)(0),          // 0: tasker.v1.ExecutionStatus
 	(*StepCounts)(nil),            // 1: tasker.v1.StepCounts
@@ -1695,62 +2478,93 @@ var file_tasker_v1_task_proto_goTypes = []any{
 	(*GraphNode)(nil),             // 16: tasker.v1.GraphNode
 	(*GraphEdge)(nil),             // 17: tasker.v1.GraphEdge
 	(*GetTaskGraphResponse)(nil),  // 18: tasker.v1.GetTaskGraphResponse
-	nil,                           // 19: tasker.v1.Task.TagsEntry
-	nil,                           // 20: tasker.v1.CreateTaskRequest.TagsEntry
-	nil,                           // 21: tasker.v1.ListTasksRequest.TagsEntry
-	(TaskState)(0),                // 22: tasker.v1.TaskState
-	(*structpb.Struct)(nil),       // 23: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
-	(*Step)(nil),                  // 25: tasker.v1.Step
-	(StepState)(0),                // 26: tasker.v1.StepState
+	(*GetTaskStatsRequest)(nil),   // 19: tasker.v1.GetTaskStatsRequest
+	(*TaskCounts)(nil),            // 20: tasker.v1.TaskCounts
+	(*DurationPercentiles)(nil),   // 21: tasker.v1.DurationPercentiles
+	(*HandlerStats)(nil),          // 22: tasker.v1.HandlerStats
+	(*SlowTask)(nil),              // 23: tasker.v1.SlowTask
+	(*SlowStep)(nil),              // 24: tasker.v1.SlowStep
+	(*GetTaskStatsResponse)(nil),  // 25: tasker.v1.GetTaskStatsResponse
+	nil,                           // 26: tasker.v1.Task.TagsEntry
+	nil,                           // 27: tasker.v1.CreateTaskRequest.TagsEntry
+	nil,                           // 28: tasker.v1.ListTasksRequest.TagsEntry
+	(TaskState)(0),                // 29: tasker.v1.TaskState
+	(*structpb.Struct)(nil),       // 30: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
+	(*Step)(nil),                  // 32: tasker.v1.Step
+	(StepState)(0),                // 33: tasker.v1.StepState
+	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
 }
 var file_tasker_v1_task_proto_depIdxs = []int32{
-	22, // 0: tasker.v1.Task.state:type_name -> tasker.v1.TaskState
-	23, // 1: tasker.v1.Task.context:type_name -> google.protobuf.Struct
-	24, // 2: tasker.v1.Task.run_at:type_name -> google.protobuf.Timestamp
-	19, // 3: tasker.v1.Task.tags:type_name -> tasker.v1.Task.TagsEntry
-	24, // 4: tasker.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	24, // 5: tasker.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	24, // 6: tasker.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	24, // 7: tasker.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
+	29, // 0: tasker.v1.Task.state:type_name -> tasker.v1.TaskState
+	30, // 1: tasker.v1.Task.context:type_name -> google.protobuf.Struct
+	31, // 2: tasker.v1.Task.run_at:type_name -> google.protobuf.Timestamp
+	26, // 3: tasker.v1.Task.tags:type_name -> tasker.v1.Task.TagsEntry
+	31, // 4: tasker.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	31, // 5: tasker.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	31, // 6: tasker.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	31, // 7: tasker.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: tasker.v1.Task.step_counts:type_name -> tasker.v1.StepCounts
 	0,  // 9: tasker.v1.Task.execution_status:type_name -> tasker.v1.ExecutionStatus
-	25, // 10: tasker.v1.Task.steps:type_name -> tasker.v1.Step
-	23, // 11: tasker.v1.CreateTaskRequest.context:type_name -> google.protobuf.Struct
-	20, // 12: tasker.v1.CreateTaskRequest.tags:type_name -> tasker.v1.CreateTaskRequest.TagsEntry
-	24, // 13: tasker.v1.CreateTaskRequest.run_at:type_name -> google.protobuf.Timestamp
+	32, // 10: tasker.v1.Task.steps:type_name -> tasker.v1.Step
+	30, // 11: tasker.v1.CreateTaskRequest.context:type_name -> google.protobuf.Struct
+	27, // 12: tasker.v1.CreateTaskRequest.tags:type_name -> tasker.v1.CreateTaskRequest.TagsEntry
+	31, // 13: tasker.v1.CreateTaskRequest.run_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: tasker.v1.CreateTaskResponse.task:type_name -> tasker.v1.Task
 	2,  // 15: tasker.v1.GetTaskResponse.task:type_name -> tasker.v1.Task
-	22, // 16: tasker.v1.ListTasksRequest.states:type_name -> tasker.v1.TaskState
-	21, // 17: tasker.v1.ListTasksRequest.tags:type_name -> tasker.v1.ListTasksRequest.TagsEntry
-	24, // 18: tasker.v1.ListTasksRequest.create_time_from:type_name -> google.protobuf.Timestamp
-	24, // 19: tasker.v1.ListTasksRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	29, // 16: tasker.v1.ListTasksRequest.states:type_name -> tasker.v1.TaskState
+	28, // 17: tasker.v1.ListTasksRequest.tags:type_name -> tasker.v1.ListTasksRequest.TagsEntry
+	31, // 18: tasker.v1.ListTasksRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	31, // 19: tasker.v1.ListTasksRequest.create_time_to:type_name -> google.protobuf.Timestamp
 	2,  // 20: tasker.v1.ListTasksResponse.tasks:type_name -> tasker.v1.Task
 	2,  // 21: tasker.v1.CancelTaskResponse.task:type_name -> tasker.v1.Task
 	2,  // 22: tasker.v1.RetryTaskResponse.task:type_name -> tasker.v1.Task
 	2,  // 23: tasker.v1.ResolveTaskResponse.task:type_name -> tasker.v1.Task
-	26, // 24: tasker.v1.GraphNode.state:type_name -> tasker.v1.StepState
+	33, // 24: tasker.v1.GraphNode.state:type_name -> tasker.v1.StepState
 	16, // 25: tasker.v1.GetTaskGraphResponse.nodes:type_name -> tasker.v1.GraphNode
 	17, // 26: tasker.v1.GetTaskGraphResponse.edges:type_name -> tasker.v1.GraphEdge
-	3,  // 27: tasker.v1.TaskService.CreateTask:input_type -> tasker.v1.CreateTaskRequest
-	5,  // 28: tasker.v1.TaskService.GetTask:input_type -> tasker.v1.GetTaskRequest
-	7,  // 29: tasker.v1.TaskService.ListTasks:input_type -> tasker.v1.ListTasksRequest
-	9,  // 30: tasker.v1.TaskService.CancelTask:input_type -> tasker.v1.CancelTaskRequest
-	11, // 31: tasker.v1.TaskService.RetryTask:input_type -> tasker.v1.RetryTaskRequest
-	13, // 32: tasker.v1.TaskService.ResolveTask:input_type -> tasker.v1.ResolveTaskRequest
-	15, // 33: tasker.v1.TaskService.GetTaskGraph:input_type -> tasker.v1.GetTaskGraphRequest
-	4,  // 34: tasker.v1.TaskService.CreateTask:output_type -> tasker.v1.CreateTaskResponse
-	6,  // 35: tasker.v1.TaskService.GetTask:output_type -> tasker.v1.GetTaskResponse
-	8,  // 36: tasker.v1.TaskService.ListTasks:output_type -> tasker.v1.ListTasksResponse
-	10, // 37: tasker.v1.TaskService.CancelTask:output_type -> tasker.v1.CancelTaskResponse
-	12, // 38: tasker.v1.TaskService.RetryTask:output_type -> tasker.v1.RetryTaskResponse
-	14, // 39: tasker.v1.TaskService.ResolveTask:output_type -> tasker.v1.ResolveTaskResponse
-	18, // 40: tasker.v1.TaskService.GetTaskGraph:output_type -> tasker.v1.GetTaskGraphResponse
-	34, // [34:41] is the sub-list for method output_type
-	27, // [27:34] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	31, // 27: tasker.v1.GetTaskStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	31, // 28: tasker.v1.GetTaskStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	34, // 29: tasker.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	34, // 30: tasker.v1.DurationPercentiles.p95:type_name -> google.protobuf.Duration
+	34, // 31: tasker.v1.DurationPercentiles.p99:type_name -> google.protobuf.Duration
+	34, // 32: tasker.v1.DurationPercentiles.max:type_name -> google.protobuf.Duration
+	21, // 33: tasker.v1.HandlerStats.duration:type_name -> tasker.v1.DurationPercentiles
+	29, // 34: tasker.v1.SlowTask.state:type_name -> tasker.v1.TaskState
+	34, // 35: tasker.v1.SlowTask.duration:type_name -> google.protobuf.Duration
+	31, // 36: tasker.v1.SlowTask.finish_time:type_name -> google.protobuf.Timestamp
+	33, // 37: tasker.v1.SlowStep.state:type_name -> tasker.v1.StepState
+	34, // 38: tasker.v1.SlowStep.duration:type_name -> google.protobuf.Duration
+	31, // 39: tasker.v1.SlowStep.finish_time:type_name -> google.protobuf.Timestamp
+	31, // 40: tasker.v1.GetTaskStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	31, // 41: tasker.v1.GetTaskStatsResponse.end_time:type_name -> google.protobuf.Timestamp
+	21, // 42: tasker.v1.GetTaskStatsResponse.task_duration:type_name -> tasker.v1.DurationPercentiles
+	22, // 43: tasker.v1.GetTaskStatsResponse.handlers:type_name -> tasker.v1.HandlerStats
+	23, // 44: tasker.v1.GetTaskStatsResponse.slowest_tasks:type_name -> tasker.v1.SlowTask
+	24, // 45: tasker.v1.GetTaskStatsResponse.slowest_steps:type_name -> tasker.v1.SlowStep
+	20, // 46: tasker.v1.GetTaskStatsResponse.task_counts:type_name -> tasker.v1.TaskCounts
+	1,  // 47: tasker.v1.GetTaskStatsResponse.step_counts:type_name -> tasker.v1.StepCounts
+	3,  // 48: tasker.v1.TaskService.CreateTask:input_type -> tasker.v1.CreateTaskRequest
+	5,  // 49: tasker.v1.TaskService.GetTask:input_type -> tasker.v1.GetTaskRequest
+	7,  // 50: tasker.v1.TaskService.ListTasks:input_type -> tasker.v1.ListTasksRequest
+	9,  // 51: tasker.v1.TaskService.CancelTask:input_type -> tasker.v1.CancelTaskRequest
+	11, // 52: tasker.v1.TaskService.RetryTask:input_type -> tasker.v1.RetryTaskRequest
+	13, // 53: tasker.v1.TaskService.ResolveTask:input_type -> tasker.v1.ResolveTaskRequest
+	15, // 54: tasker.v1.TaskService.GetTaskGraph:input_type -> tasker.v1.GetTaskGraphRequest
+	19, // 55: tasker.v1.TaskService.GetTaskStats:input_type -> tasker.v1.GetTaskStatsRequest
+	4,  // 56: tasker.v1.TaskService.CreateTask:output_type -> tasker.v1.CreateTaskResponse
+	6,  // 57: tasker.v1.TaskService.GetTask:output_type -> tasker.v1.GetTaskResponse
+	8,  // 58: tasker.v1.TaskService.ListTasks:output_type -> tasker.v1.ListTasksResponse
+	10, // 59: tasker.v1.TaskService.CancelTask:output_type -> tasker.v1.CancelTaskResponse
+	12, // 60: tasker.v1.TaskService.RetryTask:output_type -> tasker.v1.RetryTaskResponse
+	14, // 61: tasker.v1.TaskService.ResolveTask:output_type -> tasker.v1.ResolveTaskResponse
+	18, // 62: tasker.v1.TaskService.GetTaskGraph:output_type -> tasker.v1.GetTaskGraphResponse
+	25, // 63: tasker.v1.TaskService.GetTaskStats:output_type -> tasker.v1.GetTaskStatsResponse
+	56, // [56:64] is the sub-list for method output_type
+	48, // [48:56] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_tasker_v1_task_proto_init() }
@@ -1766,7 +2580,7 @@ func file_tasker_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasker_v1_task_proto_rawDesc), len(file_tasker_v1_task_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

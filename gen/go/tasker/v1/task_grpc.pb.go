@@ -26,6 +26,7 @@ const (
 	TaskService_RetryTask_FullMethodName    = "/tasker.v1.TaskService/RetryTask"
 	TaskService_ResolveTask_FullMethodName  = "/tasker.v1.TaskService/ResolveTask"
 	TaskService_GetTaskGraph_FullMethodName = "/tasker.v1.TaskService/GetTaskGraph"
+	TaskService_GetTaskStats_FullMethodName = "/tasker.v1.TaskService/GetTaskStats"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -120,6 +121,26 @@ type TaskServiceClient interface {
 	//
 	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTaskGraph(ctx context.Context, in *GetTaskGraphRequest, opts ...grpc.CallOption) (*GetTaskGraphResponse, error)
+	// GetTaskStats reports what a namespace did in a time window, from the
+	// audit trail (the transition rows): throughput, per handler the error rate
+	// and the p50/p95/p99 attempt durations, the slowest tasks and steps with
+	// their ids, the tasks and steps created in the window by current state,
+	// and the handlers templates use that no worker served in the last minute.
+	//
+	// An attempt is a claim and the report that ended it (complete, failed,
+	// retry scheduled, lease expired or timed out); its duration runs from the
+	// claim to that report. A task's duration runs from its creation to the
+	// change that finished it (complete, error, cancelled, resolved manually).
+	// Counts are exact. Percentiles and the slowest lists come from the most
+	// recent 10,000 attempts and 10,000 finished tasks of the window; sampled
+	// says when the window held more.
+	//
+	// Errors: InvalidArgument (namespace missing or malformed, end_time before
+	// start_time, a window longer than 31 days, slowest_limit outside 0 to
+	// 100).
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
+	GetTaskStats(ctx context.Context, in *GetTaskStatsRequest, opts ...grpc.CallOption) (*GetTaskStatsResponse, error)
 }
 
 type taskServiceClient struct {
@@ -194,6 +215,16 @@ func (c *taskServiceClient) GetTaskGraph(ctx context.Context, in *GetTaskGraphRe
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetTaskGraphResponse)
 	err := c.cc.Invoke(ctx, TaskService_GetTaskGraph_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) GetTaskStats(ctx context.Context, in *GetTaskStatsRequest, opts ...grpc.CallOption) (*GetTaskStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTaskStatsResponse)
+	err := c.cc.Invoke(ctx, TaskService_GetTaskStats_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -292,6 +323,26 @@ type TaskServiceServer interface {
 	//
 	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
 	GetTaskGraph(context.Context, *GetTaskGraphRequest) (*GetTaskGraphResponse, error)
+	// GetTaskStats reports what a namespace did in a time window, from the
+	// audit trail (the transition rows): throughput, per handler the error rate
+	// and the p50/p95/p99 attempt durations, the slowest tasks and steps with
+	// their ids, the tasks and steps created in the window by current state,
+	// and the handlers templates use that no worker served in the last minute.
+	//
+	// An attempt is a claim and the report that ended it (complete, failed,
+	// retry scheduled, lease expired or timed out); its duration runs from the
+	// claim to that report. A task's duration runs from its creation to the
+	// change that finished it (complete, error, cancelled, resolved manually).
+	// Counts are exact. Percentiles and the slowest lists come from the most
+	// recent 10,000 attempts and 10,000 finished tasks of the window; sampled
+	// says when the window held more.
+	//
+	// Errors: InvalidArgument (namespace missing or malformed, end_time before
+	// start_time, a window longer than 31 days, slowest_limit outside 0 to
+	// 100).
+	//
+	// Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
+	GetTaskStats(context.Context, *GetTaskStatsRequest) (*GetTaskStatsResponse, error)
 	mustEmbedUnimplementedTaskServiceServer()
 }
 
@@ -322,6 +373,9 @@ func (UnimplementedTaskServiceServer) ResolveTask(context.Context, *ResolveTaskR
 }
 func (UnimplementedTaskServiceServer) GetTaskGraph(context.Context, *GetTaskGraphRequest) (*GetTaskGraphResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTaskGraph not implemented")
+}
+func (UnimplementedTaskServiceServer) GetTaskStats(context.Context, *GetTaskStatsRequest) (*GetTaskStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTaskStats not implemented")
 }
 func (UnimplementedTaskServiceServer) mustEmbedUnimplementedTaskServiceServer() {}
 func (UnimplementedTaskServiceServer) testEmbeddedByValue()                     {}
@@ -470,6 +524,24 @@ func _TaskService_GetTaskGraph_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TaskService_GetTaskStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTaskStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).GetTaskStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_GetTaskStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).GetTaskStats(ctx, req.(*GetTaskStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TaskService_ServiceDesc is the grpc.ServiceDesc for TaskService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -504,6 +576,10 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTaskGraph",
 			Handler:    _TaskService_GetTaskGraph_Handler,
+		},
+		{
+			MethodName: "GetTaskStats",
+			Handler:    _TaskService_GetTaskStats_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

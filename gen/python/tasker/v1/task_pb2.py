@@ -11,13 +11,14 @@ from google.protobuf import symbol_database as _symbol_database
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tasker.v1 import common_pb2 as tasker_dot_v1_dot_common__pb2
 from tasker.v1 import step_pb2 as tasker_dot_v1_dot_step__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tasker/v1/task.proto\x12\ttasker.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\x1a\x14tasker/v1/step.proto\"\xbd\x01\n\nStepCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x10\n\x08\x65nqueued\x18\x03 \x01(\x05\x12\x13\n\x0bin_progress\x18\x04 \x01(\x05\x12\x19\n\x11waiting_for_retry\x18\x05 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\x05\x12\x11\n\tcancelled\x18\x08 \x01(\x05\x12\x19\n\x11resolved_manually\x18\t \x01(\x05\"\xa0\x06\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x15\n\rtemplate_name\x18\x03 \x01(\t\x12\x18\n\x10template_version\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.tasker.v1.TaskState\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12*\n\x06run_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tinitiator\x18\x0b \x01(\t\x12\x15\n\rsource_system\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\'\n\x04tags\x18\x0e \x03(\x0b\x32\x19.tasker.v1.Task.TagsEntry\x12\x17\n\x0fidempotency_key\x18\x0f \x01(\t\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0bstep_counts\x18\x14 \x01(\x0b\x32\x15.tasker.v1.StepCounts\x12\x1d\n\x15\x63ompletion_percentage\x18\x15 \x01(\x01\x12\x34\n\x10\x65xecution_status\x18\x16 \x01(\x0e\x32\x1a.tasker.v1.ExecutionStatus\x12\x1e\n\x05steps\x18\x17 \x03(\x0b\x32\x0f.tasker.v1.Step\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfb\x02\n\x11\x43reateTaskRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tinitiator\x18\x05 \x01(\t\x12\x15\n\rsource_system\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tasker.v1.CreateTaskRequest.TagsEntry\x12\x10\n\x08priority\x18\t \x01(\x05\x12*\n\x06run_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x16\n\x0eparent_task_id\x18\x0c \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12\x43reateTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x0fGetTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"\x85\x03\n\x10ListTasksRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12$\n\x06states\x18\x03 \x03(\x0e\x32\x14.tasker.v1.TaskState\x12\x33\n\x04tags\x18\x04 \x03(\x0b\x32%.tasker.v1.ListTasksRequest.TagsEntry\x12\x34\n\x10\x63reate_time_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reate_time_to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x08 \x01(\t\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.tasker.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x12\x43\x61ncelTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\".\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11RetryTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"0\n\x12ResolveTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"4\n\x13ResolveTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"!\n\x13GetTaskGraphRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x88\x01\n\tGraphNode\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.tasker.v1.StepState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\"*\n\tGraphEdge\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x63hild\x18\x02 \x01(\t\"\x8f\x01\n\x14GetTaskGraphResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.tasker.v1.GraphNode\x12#\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x14.tasker.v1.GraphEdge\x12\x0b\n\x03\x64ot\x18\x04 \x01(\t\x12\x0f\n\x07mermaid\x18\x05 \x01(\t*\x8b\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12$\n EXECUTION_STATUS_HAS_READY_STEPS\x10\x01\x12\x1f\n\x1b\x45XECUTION_STATUS_PROCESSING\x10\x02\x12&\n\"EXECUTION_STATUS_WAITING_FOR_RETRY\x10\x03\x12(\n$EXECUTION_STATUS_BLOCKED_BY_FAILURES\x10\x04\x12\x1d\n\x19\x45XECUTION_STATUS_COMPLETE\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_SCHEDULED\x10\x06\x32\x94\x04\n\x0bTaskService\x12I\n\nCreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12@\n\x07GetTask\x12\x19.tasker.v1.GetTaskRequest\x1a\x1a.tasker.v1.GetTaskResponse\x12\x46\n\tListTasks\x12\x1b.tasker.v1.ListTasksRequest\x1a\x1c.tasker.v1.ListTasksResponse\x12I\n\nCancelTask\x12\x1c.tasker.v1.CancelTaskRequest\x1a\x1d.tasker.v1.CancelTaskResponse\x12\x46\n\tRetryTask\x12\x1b.tasker.v1.RetryTaskRequest\x1a\x1c.tasker.v1.RetryTaskResponse\x12L\n\x0bResolveTask\x12\x1d.tasker.v1.ResolveTaskRequest\x1a\x1e.tasker.v1.ResolveTaskResponse\x12O\n\x0cGetTaskGraph\x12\x1e.tasker.v1.GetTaskGraphRequest\x1a\x1f.tasker.v1.GetTaskGraphResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tasker/v1/task.proto\x12\ttasker.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16tasker/v1/common.proto\x1a\x14tasker/v1/step.proto\"\xbd\x01\n\nStepCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x10\n\x08\x65nqueued\x18\x03 \x01(\x05\x12\x13\n\x0bin_progress\x18\x04 \x01(\x05\x12\x19\n\x11waiting_for_retry\x18\x05 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x06 \x01(\x05\x12\r\n\x05\x65rror\x18\x07 \x01(\x05\x12\x11\n\tcancelled\x18\x08 \x01(\x05\x12\x19\n\x11resolved_manually\x18\t \x01(\x05\"\xa0\x06\n\x04Task\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\tnamespace\x18\x02 \x01(\t\x12\x15\n\rtemplate_name\x18\x03 \x01(\t\x12\x18\n\x10template_version\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.tasker.v1.TaskState\x12(\n\x07\x63ontext\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\x12*\n\x06run_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tinitiator\x18\x0b \x01(\t\x12\x15\n\rsource_system\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\'\n\x04tags\x18\x0e \x03(\x0b\x32\x19.tasker.v1.Task.TagsEntry\x12\x17\n\x0fidempotency_key\x18\x0f \x01(\t\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inish_time\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\x0bstep_counts\x18\x14 \x01(\x0b\x32\x15.tasker.v1.StepCounts\x12\x1d\n\x15\x63ompletion_percentage\x18\x15 \x01(\x01\x12\x34\n\x10\x65xecution_status\x18\x16 \x01(\x0e\x32\x1a.tasker.v1.ExecutionStatus\x12\x1e\n\x05steps\x18\x17 \x03(\x0b\x32\x0f.tasker.v1.Step\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xfb\x02\n\x11\x43reateTaskRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x11\n\tinitiator\x18\x05 \x01(\t\x12\x15\n\rsource_system\x18\x06 \x01(\t\x12\x0e\n\x06reason\x18\x07 \x01(\t\x12\x34\n\x04tags\x18\x08 \x03(\x0b\x32&.tasker.v1.CreateTaskRequest.TagsEntry\x12\x10\n\x08priority\x18\t \x01(\x05\x12*\n\x06run_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x17\n\x0fidempotency_key\x18\x0b \x01(\t\x12\x16\n\x0eparent_task_id\x18\x0c \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"F\n\x12\x43reateTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\x12\x11\n\tduplicate\x18\x02 \x01(\x08\"\x1c\n\x0eGetTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\"0\n\x0fGetTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"\x85\x03\n\x10ListTasksRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12$\n\x06states\x18\x03 \x03(\x0e\x32\x14.tasker.v1.TaskState\x12\x33\n\x04tags\x18\x04 \x03(\x0b\x32%.tasker.v1.ListTasksRequest.TagsEntry\x12\x34\n\x10\x63reate_time_from\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0e\x63reate_time_to\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63orrelation_id\x18\x07 \x01(\t\x12\x16\n\x0eparent_task_id\x18\x08 \x01(\t\x12\x11\n\tpage_size\x18\t \x01(\x05\x12\x12\n\npage_token\x18\n \x01(\t\x1a+\n\tTagsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x11ListTasksResponse\x12\x1e\n\x05tasks\x18\x01 \x03(\x0b\x32\x0f.tasker.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"/\n\x11\x43\x61ncelTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"3\n\x12\x43\x61ncelTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\".\n\x10RetryTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"2\n\x11RetryTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"0\n\x12ResolveTaskRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"4\n\x13ResolveTaskResponse\x12\x1d\n\x04task\x18\x01 \x01(\x0b\x32\x0f.tasker.v1.Task\"!\n\x13GetTaskGraphRequest\x12\n\n\x02id\x18\x01 \x01(\t\"\x88\x01\n\tGraphNode\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07handler\x18\x03 \x01(\t\x12#\n\x05state\x18\x04 \x01(\x0e\x32\x14.tasker.v1.StepState\x12\x10\n\x08\x61ttempts\x18\x05 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x06 \x01(\x05\"*\n\tGraphEdge\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\r\n\x05\x63hild\x18\x02 \x01(\t\"\x8f\x01\n\x14GetTaskGraphResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12#\n\x05nodes\x18\x02 \x03(\x0b\x32\x14.tasker.v1.GraphNode\x12#\n\x05\x65\x64ges\x18\x03 \x03(\x0b\x32\x14.tasker.v1.GraphEdge\x12\x0b\n\x03\x64ot\x18\x04 \x01(\t\x12\x0f\n\x07mermaid\x18\x05 \x01(\t\"\x9d\x01\n\x13GetTaskStatsRequest\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rslowest_limit\x18\x04 \x01(\x05\"\x90\x01\n\nTaskCounts\x12\r\n\x05total\x18\x01 \x01(\x05\x12\x0f\n\x07pending\x18\x02 \x01(\x05\x12\x13\n\x0bin_progress\x18\x03 \x01(\x05\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\x05\x12\x11\n\tcancelled\x18\x06 \x01(\x05\x12\x19\n\x11resolved_manually\x18\x07 \x01(\x05\"\xca\x01\n\x13\x44urationPercentiles\x12&\n\x03p50\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p95\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03p99\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x03max\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0bsample_size\x18\x05 \x01(\x03\"\x9a\x01\n\x0cHandlerStats\x12\x0f\n\x07handler\x18\x01 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x04 \x01(\x03\x12\x12\n\nerror_rate\x18\x05 \x01(\x01\x12\x30\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x1e.tasker.v1.DurationPercentiles\"\xb5\x01\n\x08SlowTask\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x15\n\rtemplate_name\x18\x02 \x01(\t\x12#\n\x05state\x18\x03 \x01(\x0e\x32\x14.tasker.v1.TaskState\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x66inish_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x08SlowStep\x12\x0f\n\x07step_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07handler\x18\x04 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.tasker.v1.StepState\x12+\n\x08\x64uration\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12/\n\x0b\x66inish_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaf\x04\n\x14GetTaskStatsResponse\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0etasks_finished\x18\x04 \x01(\x03\x12\x18\n\x10tasks_per_minute\x18\x05 \x01(\x01\x12\x15\n\rstep_attempts\x18\x06 \x01(\x03\x12\x18\n\x10steps_per_minute\x18\x07 \x01(\x01\x12\x35\n\rtask_duration\x18\x08 \x01(\x0b\x32\x1e.tasker.v1.DurationPercentiles\x12)\n\x08handlers\x18\t \x03(\x0b\x32\x17.tasker.v1.HandlerStats\x12*\n\rslowest_tasks\x18\n \x03(\x0b\x32\x13.tasker.v1.SlowTask\x12*\n\rslowest_steps\x18\x0b \x03(\x0b\x32\x13.tasker.v1.SlowStep\x12*\n\x0btask_counts\x18\x0c \x01(\x0b\x32\x15.tasker.v1.TaskCounts\x12*\n\x0bstep_counts\x18\r \x01(\x0b\x32\x15.tasker.v1.StepCounts\x12 \n\x18handlers_without_workers\x18\x0e \x03(\t\x12\x0f\n\x07sampled\x18\x0f \x01(\x08*\x8b\x02\n\x0f\x45xecutionStatus\x12 \n\x1c\x45XECUTION_STATUS_UNSPECIFIED\x10\x00\x12$\n EXECUTION_STATUS_HAS_READY_STEPS\x10\x01\x12\x1f\n\x1b\x45XECUTION_STATUS_PROCESSING\x10\x02\x12&\n\"EXECUTION_STATUS_WAITING_FOR_RETRY\x10\x03\x12(\n$EXECUTION_STATUS_BLOCKED_BY_FAILURES\x10\x04\x12\x1d\n\x19\x45XECUTION_STATUS_COMPLETE\x10\x05\x12\x1e\n\x1a\x45XECUTION_STATUS_SCHEDULED\x10\x06\x32\xe5\x04\n\x0bTaskService\x12I\n\nCreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12@\n\x07GetTask\x12\x19.tasker.v1.GetTaskRequest\x1a\x1a.tasker.v1.GetTaskResponse\x12\x46\n\tListTasks\x12\x1b.tasker.v1.ListTasksRequest\x1a\x1c.tasker.v1.ListTasksResponse\x12I\n\nCancelTask\x12\x1c.tasker.v1.CancelTaskRequest\x1a\x1d.tasker.v1.CancelTaskResponse\x12\x46\n\tRetryTask\x12\x1b.tasker.v1.RetryTaskRequest\x1a\x1c.tasker.v1.RetryTaskResponse\x12L\n\x0bResolveTask\x12\x1d.tasker.v1.ResolveTaskRequest\x1a\x1e.tasker.v1.ResolveTaskResponse\x12O\n\x0cGetTaskGraph\x12\x1e.tasker.v1.GetTaskGraphRequest\x1a\x1f.tasker.v1.GetTaskGraphResponse\x12O\n\x0cGetTaskStats\x12\x1e.tasker.v1.GetTaskStatsRequest\x1a\x1f.tasker.v1.GetTaskStatsResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasker.v1.task_pb2', globals())
@@ -30,50 +31,64 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CREATETASKREQUEST_TAGSENTRY._serialized_options = b'8\001'
   _LISTTASKSREQUEST_TAGSENTRY._options = None
   _LISTTASKSREQUEST_TAGSENTRY._serialized_options = b'8\001'
-  _EXECUTIONSTATUS._serialized_start=2814
-  _EXECUTIONSTATUS._serialized_end=3081
-  _STEPCOUNTS._serialized_start=145
-  _STEPCOUNTS._serialized_end=334
-  _TASK._serialized_start=337
-  _TASK._serialized_end=1137
-  _TASK_TAGSENTRY._serialized_start=1094
-  _TASK_TAGSENTRY._serialized_end=1137
-  _CREATETASKREQUEST._serialized_start=1140
-  _CREATETASKREQUEST._serialized_end=1519
-  _CREATETASKREQUEST_TAGSENTRY._serialized_start=1094
-  _CREATETASKREQUEST_TAGSENTRY._serialized_end=1137
-  _CREATETASKRESPONSE._serialized_start=1521
-  _CREATETASKRESPONSE._serialized_end=1591
-  _GETTASKREQUEST._serialized_start=1593
-  _GETTASKREQUEST._serialized_end=1621
-  _GETTASKRESPONSE._serialized_start=1623
-  _GETTASKRESPONSE._serialized_end=1671
-  _LISTTASKSREQUEST._serialized_start=1674
-  _LISTTASKSREQUEST._serialized_end=2063
-  _LISTTASKSREQUEST_TAGSENTRY._serialized_start=1094
-  _LISTTASKSREQUEST_TAGSENTRY._serialized_end=1137
-  _LISTTASKSRESPONSE._serialized_start=2065
-  _LISTTASKSRESPONSE._serialized_end=2141
-  _CANCELTASKREQUEST._serialized_start=2143
-  _CANCELTASKREQUEST._serialized_end=2190
-  _CANCELTASKRESPONSE._serialized_start=2192
-  _CANCELTASKRESPONSE._serialized_end=2243
-  _RETRYTASKREQUEST._serialized_start=2245
-  _RETRYTASKREQUEST._serialized_end=2291
-  _RETRYTASKRESPONSE._serialized_start=2293
-  _RETRYTASKRESPONSE._serialized_end=2343
-  _RESOLVETASKREQUEST._serialized_start=2345
-  _RESOLVETASKREQUEST._serialized_end=2393
-  _RESOLVETASKRESPONSE._serialized_start=2395
-  _RESOLVETASKRESPONSE._serialized_end=2447
-  _GETTASKGRAPHREQUEST._serialized_start=2449
-  _GETTASKGRAPHREQUEST._serialized_end=2482
-  _GRAPHNODE._serialized_start=2485
-  _GRAPHNODE._serialized_end=2621
-  _GRAPHEDGE._serialized_start=2623
-  _GRAPHEDGE._serialized_end=2665
-  _GETTASKGRAPHRESPONSE._serialized_start=2668
-  _GETTASKGRAPHRESPONSE._serialized_end=2811
-  _TASKSERVICE._serialized_start=3084
-  _TASKSERVICE._serialized_end=3616
+  _EXECUTIONSTATUS._serialized_start=4487
+  _EXECUTIONSTATUS._serialized_end=4754
+  _STEPCOUNTS._serialized_start=177
+  _STEPCOUNTS._serialized_end=366
+  _TASK._serialized_start=369
+  _TASK._serialized_end=1169
+  _TASK_TAGSENTRY._serialized_start=1126
+  _TASK_TAGSENTRY._serialized_end=1169
+  _CREATETASKREQUEST._serialized_start=1172
+  _CREATETASKREQUEST._serialized_end=1551
+  _CREATETASKREQUEST_TAGSENTRY._serialized_start=1126
+  _CREATETASKREQUEST_TAGSENTRY._serialized_end=1169
+  _CREATETASKRESPONSE._serialized_start=1553
+  _CREATETASKRESPONSE._serialized_end=1623
+  _GETTASKREQUEST._serialized_start=1625
+  _GETTASKREQUEST._serialized_end=1653
+  _GETTASKRESPONSE._serialized_start=1655
+  _GETTASKRESPONSE._serialized_end=1703
+  _LISTTASKSREQUEST._serialized_start=1706
+  _LISTTASKSREQUEST._serialized_end=2095
+  _LISTTASKSREQUEST_TAGSENTRY._serialized_start=1126
+  _LISTTASKSREQUEST_TAGSENTRY._serialized_end=1169
+  _LISTTASKSRESPONSE._serialized_start=2097
+  _LISTTASKSRESPONSE._serialized_end=2173
+  _CANCELTASKREQUEST._serialized_start=2175
+  _CANCELTASKREQUEST._serialized_end=2222
+  _CANCELTASKRESPONSE._serialized_start=2224
+  _CANCELTASKRESPONSE._serialized_end=2275
+  _RETRYTASKREQUEST._serialized_start=2277
+  _RETRYTASKREQUEST._serialized_end=2323
+  _RETRYTASKRESPONSE._serialized_start=2325
+  _RETRYTASKRESPONSE._serialized_end=2375
+  _RESOLVETASKREQUEST._serialized_start=2377
+  _RESOLVETASKREQUEST._serialized_end=2425
+  _RESOLVETASKRESPONSE._serialized_start=2427
+  _RESOLVETASKRESPONSE._serialized_end=2479
+  _GETTASKGRAPHREQUEST._serialized_start=2481
+  _GETTASKGRAPHREQUEST._serialized_end=2514
+  _GRAPHNODE._serialized_start=2517
+  _GRAPHNODE._serialized_end=2653
+  _GRAPHEDGE._serialized_start=2655
+  _GRAPHEDGE._serialized_end=2697
+  _GETTASKGRAPHRESPONSE._serialized_start=2700
+  _GETTASKGRAPHRESPONSE._serialized_end=2843
+  _GETTASKSTATSREQUEST._serialized_start=2846
+  _GETTASKSTATSREQUEST._serialized_end=3003
+  _TASKCOUNTS._serialized_start=3006
+  _TASKCOUNTS._serialized_end=3150
+  _DURATIONPERCENTILES._serialized_start=3153
+  _DURATIONPERCENTILES._serialized_end=3355
+  _HANDLERSTATS._serialized_start=3358
+  _HANDLERSTATS._serialized_end=3512
+  _SLOWTASK._serialized_start=3515
+  _SLOWTASK._serialized_end=3696
+  _SLOWSTEP._serialized_start=3699
+  _SLOWSTEP._serialized_end=3922
+  _GETTASKSTATSRESPONSE._serialized_start=3925
+  _GETTASKSTATSRESPONSE._serialized_end=4484
+  _TASKSERVICE._serialized_start=4757
+  _TASKSERVICE._serialized_end=5370
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from tasker.v1 import common_pb2 as _common_pb2
@@ -74,6 +75,20 @@ class CreateTaskResponse(_message.Message):
     task: Task
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., duplicate: bool = ...) -> None: ...
 
+class DurationPercentiles(_message.Message):
+    __slots__ = ["max", "p50", "p95", "p99", "sample_size"]
+    MAX_FIELD_NUMBER: _ClassVar[int]
+    P50_FIELD_NUMBER: _ClassVar[int]
+    P95_FIELD_NUMBER: _ClassVar[int]
+    P99_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    max: _duration_pb2.Duration
+    p50: _duration_pb2.Duration
+    p95: _duration_pb2.Duration
+    p99: _duration_pb2.Duration
+    sample_size: int
+    def __init__(self, p50: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., p95: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., p99: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., max: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., sample_size: _Optional[int] = ...) -> None: ...
+
 class GetTaskGraphRequest(_message.Message):
     __slots__ = ["id"]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -106,6 +121,52 @@ class GetTaskResponse(_message.Message):
     task: Task
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
+class GetTaskStatsRequest(_message.Message):
+    __slots__ = ["end_time", "namespace", "slowest_limit", "start_time"]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    end_time: _timestamp_pb2.Timestamp
+    namespace: str
+    slowest_limit: int
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, namespace: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., slowest_limit: _Optional[int] = ...) -> None: ...
+
+class GetTaskStatsResponse(_message.Message):
+    __slots__ = ["end_time", "handlers", "handlers_without_workers", "namespace", "sampled", "slowest_steps", "slowest_tasks", "start_time", "step_attempts", "step_counts", "steps_per_minute", "task_counts", "task_duration", "tasks_finished", "tasks_per_minute"]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_FIELD_NUMBER: _ClassVar[int]
+    HANDLERS_WITHOUT_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLED_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_STEPS_FIELD_NUMBER: _ClassVar[int]
+    SLOWEST_TASKS_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    STEPS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    STEP_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    STEP_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    TASKS_PER_MINUTE_FIELD_NUMBER: _ClassVar[int]
+    TASK_COUNTS_FIELD_NUMBER: _ClassVar[int]
+    TASK_DURATION_FIELD_NUMBER: _ClassVar[int]
+    end_time: _timestamp_pb2.Timestamp
+    handlers: _containers.RepeatedCompositeFieldContainer[HandlerStats]
+    handlers_without_workers: _containers.RepeatedScalarFieldContainer[str]
+    namespace: str
+    sampled: bool
+    slowest_steps: _containers.RepeatedCompositeFieldContainer[SlowStep]
+    slowest_tasks: _containers.RepeatedCompositeFieldContainer[SlowTask]
+    start_time: _timestamp_pb2.Timestamp
+    step_attempts: int
+    step_counts: StepCounts
+    steps_per_minute: float
+    task_counts: TaskCounts
+    task_duration: DurationPercentiles
+    tasks_finished: int
+    tasks_per_minute: float
+    def __init__(self, namespace: _Optional[str] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., tasks_finished: _Optional[int] = ..., tasks_per_minute: _Optional[float] = ..., step_attempts: _Optional[int] = ..., steps_per_minute: _Optional[float] = ..., task_duration: _Optional[_Union[DurationPercentiles, _Mapping]] = ..., handlers: _Optional[_Iterable[_Union[HandlerStats, _Mapping]]] = ..., slowest_tasks: _Optional[_Iterable[_Union[SlowTask, _Mapping]]] = ..., slowest_steps: _Optional[_Iterable[_Union[SlowStep, _Mapping]]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., step_counts: _Optional[_Union[StepCounts, _Mapping]] = ..., handlers_without_workers: _Optional[_Iterable[str]] = ..., sampled: bool = ...) -> None: ...
+
 class GraphEdge(_message.Message):
     __slots__ = ["child", "parent"]
     CHILD_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +190,22 @@ class GraphNode(_message.Message):
     state: _common_pb2.StepState
     step_id: str
     def __init__(self, step_id: _Optional[str] = ..., name: _Optional[str] = ..., handler: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.StepState, str]] = ..., attempts: _Optional[int] = ..., max_attempts: _Optional[int] = ...) -> None: ...
+
+class HandlerStats(_message.Message):
+    __slots__ = ["attempts", "completed", "duration", "error_rate", "failed", "handler"]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_RATE_FIELD_NUMBER: _ClassVar[int]
+    FAILED_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    attempts: int
+    completed: int
+    duration: DurationPercentiles
+    error_rate: float
+    failed: int
+    handler: str
+    def __init__(self, handler: _Optional[str] = ..., attempts: _Optional[int] = ..., completed: _Optional[int] = ..., failed: _Optional[int] = ..., error_rate: _Optional[float] = ..., duration: _Optional[_Union[DurationPercentiles, _Mapping]] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ["correlation_id", "create_time_from", "create_time_to", "namespace", "page_size", "page_token", "parent_task_id", "states", "tags", "template_name"]
@@ -196,6 +273,40 @@ class RetryTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: Task
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class SlowStep(_message.Message):
+    __slots__ = ["attempt", "duration", "finish_time", "handler", "name", "state", "step_id", "task_id"]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    HANDLER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STEP_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt: int
+    duration: _duration_pb2.Duration
+    finish_time: _timestamp_pb2.Timestamp
+    handler: str
+    name: str
+    state: _common_pb2.StepState
+    step_id: str
+    task_id: str
+    def __init__(self, step_id: _Optional[str] = ..., task_id: _Optional[str] = ..., name: _Optional[str] = ..., handler: _Optional[str] = ..., attempt: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.StepState, str]] = ..., duration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., finish_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SlowTask(_message.Message):
+    __slots__ = ["duration", "finish_time", "state", "task_id", "template_name"]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    FINISH_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_NAME_FIELD_NUMBER: _ClassVar[int]
+    duration: _duration_pb2.Duration
+    finish_time: _timestamp_pb2.Timestamp
+    state: _common_pb2.TaskState
+    task_id: str
+    template_name: str
+    def __init__(self, task_id: _Optional[str] = ..., template_name: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.TaskState, str]] = ..., duration: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., finish_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class StepCounts(_message.Message):
     __slots__ = ["cancelled", "complete", "enqueued", "error", "in_progress", "pending", "resolved_manually", "total", "waiting_for_retry"]
@@ -275,6 +386,24 @@ class Task(_message.Message):
     template_version: str
     update_time: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., namespace: _Optional[str] = ..., template_name: _Optional[str] = ..., template_version: _Optional[str] = ..., state: _Optional[_Union[_common_pb2.TaskState, str]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., correlation_id: _Optional[str] = ..., parent_task_id: _Optional[str] = ..., priority: _Optional[int] = ..., run_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., initiator: _Optional[str] = ..., source_system: _Optional[str] = ..., reason: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., idempotency_key: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., finish_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., step_counts: _Optional[_Union[StepCounts, _Mapping]] = ..., completion_percentage: _Optional[float] = ..., execution_status: _Optional[_Union[ExecutionStatus, str]] = ..., steps: _Optional[_Iterable[_Union[_step_pb2.Step, _Mapping]]] = ...) -> None: ...
+
+class TaskCounts(_message.Message):
+    __slots__ = ["cancelled", "complete", "error", "in_progress", "pending", "resolved_manually", "total"]
+    CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    IN_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    RESOLVED_MANUALLY_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    cancelled: int
+    complete: int
+    error: int
+    in_progress: int
+    pending: int
+    resolved_manually: int
+    total: int
+    def __init__(self, total: _Optional[int] = ..., pending: _Optional[int] = ..., in_progress: _Optional[int] = ..., complete: _Optional[int] = ..., error: _Optional[int] = ..., cancelled: _Optional[int] = ..., resolved_manually: _Optional[int] = ...) -> None: ...
 
 class ExecutionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = []

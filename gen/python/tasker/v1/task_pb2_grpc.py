@@ -64,6 +64,11 @@ class TaskServiceStub(object):
                 request_serializer=tasker_dot_v1_dot_task__pb2.GetTaskGraphRequest.SerializeToString,
                 response_deserializer=tasker_dot_v1_dot_task__pb2.GetTaskGraphResponse.FromString,
                 )
+        self.GetTaskStats = channel.unary_unary(
+                '/tasker.v1.TaskService/GetTaskStats',
+                request_serializer=tasker_dot_v1_dot_task__pb2.GetTaskStatsRequest.SerializeToString,
+                response_deserializer=tasker_dot_v1_dot_task__pb2.GetTaskStatsResponse.FromString,
+                )
 
 
 class TaskServiceServicer(object):
@@ -191,6 +196,31 @@ class TaskServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskStats(self, request, context):
+        """GetTaskStats reports what a namespace did in a time window, from the
+        audit trail (the transition rows): throughput, per handler the error rate
+        and the p50/p95/p99 attempt durations, the slowest tasks and steps with
+        their ids, the tasks and steps created in the window by current state,
+        and the handlers templates use that no worker served in the last minute.
+
+        An attempt is a claim and the report that ended it (complete, failed,
+        retry scheduled, lease expired or timed out); its duration runs from the
+        claim to that report. A task's duration runs from its creation to the
+        change that finished it (complete, error, cancelled, resolved manually).
+        Counts are exact. Percentiles and the slowest lists come from the most
+        recent 10,000 attempts and 10,000 finished tasks of the window; sampled
+        says when the window held more.
+
+        Errors: InvalidArgument (namespace missing or malformed, end_time before
+        start_time, a window longer than 31 days, slowest_limit outside 0 to
+        100).
+
+        Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +258,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.GetTaskGraph,
                     request_deserializer=tasker_dot_v1_dot_task__pb2.GetTaskGraphRequest.FromString,
                     response_serializer=tasker_dot_v1_dot_task__pb2.GetTaskGraphResponse.SerializeToString,
+            ),
+            'GetTaskStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskStats,
+                    request_deserializer=tasker_dot_v1_dot_task__pb2.GetTaskStatsRequest.FromString,
+                    response_serializer=tasker_dot_v1_dot_task__pb2.GetTaskStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,5 +405,22 @@ class TaskService(object):
         return grpc.experimental.unary_unary(request, target, '/tasker.v1.TaskService/GetTaskGraph',
             tasker_dot_v1_dot_task__pb2.GetTaskGraphRequest.SerializeToString,
             tasker_dot_v1_dot_task__pb2.GetTaskGraphResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetTaskStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tasker.v1.TaskService/GetTaskStats',
+            tasker_dot_v1_dot_task__pb2.GetTaskStatsRequest.SerializeToString,
+            tasker_dot_v1_dot_task__pb2.GetTaskStatsResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -4,8 +4,8 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { StepState, TaskState } from "./common_pb.js";
 import { file_tasker_v1_common } from "./common_pb.js";
 import type { Step } from "./step_pb.js";
@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tasker/v1/task.proto.
  */
 export const file_tasker_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChR0YXNrZXIvdjEvdGFzay5wcm90bxIJdGFza2VyLnYxIr0BCgpTdGVwQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEAoIZW5xdWV1ZWQYAyABKAUSEwoLaW5fcHJvZ3Jlc3MYBCABKAUSGQoRd2FpdGluZ19mb3JfcmV0cnkYBSABKAUSEAoIY29tcGxldGUYBiABKAUSDQoFZXJyb3IYByABKAUSEQoJY2FuY2VsbGVkGAggASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAkgASgFIqAGCgRUYXNrEgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIVCg10ZW1wbGF0ZV9uYW1lGAMgASgJEhgKEHRlbXBsYXRlX3ZlcnNpb24YBCABKAkSIwoFc3RhdGUYBSABKA4yFC50YXNrZXIudjEuVGFza1N0YXRlEigKB2NvbnRleHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEhYKDnBhcmVudF90YXNrX2lkGAggASgJEhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5pdGlhdG9yGAsgASgJEhUKDXNvdXJjZV9zeXN0ZW0YDCABKAkSDgoGcmVhc29uGA0gASgJEicKBHRhZ3MYDiADKAsyGS50YXNrZXIudjEuVGFzay5UYWdzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKC3N0ZXBfY291bnRzGBQgASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSHQoVY29tcGxldGlvbl9wZXJjZW50YWdlGBUgASgBEjQKEGV4ZWN1dGlvbl9zdGF0dXMYFiABKA4yGi50YXNrZXIudjEuRXhlY3V0aW9uU3RhdHVzEh4KBXN0ZXBzGBcgAygLMg8udGFza2VyLnYxLlN0ZXAaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi+wIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJaW5pdGlhdG9yGAUgASgJEhUKDXNvdXJjZV9zeXN0ZW0YBiABKAkSDgoGcmVhc29uGAcgASgJEjQKBHRhZ3MYCCADKAsyJi50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QuVGFnc0VudHJ5EhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEhYKDnBhcmVudF90YXNrX2lkGAwgASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKEkNyZWF0ZVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sSEQoJZHVwbGljYXRlGAIgASgIIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjAKD0dldFRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sihQMKEExpc3RUYXNrc1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEhUKDXRlbXBsYXRlX25hbWUYAiABKAkSJAoGc3RhdGVzGAMgAygOMhQudGFza2VyLnYxLlRhc2tTdGF0ZRIzCgR0YWdzGAQgAygLMiUudGFza2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QuVGFnc0VudHJ5EjQKEGNyZWF0ZV90aW1lX2Zyb20YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZV90aW1lX3RvGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jb3JyZWxhdGlvbl9pZBgHIAEoCRIWCg5wYXJlbnRfdGFza19pZBgIIAEoCRIRCglwYWdlX3NpemUYCSABKAUSEgoKcGFnZV90b2tlbhgKIAEoCRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChFMaXN0VGFza3NSZXNwb25zZRIeCgV0YXNrcxgBIAMoCzIPLnRhc2tlci52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChFDYW5jZWxUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMwoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIuChBSZXRyeVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIyChFSZXRyeVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2siMAoSUmVzb2x2ZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI0ChNSZXNvbHZlVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIhChNHZXRUYXNrR3JhcGhSZXF1ZXN0EgoKAmlkGAEgASgJIogBCglHcmFwaE5vZGUSDwoHc3RlcF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2hhbmRsZXIYAyABKAkSIwoFc3RhdGUYBCABKA4yFC50YXNrZXIudjEuU3RlcFN0YXRlEhAKCGF0dGVtcHRzGAUgASgFEhQKDG1heF9hdHRlbXB0cxgGIAEoBSIqCglHcmFwaEVkZ2USDgoGcGFyZW50GAEgASgJEg0KBWNoaWxkGAIgASgJIo8BChRHZXRUYXNrR3JhcGhSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEiMKBW5vZGVzGAIgAygLMhQudGFza2VyLnYxLkdyYXBoTm9kZRIjCgVlZGdlcxgDIAMoCzIULnRhc2tlci52MS5HcmFwaEVkZ2USCwoDZG90GAQgASgJEg8KB21lcm1haWQYBSABKAkqiwIKD0V4ZWN1dGlvblN0YXR1cxIgChxFWEVDVVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASJAogRVhFQ1VUSU9OX1NUQVRVU19IQVNfUkVBRFlfU1RFUFMQARIfChtFWEVDVVRJT05fU1RBVFVTX1BST0NFU1NJTkcQAhImCiJFWEVDVVRJT05fU1RBVFVTX1dBSVRJTkdfRk9SX1JFVFJZEAMSKAokRVhFQ1VUSU9OX1NUQVRVU19CTE9DS0VEX0JZX0ZBSUxVUkVTEAQSHQoZRVhFQ1VUSU9OX1NUQVRVU19DT01QTEVURRAFEh4KGkVYRUNVVElPTl9TVEFUVVNfU0NIRURVTEVEEAYylAQKC1Rhc2tTZXJ2aWNlEkkKCkNyZWF0ZVRhc2sSHC50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ3JlYXRlVGFza1Jlc3BvbnNlEkAKB0dldFRhc2sSGS50YXNrZXIudjEuR2V0VGFza1JlcXVlc3QaGi50YXNrZXIudjEuR2V0VGFza1Jlc3BvbnNlEkYKCUxpc3RUYXNrcxIbLnRhc2tlci52MS5MaXN0VGFza3NSZXF1ZXN0GhwudGFza2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkkKCkNhbmNlbFRhc2sSHC50YXNrZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkYKCVJldHJ5VGFzaxIbLnRhc2tlci52MS5SZXRyeVRhc2tSZXF1ZXN0GhwudGFza2VyLnYxLlJldHJ5VGFza1Jlc3BvbnNlEkwKC1Jlc29sdmVUYXNrEh0udGFza2VyLnYxLlJlc29sdmVUYXNrUmVxdWVzdBoeLnRhc2tlci52MS5SZXNvbHZlVGFza1Jlc3BvbnNlEk8KDEdldFRhc2tHcmFwaBIeLnRhc2tlci52MS5HZXRUYXNrR3JhcGhSZXF1ZXN0Gh8udGFza2VyLnYxLkdldFRhc2tHcmFwaFJlc3BvbnNlQpUBCg1jb20udGFza2VyLnYxQglUYXNrUHJvdG9QAVo0Z2l0aHViLmNvbS90YXNrZXJocS90YXNrZXIvZ2VuL2dvL3Rhc2tlci92MTt0YXNrZXJ2MaICA1RYWKoCCVRhc2tlci5WMcoCCVRhc2tlclxWMeICFVRhc2tlclxWMVxHUEJNZXRhZGF0YeoCClRhc2tlcjo6VjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common, file_tasker_v1_step]);
+  fileDesc("ChR0YXNrZXIvdjEvdGFzay5wcm90bxIJdGFza2VyLnYxIr0BCgpTdGVwQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEAoIZW5xdWV1ZWQYAyABKAUSEwoLaW5fcHJvZ3Jlc3MYBCABKAUSGQoRd2FpdGluZ19mb3JfcmV0cnkYBSABKAUSEAoIY29tcGxldGUYBiABKAUSDQoFZXJyb3IYByABKAUSEQoJY2FuY2VsbGVkGAggASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAkgASgFIqAGCgRUYXNrEgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIVCg10ZW1wbGF0ZV9uYW1lGAMgASgJEhgKEHRlbXBsYXRlX3ZlcnNpb24YBCABKAkSIwoFc3RhdGUYBSABKA4yFC50YXNrZXIudjEuVGFza1N0YXRlEigKB2NvbnRleHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEhYKDnBhcmVudF90YXNrX2lkGAggASgJEhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5pdGlhdG9yGAsgASgJEhUKDXNvdXJjZV9zeXN0ZW0YDCABKAkSDgoGcmVhc29uGA0gASgJEicKBHRhZ3MYDiADKAsyGS50YXNrZXIudjEuVGFzay5UYWdzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKC3N0ZXBfY291bnRzGBQgASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSHQoVY29tcGxldGlvbl9wZXJjZW50YWdlGBUgASgBEjQKEGV4ZWN1dGlvbl9zdGF0dXMYFiABKA4yGi50YXNrZXIudjEuRXhlY3V0aW9uU3RhdHVzEh4KBXN0ZXBzGBcgAygLMg8udGFza2VyLnYxLlN0ZXAaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi+wIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJaW5pdGlhdG9yGAUgASgJEhUKDXNvdXJjZV9zeXN0ZW0YBiABKAkSDgoGcmVhc29uGAcgASgJEjQKBHRhZ3MYCCADKAsyJi50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QuVGFnc0VudHJ5EhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEhYKDnBhcmVudF90YXNrX2lkGAwgASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKEkNyZWF0ZVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sSEQoJZHVwbGljYXRlGAIgASgIIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjAKD0dldFRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sihQMKEExpc3RUYXNrc1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEhUKDXRlbXBsYXRlX25hbWUYAiABKAkSJAoGc3RhdGVzGAMgAygOMhQudGFza2VyLnYxLlRhc2tTdGF0ZRIzCgR0YWdzGAQgAygLMiUudGFza2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QuVGFnc0VudHJ5EjQKEGNyZWF0ZV90aW1lX2Zyb20YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZV90aW1lX3RvGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jb3JyZWxhdGlvbl9pZBgHIAEoCRIWCg5wYXJlbnRfdGFza19pZBgIIAEoCRIRCglwYWdlX3NpemUYCSABKAUSEgoKcGFnZV90b2tlbhgKIAEoCRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChFMaXN0VGFza3NSZXNwb25zZRIeCgV0YXNrcxgBIAMoCzIPLnRhc2tlci52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChFDYW5jZWxUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMwoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIuChBSZXRyeVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIyChFSZXRyeVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2siMAoSUmVzb2x2ZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI0ChNSZXNvbHZlVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIhChNHZXRUYXNrR3JhcGhSZXF1ZXN0EgoKAmlkGAEgASgJIogBCglHcmFwaE5vZGUSDwoHc3RlcF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2hhbmRsZXIYAyABKAkSIwoFc3RhdGUYBCABKA4yFC50YXNrZXIudjEuU3RlcFN0YXRlEhAKCGF0dGVtcHRzGAUgASgFEhQKDG1heF9hdHRlbXB0cxgGIAEoBSIqCglHcmFwaEVkZ2USDgoGcGFyZW50GAEgASgJEg0KBWNoaWxkGAIgASgJIo8BChRHZXRUYXNrR3JhcGhSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEiMKBW5vZGVzGAIgAygLMhQudGFza2VyLnYxLkdyYXBoTm9kZRIjCgVlZGdlcxgDIAMoCzIULnRhc2tlci52MS5HcmFwaEVkZ2USCwoDZG90GAQgASgJEg8KB21lcm1haWQYBSABKAkinQEKE0dldFRhc2tTdGF0c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1zbG93ZXN0X2xpbWl0GAQgASgFIpABCgpUYXNrQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEwoLaW5fcHJvZ3Jlc3MYAyABKAUSEAoIY29tcGxldGUYBCABKAUSDQoFZXJyb3IYBSABKAUSEQoJY2FuY2VsbGVkGAYgASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAcgASgFIsoBChNEdXJhdGlvblBlcmNlbnRpbGVzEiYKA3A1MBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgNwOTUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk5GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA21heBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtzYW1wbGVfc2l6ZRgFIAEoAyKaAQoMSGFuZGxlclN0YXRzEg8KB2hhbmRsZXIYASABKAkSEAoIYXR0ZW1wdHMYAiABKAMSEQoJY29tcGxldGVkGAMgASgDEg4KBmZhaWxlZBgEIAEoAxISCgplcnJvcl9yYXRlGAUgASgBEjAKCGR1cmF0aW9uGAYgASgLMh4udGFza2VyLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMitQEKCFNsb3dUYXNrEg8KB3Rhc2tfaWQYASABKAkSFQoNdGVtcGxhdGVfbmFtZRgCIAEoCRIjCgVzdGF0ZRgDIAEoDjIULnRhc2tlci52MS5UYXNrU3RhdGUSKwoIZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoLZmluaXNoX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIt8BCghTbG93U3RlcBIPCgdzdGVwX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIPCgdoYW5kbGVyGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSIwoFc3RhdGUYBiABKA4yFC50YXNrZXIudjEuU3RlcFN0YXRlEisKCGR1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC2ZpbmlzaF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKvBAoUR2V0VGFza1N0YXRzUmVzcG9uc2USEQoJbmFtZXNwYWNlGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg50YXNrc19maW5pc2hlZBgEIAEoAxIYChB0YXNrc19wZXJfbWludXRlGAUgASgBEhUKDXN0ZXBfYXR0ZW1wdHMYBiABKAMSGAoQc3RlcHNfcGVyX21pbnV0ZRgHIAEoARI1Cg10YXNrX2R1cmF0aW9uGAggASgLMh4udGFza2VyLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMSKQoIaGFuZGxlcnMYCSADKAsyFy50YXNrZXIudjEuSGFuZGxlclN0YXRzEioKDXNsb3dlc3RfdGFza3MYCiADKAsyEy50YXNrZXIudjEuU2xvd1Rhc2sSKgoNc2xvd2VzdF9zdGVwcxgLIAMoCzITLnRhc2tlci52MS5TbG93U3RlcBIqCgt0YXNrX2NvdW50cxgMIAEoCzIVLnRhc2tlci52MS5UYXNrQ291bnRzEioKC3N0ZXBfY291bnRzGA0gASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSIAoYaGFuZGxlcnNfd2l0aG91dF93b3JrZXJzGA4gAygJEg8KB3NhbXBsZWQYDyABKAgqiwIKD0V4ZWN1dGlvblN0YXR1cxIgChxFWEVDVVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASJAogRVhFQ1VUSU9OX1NUQVRVU19IQVNfUkVBRFlfU1RFUFMQARIfChtFWEVDVVRJT05fU1RBVFVTX1BST0NFU1NJTkcQAhImCiJFWEVDVVRJT05fU1RBVFVTX1dBSVRJTkdfRk9SX1JFVFJZEAMSKAokRVhFQ1VUSU9OX1NUQVRVU19CTE9DS0VEX0JZX0ZBSUxVUkVTEAQSHQoZRVhFQ1VUSU9OX1NUQVRVU19DT01QTEVURRAFEh4KGkVYRUNVVElPTl9TVEFUVVNfU0NIRURVTEVEEAYy5QQKC1Rhc2tTZXJ2aWNlEkkKCkNyZWF0ZVRhc2sSHC50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ3JlYXRlVGFza1Jlc3BvbnNlEkAKB0dldFRhc2sSGS50YXNrZXIudjEuR2V0VGFza1JlcXVlc3QaGi50YXNrZXIudjEuR2V0VGFza1Jlc3BvbnNlEkYKCUxpc3RUYXNrcxIbLnRhc2tlci52MS5MaXN0VGFza3NSZXF1ZXN0GhwudGFza2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkkKCkNhbmNlbFRhc2sSHC50YXNrZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkYKCVJldHJ5VGFzaxIbLnRhc2tlci52MS5SZXRyeVRhc2tSZXF1ZXN0GhwudGFza2VyLnYxLlJldHJ5VGFza1Jlc3BvbnNlEkwKC1Jlc29sdmVUYXNrEh0udGFza2VyLnYxLlJlc29sdmVUYXNrUmVxdWVzdBoeLnRhc2tlci52MS5SZXNvbHZlVGFza1Jlc3BvbnNlEk8KDEdldFRhc2tHcmFwaBIeLnRhc2tlci52MS5HZXRUYXNrR3JhcGhSZXF1ZXN0Gh8udGFza2VyLnYxLkdldFRhc2tHcmFwaFJlc3BvbnNlEk8KDEdldFRhc2tTdGF0cxIeLnRhc2tlci52MS5HZXRUYXNrU3RhdHNSZXF1ZXN0Gh8udGFza2VyLnYxLkdldFRhc2tTdGF0c1Jlc3BvbnNlQpUBCg1jb20udGFza2VyLnYxQglUYXNrUHJvdG9QAVo0Z2l0aHViLmNvbS90YXNrZXJocS90YXNrZXIvZ2VuL2dvL3Rhc2tlci92MTt0YXNrZXJ2MaICA1RYWKoCCVRhc2tlci5WMcoCCVRhc2tlclxWMeICFVRhc2tlclxWMVxHUEJNZXRhZGF0YeoCClRhc2tlcjo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common, file_tasker_v1_step]);
 
 /**
  * StepCounts counts a task's steps by state.
@@ -859,6 +859,458 @@ export const GetTaskGraphResponseSchema: GenMessage<GetTaskGraphResponse> = /*@_
   messageDesc(file_tasker_v1_task, 17);
 
 /**
+ * GetTaskStatsRequest names a namespace and a time window.
+ *
+ * @generated from message tasker.v1.GetTaskStatsRequest
+ */
+export type GetTaskStatsRequest = Message<"tasker.v1.GetTaskStatsRequest"> & {
+  /**
+   * The namespace to report on; required.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * Start of the window (inclusive); default end_time minus one hour.
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the window (exclusive); default now.
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * How many of the slowest tasks and steps to list; default 10, at most 100.
+   *
+   * @generated from field: int32 slowest_limit = 4;
+   */
+  slowestLimit: number;
+};
+
+/**
+ * Describes the message tasker.v1.GetTaskStatsRequest.
+ * Use `create(GetTaskStatsRequestSchema)` to create a new message.
+ */
+export const GetTaskStatsRequestSchema: GenMessage<GetTaskStatsRequest> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 18);
+
+/**
+ * TaskCounts counts tasks by state.
+ *
+ * @generated from message tasker.v1.TaskCounts
+ */
+export type TaskCounts = Message<"tasker.v1.TaskCounts"> & {
+  /**
+   * All tasks.
+   *
+   * @generated from field: int32 total = 1;
+   */
+  total: number;
+
+  /**
+   * Tasks in TASK_STATE_PENDING.
+   *
+   * @generated from field: int32 pending = 2;
+   */
+  pending: number;
+
+  /**
+   * Tasks in TASK_STATE_IN_PROGRESS.
+   *
+   * @generated from field: int32 in_progress = 3;
+   */
+  inProgress: number;
+
+  /**
+   * Tasks in TASK_STATE_COMPLETE.
+   *
+   * @generated from field: int32 complete = 4;
+   */
+  complete: number;
+
+  /**
+   * Tasks in TASK_STATE_ERROR.
+   *
+   * @generated from field: int32 error = 5;
+   */
+  error: number;
+
+  /**
+   * Tasks in TASK_STATE_CANCELLED.
+   *
+   * @generated from field: int32 cancelled = 6;
+   */
+  cancelled: number;
+
+  /**
+   * Tasks in TASK_STATE_RESOLVED_MANUALLY.
+   *
+   * @generated from field: int32 resolved_manually = 7;
+   */
+  resolvedManually: number;
+};
+
+/**
+ * Describes the message tasker.v1.TaskCounts.
+ * Use `create(TaskCountsSchema)` to create a new message.
+ */
+export const TaskCountsSchema: GenMessage<TaskCounts> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 19);
+
+/**
+ * DurationPercentiles summarises a set of durations.
+ *
+ * @generated from message tasker.v1.DurationPercentiles
+ */
+export type DurationPercentiles = Message<"tasker.v1.DurationPercentiles"> & {
+  /**
+   * Median (nearest rank).
+   *
+   * @generated from field: google.protobuf.Duration p50 = 1;
+   */
+  p50?: Duration | undefined;
+
+  /**
+   * 95th percentile (nearest rank).
+   *
+   * @generated from field: google.protobuf.Duration p95 = 2;
+   */
+  p95?: Duration | undefined;
+
+  /**
+   * 99th percentile (nearest rank).
+   *
+   * @generated from field: google.protobuf.Duration p99 = 3;
+   */
+  p99?: Duration | undefined;
+
+  /**
+   * The longest.
+   *
+   * @generated from field: google.protobuf.Duration max = 4;
+   */
+  max?: Duration | undefined;
+
+  /**
+   * How many durations the percentiles were taken over.
+   *
+   * @generated from field: int64 sample_size = 5;
+   */
+  sampleSize: bigint;
+};
+
+/**
+ * Describes the message tasker.v1.DurationPercentiles.
+ * Use `create(DurationPercentilesSchema)` to create a new message.
+ */
+export const DurationPercentilesSchema: GenMessage<DurationPercentiles> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 20);
+
+/**
+ * HandlerStats is one handler's attempts in the window.
+ *
+ * @generated from message tasker.v1.HandlerStats
+ */
+export type HandlerStats = Message<"tasker.v1.HandlerStats"> & {
+  /**
+   * The handler name.
+   *
+   * @generated from field: string handler = 1;
+   */
+  handler: string;
+
+  /**
+   * Attempts that ended in the window.
+   *
+   * @generated from field: int64 attempts = 2;
+   */
+  attempts: bigint;
+
+  /**
+   * Attempts that completed the step.
+   *
+   * @generated from field: int64 completed = 3;
+   */
+  completed: bigint;
+
+  /**
+   * Attempts that failed (retry scheduled or error, lease expiry and
+   * timeouts included).
+   *
+   * @generated from field: int64 failed = 4;
+   */
+  failed: bigint;
+
+  /**
+   * failed / attempts, 0 to 1; 0 without attempts.
+   *
+   * @generated from field: double error_rate = 5;
+   */
+  errorRate: number;
+
+  /**
+   * Attempt durations, claim to report.
+   *
+   * @generated from field: tasker.v1.DurationPercentiles duration = 6;
+   */
+  duration?: DurationPercentiles | undefined;
+};
+
+/**
+ * Describes the message tasker.v1.HandlerStats.
+ * Use `create(HandlerStatsSchema)` to create a new message.
+ */
+export const HandlerStatsSchema: GenMessage<HandlerStats> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 21);
+
+/**
+ * SlowTask is one of the slowest tasks finished in the window.
+ *
+ * @generated from message tasker.v1.SlowTask
+ */
+export type SlowTask = Message<"tasker.v1.SlowTask"> & {
+  /**
+   * Task id.
+   *
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * Template name.
+   *
+   * @generated from field: string template_name = 2;
+   */
+  templateName: string;
+
+  /**
+   * The state it finished in.
+   *
+   * @generated from field: tasker.v1.TaskState state = 3;
+   */
+  state: TaskState;
+
+  /**
+   * Creation to the change that finished it.
+   *
+   * @generated from field: google.protobuf.Duration duration = 4;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * When it finished.
+   *
+   * @generated from field: google.protobuf.Timestamp finish_time = 5;
+   */
+  finishTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tasker.v1.SlowTask.
+ * Use `create(SlowTaskSchema)` to create a new message.
+ */
+export const SlowTaskSchema: GenMessage<SlowTask> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 22);
+
+/**
+ * SlowStep is one of the slowest attempts that ended in the window.
+ *
+ * @generated from message tasker.v1.SlowStep
+ */
+export type SlowStep = Message<"tasker.v1.SlowStep"> & {
+  /**
+   * Step id.
+   *
+   * @generated from field: string step_id = 1;
+   */
+  stepId: string;
+
+  /**
+   * Its task.
+   *
+   * @generated from field: string task_id = 2;
+   */
+  taskId: string;
+
+  /**
+   * Step name.
+   *
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * Handler name.
+   *
+   * @generated from field: string handler = 4;
+   */
+  handler: string;
+
+  /**
+   * Attempt number, from 1.
+   *
+   * @generated from field: int32 attempt = 5;
+   */
+  attempt: number;
+
+  /**
+   * The state the attempt ended in.
+   *
+   * @generated from field: tasker.v1.StepState state = 6;
+   */
+  state: StepState;
+
+  /**
+   * Claim to report.
+   *
+   * @generated from field: google.protobuf.Duration duration = 7;
+   */
+  duration?: Duration | undefined;
+
+  /**
+   * When the attempt ended.
+   *
+   * @generated from field: google.protobuf.Timestamp finish_time = 8;
+   */
+  finishTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message tasker.v1.SlowStep.
+ * Use `create(SlowStepSchema)` to create a new message.
+ */
+export const SlowStepSchema: GenMessage<SlowStep> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 23);
+
+/**
+ * GetTaskStatsResponse is the report.
+ *
+ * @generated from message tasker.v1.GetTaskStatsResponse
+ */
+export type GetTaskStatsResponse = Message<"tasker.v1.GetTaskStatsResponse"> & {
+  /**
+   * The namespace reported on.
+   *
+   * @generated from field: string namespace = 1;
+   */
+  namespace: string;
+
+  /**
+   * Start of the window (inclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp start_time = 2;
+   */
+  startTime?: Timestamp | undefined;
+
+  /**
+   * End of the window (exclusive).
+   *
+   * @generated from field: google.protobuf.Timestamp end_time = 3;
+   */
+  endTime?: Timestamp | undefined;
+
+  /**
+   * Tasks that finished in the window (complete, error, cancelled or
+   * resolved manually).
+   *
+   * @generated from field: int64 tasks_finished = 4;
+   */
+  tasksFinished: bigint;
+
+  /**
+   * tasks_finished per minute of the window.
+   *
+   * @generated from field: double tasks_per_minute = 5;
+   */
+  tasksPerMinute: number;
+
+  /**
+   * Step attempts that ended in the window.
+   *
+   * @generated from field: int64 step_attempts = 6;
+   */
+  stepAttempts: bigint;
+
+  /**
+   * step_attempts per minute of the window.
+   *
+   * @generated from field: double steps_per_minute = 7;
+   */
+  stepsPerMinute: number;
+
+  /**
+   * Durations of the tasks finished in the window.
+   *
+   * @generated from field: tasker.v1.DurationPercentiles task_duration = 8;
+   */
+  taskDuration?: DurationPercentiles | undefined;
+
+  /**
+   * Per handler with attempts in the window, by name.
+   *
+   * @generated from field: repeated tasker.v1.HandlerStats handlers = 9;
+   */
+  handlers: HandlerStats[];
+
+  /**
+   * The slowest finished tasks, slowest first.
+   *
+   * @generated from field: repeated tasker.v1.SlowTask slowest_tasks = 10;
+   */
+  slowestTasks: SlowTask[];
+
+  /**
+   * The slowest attempts, slowest first.
+   *
+   * @generated from field: repeated tasker.v1.SlowStep slowest_steps = 11;
+   */
+  slowestSteps: SlowStep[];
+
+  /**
+   * Tasks created in the window, by current state.
+   *
+   * @generated from field: tasker.v1.TaskCounts task_counts = 12;
+   */
+  taskCounts?: TaskCounts | undefined;
+
+  /**
+   * Steps of the tasks created in the window, by current state.
+   *
+   * @generated from field: tasker.v1.StepCounts step_counts = 13;
+   */
+  stepCounts?: StepCounts | undefined;
+
+  /**
+   * Handlers the namespace's templates use that no worker served in the
+   * last minute, by name.
+   *
+   * @generated from field: repeated string handlers_without_workers = 14;
+   */
+  handlersWithoutWorkers: string[];
+
+  /**
+   * Set when the window held more attempts or finished tasks than the
+   * sample the percentiles and slowest lists are taken from.
+   *
+   * @generated from field: bool sampled = 15;
+   */
+  sampled: boolean;
+};
+
+/**
+ * Describes the message tasker.v1.GetTaskStatsResponse.
+ * Use `create(GetTaskStatsResponseSchema)` to create a new message.
+ */
+export const GetTaskStatsResponseSchema: GenMessage<GetTaskStatsResponse> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 24);
+
+/**
  * ExecutionStatus says at a glance why a task is where it is.
  *
  * @generated from enum tasker.v1.ExecutionStatus
@@ -1069,6 +1521,34 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof GetTaskGraphRequestSchema;
     output: typeof GetTaskGraphResponseSchema;
+  },
+  /**
+   * GetTaskStats reports what a namespace did in a time window, from the
+   * audit trail (the transition rows): throughput, per handler the error rate
+   * and the p50/p95/p99 attempt durations, the slowest tasks and steps with
+   * their ids, the tasks and steps created in the window by current state,
+   * and the handlers templates use that no worker served in the last minute.
+   *
+   * An attempt is a claim and the report that ended it (complete, failed,
+   * retry scheduled, lease expired or timed out); its duration runs from the
+   * claim to that report. A task's duration runs from its creation to the
+   * change that finished it (complete, error, cancelled, resolved manually).
+   * Counts are exact. Percentiles and the slowest lists come from the most
+   * recent 10,000 attempts and 10,000 finished tasks of the window; sampled
+   * says when the window held more.
+   *
+   * Errors: InvalidArgument (namespace missing or malformed, end_time before
+   * start_time, a window longer than 31 days, slowest_limit outside 0 to
+   * 100).
+   *
+   * Scope: tasks:read; checked against the namespace it acts on (SECURITY.md).
+   *
+   * @generated from rpc tasker.v1.TaskService.GetTaskStats
+   */
+  getTaskStats: {
+    methodKind: "unary";
+    input: typeof GetTaskStatsRequestSchema;
+    output: typeof GetTaskStatsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tasker_v1_task, 0);
