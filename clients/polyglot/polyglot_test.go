@@ -149,7 +149,7 @@ func available(t *testing.T, root string) []language {
 		}
 	}
 	if len(missing) > 0 {
-		msg := fmt.Sprintf("polyglot test needs %v: run `make test-polyglot`, which installs and builds them", missing)
+		msg := fmt.Sprintf("polyglot test needs %v (`make test-polyglot` installs the Debian packages and builds clients/typescript; Node.js is a prerequisite)", missing)
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg + " (CI=true: required)")
 		}
