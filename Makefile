@@ -158,10 +158,17 @@ pgcheck: ## Tell whether the test PostgreSQL is reachable (fatal under CI=true)
 
 .PHONY: test
 test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: generated code, lint, contract, all tests (-race), client tests
-	go test $(GO_TEST_FLAGS) ./...
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/clients/polyglot$$')
 
 .PHONY: test-clients
-test-clients: test-ts test-python ## The client libraries' tests against a real server
+test-clients: test-ts test-python test-polyglot ## The client libraries' tests against a real server
+
+# clients/polyglot runs here rather than in test's `go test`, once the
+# clients it drives are installed and built.
+.PHONY: test-polyglot
+test-polyglot: python-deps $(TS_DEPS) ## One DAG served by Go, Python and TypeScript workers; cancellation and subscribers in each language
+	cd $(TS_DIR) && npm run build
+	go test $(GO_TEST_FLAGS) -count=1 ./clients/polyglot
 
 .PHONY: test-python
 test-python: python-deps build ## The Python client's tests (pytest) against a real tasker serve
@@ -191,6 +198,16 @@ BENCH_FLAGS ?=
 bench: ## Every bench scenario on SQLite; BENCH_FLAGS="--database 'postgres://…'" for PostgreSQL (BENCHMARKS.md)
 	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
 	@$(BIN_DIR)/tasker bench $(BENCH_FLAGS)
+
+# The polyglot programs' noop mode serves the bench's handler in Python and TypeScript.
+SDK_WORKER_CMDS := --worker-cmd 'python=$(PYTHON) clients/polyglot/polyglot.py noop' \
+                   --worker-cmd 'typescript=node clients/polyglot/polyglot.mjs noop'
+
+.PHONY: bench-sdks
+bench-sdks: python-deps $(TS_DEPS) ## diamond with Go SDK, Python and TypeScript workers in one run (BENCHMARKS.md); BENCH_FLAGS as for bench
+	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	@cd $(TS_DIR) && npm run --silent build
+	@$(BIN_DIR)/tasker bench diamond $(SDK_WORKER_CMDS) $(BENCH_FLAGS)
 
 .PHONY: bench-go
 bench-go: ## Go benchmarks of the engine and event-log hot paths; TASKER_BENCH_POSTGRES=1 adds PostgreSQL

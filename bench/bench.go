@@ -46,6 +46,9 @@ type benchFlags struct {
 	// auth lists the --auth modes each scenario runs under, in order.
 	auth  []string
 	token string
+	// workerCmds are the --worker-cmd values; external their parsed form.
+	workerCmds []string
+	external   []externalWorker
 }
 
 // benchScenario is one named measurement.
@@ -121,6 +124,8 @@ func Command() *cobra.Command {
 	fl.DurationVar(&f.timeout, "timeout", 10*time.Minute, "give up on a scenario after this long")
 	fl.StringSliceVar(&f.auth, "auth", []string{authNone}, "run each scenario with the server's --auth none, token, or both (none,token) one after the other; "+
 		"with token the bench creates the tokens (workers get steps:work on the bench namespace only)")
+	fl.StringArrayVar(&f.workerCmds, "worker-cmd", nil, "NAME=COMMAND: the diamond scenario also runs with --workers processes of COMMAND (sh -c) as its workers, "+
+		"each serving TASKER_BENCH_NAMESPACE/TASKER_BENCH_HANDLER at TASKER_ADDR with TASKER_BENCH_CONCURRENCY slots; repeatable (BENCHMARKS.md)")
 	fl.StringVar(&f.token, "token", "", "token for every call to --target (needs every scope but admin on the bench namespace, or admin) [TASKER_TOKEN]")
 	return cmd
 }
@@ -168,6 +173,11 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 		// in the environment does not break runs without --target.
 		f.token = os.Getenv("TASKER_TOKEN")
 	}
+	external, err := parseWorkerCmds(f.workerCmds)
+	if err != nil {
+		return nil, err
+	}
+	f.external = external
 	switch strings.ToLower(f.sqliteSynchronous) {
 	case "normal", "full":
 	default:

@@ -126,6 +126,9 @@ func TestBenchFlags(t *testing.T) {
 		{[]string{"--auth", "maybe"}, `--auth: want none, token or none,token; got "maybe"`},
 		{[]string{"--target", "127.0.0.1:1", "--auth", "token"}, "give --target's token with --token"},
 		{[]string{"--token", "tasker_x"}, "--token is for --target"},
+		{[]string{"--worker-cmd", "python"}, `--worker-cmd: want NAME=COMMAND, got "python"`},
+		{[]string{"--worker-cmd", "py= "}, "want NAME=COMMAND"},
+		{[]string{"--worker-cmd", "py=a", "--worker-cmd", "py=b"}, "--worker-cmd: py given twice"},
 	} {
 		cmd := Command()
 		cmd.SetOut(&bytes.Buffer{})

@@ -31,10 +31,11 @@ type benchRun struct {
 	events   taskerv1.EventServiceClient
 	registry taskerv1.RegistryServiceClient
 	progress *benchProgress
+	stderr   io.Writer
 }
 
 func newBenchRun(ctx context.Context, f benchFlags, scenario string, srv *benchServer, showProgress bool, stderr io.Writer) (*benchRun, error) {
-	b := &benchRun{f: f, srv: srv, ns: benchNamespace, progress: newBenchProgress(scenario, showProgress, stderr)}
+	b := &benchRun{f: f, srv: srv, ns: benchNamespace, progress: newBenchProgress(scenario, showProgress, stderr), stderr: stderr}
 	if srv.mode == serverTarget {
 		// A shared server: keep this run's templates and events apart.
 		b.ns = "bench-" + randomSuffix()

@@ -242,7 +242,18 @@ func runDiamond(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	}
 	r := diamondResult("diamond", tasks, n, b.inflight())
 	cpu.stamp(r)
-	return []*benchResult{r}, nil
+	results := []*benchResult{r}
+	if len(b.f.external) > 0 {
+		r.Variant = "Go SDK workers"
+	}
+	for _, w := range b.f.external {
+		r, err := externalDiamond(ctx, b, w, n, b.stderr)
+		if err != nil {
+			return nil, fmt.Errorf("--worker-cmd %s: %w", w.name, err)
+		}
+		results = append(results, r)
+	}
+	return results, nil
 }
 
 // diamondLoad registers a diamond template and runs n of its tasks with

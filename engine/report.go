@@ -371,11 +371,30 @@ func (e *Engine) ExtendLease(ctx context.Context, l Lease, extendBy time.Duratio
 			return err
 		}
 		if n == 0 {
+			// A change committed since the reads above (on PostgreSQL, a
+			// CancelTask or the reaper): explain it from what is now
+			// committed, so a cancelled step says CANCELLED.
+			if err := leaseLostNow(ctx, tx, id, l.Token, now); err != nil {
+				return err
+			}
 			return fault.Abortedf(fault.ReasonLeaseLost, "the lease of step %s was lost", id)
 		}
 		return nil
 	})
 	return expires, err
+}
+
+// leaseLostNow is leaseLost for the step and task as committed now.
+func leaseLostNow(ctx context.Context, tx *ent.Tx, id uuid.UUID, token string, now time.Time) error {
+	s, err := tx.Step.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	t, err := tx.Task.Get(ctx, s.TaskID)
+	if err != nil {
+		return err
+	}
+	return leaseLost(s, t, token, now)
 }
 
 // write runs fn in a transaction that changes one task, flushes its
