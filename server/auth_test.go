@@ -203,6 +203,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			"/tasker.v1.TaskService/ListTasks": {auth.TasksRead, func() proto.Message {
 				return &taskerv1.ListTasksRequest{Namespace: "shop"}
 			}, false},
+			"/tasker.v1.TaskService/GetTaskStats": {auth.TasksRead, func() proto.Message {
+				return &taskerv1.GetTaskStatsRequest{Namespace: "shop"}
+			}, false},
 			"/tasker.v1.TaskService/CancelTask":  {auth.TasksOperate, func() proto.Message { return &taskerv1.CancelTaskRequest{Id: f.taskID} }, false},
 			"/tasker.v1.TaskService/RetryTask":   {auth.TasksOperate, func() proto.Message { return &taskerv1.RetryTaskRequest{Id: f.taskID} }, false},
 			"/tasker.v1.TaskService/ResolveTask": {auth.TasksOperate, func() proto.Message { return &taskerv1.ResolveTaskRequest{Id: f.taskID} }, false},

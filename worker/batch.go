@@ -4,6 +4,9 @@ import (
 	"context"
 	"sync"
 
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -29,6 +32,11 @@ const (
 // own answer, as an error of the single-entry RPC's code and reason.
 type batcher[E proto.Message, R any] struct {
 	send func(ctx context.Context, entries []E) ([]R, error)
+	// tracer and name make the span of each batched call: a child of the
+	// first entry's handler span, linked to every entry's, so each
+	// handler's trace shows the call that reported it.
+	tracer trace.Tracer
+	name   string
 
 	mu      sync.Mutex
 	pending []*batchItem[E, R]
@@ -44,8 +52,8 @@ type batchItem[E, R any] struct {
 	err   error
 }
 
-func newBatcher[E proto.Message, R any](send func(context.Context, []E) ([]R, error)) *batcher[E, R] {
-	return &batcher[E, R]{send: send}
+func newBatcher[E proto.Message, R any](tracer trace.Tracer, name string, send func(context.Context, []E) ([]R, error)) *batcher[E, R] {
+	return &batcher[E, R]{send: send, tracer: tracer, name: name}
 }
 
 // do queues entry for the next batch and waits for its answer or for ctx.
@@ -107,9 +115,21 @@ func (b *batcher[E, R]) sendBatch(batch []*batchItem[E, R]) {
 	for i, it := range live {
 		entries[i] = it.entry
 	}
-	ctx, cancel := context.WithTimeout(batchContext(live[0].ctx), reportTimeout)
+	links := make([]trace.Link, 0, len(live))
+	for _, it := range live {
+		if sc := trace.SpanContextFromContext(it.ctx); sc.IsValid() {
+			links = append(links, trace.Link{SpanContext: sc})
+		}
+	}
+	ctx, span := b.tracer.Start(batchContext(live[0].ctx), b.name, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithLinks(links...), trace.WithAttributes(attribute.Int("tasker.batch_size", len(live))))
+	ctx, cancel := context.WithTimeout(ctx, reportTimeout)
 	rs, err := b.send(ctx, entries)
 	cancel()
+	if err != nil {
+		span.SetStatus(otelcodes.Error, status.Convert(err).Message())
+	}
+	span.End()
 	if err == nil && len(rs) != len(live) {
 		err = status.Errorf(codes.Internal, "the server answered %d results for %d entries", len(rs), len(live))
 	}

@@ -149,20 +149,21 @@ func New(conn grpc.ClientConnInterface, id string, opts Options) *Worker {
 		opts.TracerProvider = otel.GetTracerProvider()
 	}
 	steps := taskerv1.NewStepServiceClient(conn)
+	tracer := opts.TracerProvider.Tracer("github.com/taskerhq/tasker/worker")
 	return &Worker{
 		steps: steps,
-		completions: newBatcher(func(ctx context.Context, cs []*taskerv1.StepCompletion) ([]*taskerv1.EntryResult, error) {
+		completions: newBatcher(tracer, "report completions", func(ctx context.Context, cs []*taskerv1.StepCompletion) ([]*taskerv1.EntryResult, error) {
 			resp, err := steps.BatchCompleteSteps(ctx, &taskerv1.BatchCompleteStepsRequest{Completions: cs})
 			return resp.GetResults(), err
 		}),
-		failures: newBatcher(func(ctx context.Context, fs []*taskerv1.StepFailure) ([]*taskerv1.FailureOutcome, error) {
+		failures: newBatcher(tracer, "report failures", func(ctx context.Context, fs []*taskerv1.StepFailure) ([]*taskerv1.FailureOutcome, error) {
 			resp, err := steps.BatchFailSteps(ctx, &taskerv1.BatchFailStepsRequest{Failures: fs})
 			return resp.GetOutcomes(), err
 		}),
 		id:       id,
 		opts:     opts,
 		log:      opts.Logger.With(slog.String("worker_id", id)),
-		tracer:   opts.TracerProvider.Tracer("github.com/taskerhq/tasker/worker"),
+		tracer:   tracer,
 		handlers: map[handlerKey]HandlerFunc{},
 		running:  map[*execution]struct{}{},
 		freed:    make(chan struct{}, 1),
