@@ -393,6 +393,26 @@ export class Worker {
     }
   }
 
+  /**
+   * waitFreed waits until a running step finishes, ms pass, or signal
+   * aborts, and leaves no timer or abort listener behind: the claim loop
+   * waits like this once per full round, for as long as the worker runs.
+   */
+  private async waitFreed(ms: number, signal: AbortSignal): Promise<void> {
+    if (signal.aborted) {
+      return;
+    }
+    const done = new AbortController();
+    const onAbort = () => done.abort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      await Promise.race([this.freed.wait(), delay(ms, done.signal)]);
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+      done.abort();
+    }
+  }
+
   private async claimLoop(): Promise<void> {
     const stop = this.stopping.signal;
     const refs = [...this.handlers.values()].map((h) => ({ namespace: h.namespace, handler: h.handler }));
@@ -400,7 +420,7 @@ export class Worker {
     while (!stop.aborted) {
       const free = this.opts.concurrency - this.running.size;
       if (free <= 0) {
-        await Promise.race([this.freed.wait(), delay(3_600_000, stop)]);
+        await this.waitFreed(3_600_000, stop);
         continue;
       }
       const asked = Date.now();
@@ -703,7 +723,7 @@ export class Worker {
     }
     while (this.running.size > 0 && Date.now() < deadline) {
       const timeout = new AbortController();
-      await Promise.race([this.freed.wait(), delay(deadline - Date.now(), timeout.signal)]);
+      await this.waitFreed(deadline - Date.now(), timeout.signal);
       timeout.abort();
     }
     // Take the steps whose handlers still run; those reporting finish their report.

@@ -87,6 +87,29 @@ describe("Worker", () => {
     assert.ok(methods.includes("BatchCompleteSteps"), `calls: ${[...new Set(methods)].join(", ")}`);
   });
 
+  test("a full worker waits for a free slot without piling up abort listeners", async () => {
+    const ns = uniqueNamespace();
+    await client.registry.registerTaskTemplate(template(ns, [{ name: "a", handler: "one" }]));
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on("warning", onWarning);
+    const w = new Worker(client, { id: `w-${ns}`, concurrency: 1, claimWaitMs: 1_000, logger: quiet });
+    w.register(ns, "one", async () => ({ ok: true }));
+    const running = w.run();
+    // At concurrency 1 the claim loop waits for a free slot once per step:
+    // 30 steps are well past Node's 10-listener warning if waits leak.
+    const ids = await Promise.all(Array.from({ length: 30 }, async () => (await client.tasks.createTask({ namespace: ns, name: "flow" })).task!.id));
+    for (const id of ids) {
+      await taskState(id, TaskState.COMPLETE);
+    }
+    w.stop();
+    await running;
+    // Warnings are emitted on the next tick.
+    await new Promise((resolve) => setImmediate(resolve));
+    process.off("warning", onWarning);
+    assert.deepEqual(warnings.filter((m) => m.startsWith("MaxListenersExceededWarning")), []);
+  });
+
   test("retries, honours retry_after, and stops on a non-retryable failure", async () => {
     const ns = uniqueNamespace();
     await client.registry.registerTaskTemplate(
