@@ -98,17 +98,7 @@ func taskToProto(v *engine.TaskView) *taskerv1.Task {
 		FinishTime:           timestamp(t.FinishedAt),
 		CompletionPercentage: v.CompletionPercentage(),
 		ExecutionStatus:      executionStatusToProto[v.ExecutionStatus()],
-		StepCounts: &taskerv1.StepCounts{
-			Total:            count(v.Total()),
-			Pending:          count(v.Counts[engine.StepPending]),
-			Enqueued:         count(v.Counts[engine.StepEnqueued]),
-			InProgress:       count(v.Counts[engine.StepInProgress]),
-			WaitingForRetry:  count(v.Counts[engine.StepWaitingForRetry]),
-			Complete:         count(v.Counts[engine.StepComplete]),
-			Error:            count(v.Counts[engine.StepError]),
-			Cancelled:        count(v.Counts[engine.StepCancelled]),
-			ResolvedManually: count(v.Counts[engine.StepResolvedManually]),
-		},
+		StepCounts:           stepCountsToProto(v.Counts),
 	}
 	if t.ParentTaskID != nil {
 		out.ParentTaskId = t.ParentTaskID.String()
@@ -118,6 +108,24 @@ func taskToProto(v *engine.TaskView) *taskerv1.Task {
 		ps := stepToProto(s, v.DependsOn[s.ID], false)
 		ps.CorrelationId = t.CorrelationID
 		out.Steps = append(out.Steps, ps)
+	}
+	return out
+}
+
+// stepCountsToProto renders counts of steps by state, with their total.
+func stepCountsToProto(counts map[engine.StepState]int) *taskerv1.StepCounts {
+	out := &taskerv1.StepCounts{
+		Pending:          count(counts[engine.StepPending]),
+		Enqueued:         count(counts[engine.StepEnqueued]),
+		InProgress:       count(counts[engine.StepInProgress]),
+		WaitingForRetry:  count(counts[engine.StepWaitingForRetry]),
+		Complete:         count(counts[engine.StepComplete]),
+		Error:            count(counts[engine.StepError]),
+		Cancelled:        count(counts[engine.StepCancelled]),
+		ResolvedManually: count(counts[engine.StepResolvedManually]),
+	}
+	for _, n := range counts {
+		out.Total += count(n)
 	}
 	return out
 }

@@ -55,22 +55,10 @@ func statsToProto(st *engine.Stats) *taskerv1.GetTaskStatsResponse {
 			Cancelled:        count(st.TaskCounts[engine.TaskCancelled]),
 			ResolvedManually: count(st.TaskCounts[engine.TaskResolvedManually]),
 		},
-		StepCounts: &taskerv1.StepCounts{
-			Pending:          count(st.StepCounts[engine.StepPending]),
-			Enqueued:         count(st.StepCounts[engine.StepEnqueued]),
-			InProgress:       count(st.StepCounts[engine.StepInProgress]),
-			WaitingForRetry:  count(st.StepCounts[engine.StepWaitingForRetry]),
-			Complete:         count(st.StepCounts[engine.StepComplete]),
-			Error:            count(st.StepCounts[engine.StepError]),
-			Cancelled:        count(st.StepCounts[engine.StepCancelled]),
-			ResolvedManually: count(st.StepCounts[engine.StepResolvedManually]),
-		},
+		StepCounts: stepCountsToProto(st.StepCounts),
 	}
 	for _, n := range st.TaskCounts {
 		out.TaskCounts.Total += count(n)
-	}
-	for _, n := range st.StepCounts {
-		out.StepCounts.Total += count(n)
 	}
 	for _, h := range st.Handlers {
 		out.Handlers = append(out.Handlers, &taskerv1.HandlerStats{
