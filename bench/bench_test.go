@@ -66,11 +66,11 @@ func TestBenchInProcess(t *testing.T) {
 			require.Equal(t, 60, r.TasksStored)
 			require.Equal(t, 20, r.InFlight)
 			require.NotNil(t, r.P99)
-		case "diamond", "fanout":
+		case "diamond", "fanout", "http_diamond":
 			require.NotNil(t, r.P50, r.Scenario)
 		}
 	}
-	require.Equal(t, map[string]int{"burndown": 1, "linear4": 2, "diamond": 1, "fanout": 1, "events": 1, "capacity": 1}, seen)
+	require.Equal(t, map[string]int{"burndown": 1, "linear4": 2, "diamond": 1, "http_diamond": 1, "fanout": 1, "events": 1, "capacity": 1}, seen)
 	require.Contains(t, stderr.String(), "steps/s", "the table goes to stderr with --json")
 }
 
