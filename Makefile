@@ -157,7 +157,13 @@ pgcheck: ## Tell whether the test PostgreSQL is reachable (fatal under CI=true)
 	fi
 
 .PHONY: test
-test: check-generate lint breaking pgcheck test-clients ## Everything CI runs: generated code, lint, contract, all tests (-race), client tests
+test: check-generate lint breaking pgcheck ## Everything CI runs: generated code, lint, contract, all tests (-race), client tests
+	@# The Go suite and the client suites run side by side; each target's
+	@# output is printed whole when it ends.
+	@$(MAKE) --no-print-directory -j2 --output-sync=target test-go test-clients
+
+.PHONY: test-go
+test-go: ## The Go tests with -race, on SQLite and PostgreSQL
 	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v '/clients/polyglot$$')
 
 .PHONY: test-clients
