@@ -3,10 +3,10 @@
 # buf (which pins its own protobuf version, so it stays out of go.mod) comes
 # from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install;
 # protoc-gen-es, google-proto-files and the TypeScript client's packages come
-# from clients/typescript/package-lock.json (npm ci). The Python client needs
+# from clients/typescript/package-lock.json (npm ci); gen/python takes its
+# google.rpc protos from the same google-proto-files. The Python client needs
 # Debian packages (PY_DEBS), which are installed when missing and make runs as
-# root, and the google.rpc protos of npm's google-proto-files, pinned in
-# clients/python/protodeps.
+# root.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -61,8 +61,8 @@ PY_DEBS        := protobuf-compiler:protoc protobuf-compiler-grpc:grpc_python_pl
                   python3-protobuf:google.protobuf python3-pytest:pytest openssl:openssl
 # gen/python is what Debian 12's protoc and grpc_python_plugin write; other versions write other code.
 PY_PROTOC_VERSION := 3.21.12
-PY_PROTODEPS   := $(TOOLS_DIR)/protodeps-python
-GOOGLE_PROTOS  := $(PY_PROTODEPS)/node_modules/google-proto-files
+# The google.rpc protos, from the google-proto-files the TypeScript lock file pins.
+GOOGLE_PROTOS  := $(TS_DIR)/node_modules/google-proto-files
 
 # need-debs checks package:command-or-module pairs and installs the missing
 # packages (one apt-get update), or names them and fails.
@@ -85,14 +85,8 @@ endef
 python-deps: ## Install the Debian packages gen/python is generated and tested with, when missing
 	$(call need-debs,$(PY_DEBS))
 
-$(GOOGLE_PROTOS)/.installed: clients/python/protodeps/package.json clients/python/protodeps/package-lock.json
-	rm -rf $(PY_PROTODEPS) && mkdir -p $(PY_PROTODEPS)
-	cp $^ $(PY_PROTODEPS)/
-	npm ci --silent --ignore-scripts --no-audit --no-fund --prefix $(PY_PROTODEPS)
-	touch $@
-
 .PHONY: generate-python
-generate-python: python-deps $(GOOGLE_PROTOS)/.installed ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
+generate-python: python-deps $(TS_DEPS) ## Regenerate gen/python (Debian's protoc and grpc_python_plugin)
 	@v=$$(protoc --version | awk '{print $$2}'); [ "$$v" = "$(PY_PROTOC_VERSION)" ] || \
 		echo "WARNING: protoc $$v: gen/python is generated with Debian 12's protoc $(PY_PROTOC_VERSION) and grpc_python_plugin 1.51.1; expect a diff" >&2
 	rm -rf gen/python && mkdir -p gen/python
