@@ -45,16 +45,29 @@ func (l *Log) Notify(head int64) {
 // committed. On SQLite events are numbered as they are appended, so it wakes
 // the waiters, which read the new head themselves. On PostgreSQL the events
 // are not numbered yet: it wakes the sequencer (NOTIFY, coalesced with
-// concurrent commits; the sequencer's fallback look covers a notification
-// lost to a crash), whose own notification wakes the waiters once they are.
+// concurrent commits, or in memory when this process's sequencer leads: see
+// UseSequencer; the sequencer's fallback look covers a notification lost to
+// a crash), whose own notification wakes the waiters once they are.
 // Calling it when nothing was appended costs a read or a notification.
 func (l *Log) Appended() {
 	if l.db.SQL().Replicated() {
+		if s := l.local.Load(); s != nil && s.pokeIfLeading() {
+			return
+		}
 		l.sequencer.Notify()
 		return
 	}
 	l.wake()
 }
+
+// UseSequencer tells the log of its own process's sequencer: while that
+// one leads, Appended wakes it in memory, which spares every commit that
+// appended events a NOTIFY round trip (and every replica's listener its
+// delivery). Appends of other processes still reach it by NOTIFY.
+// Leadership that moves between the check and the wake-up loses nothing:
+// a new leader numbers whatever is unnumbered first, and the old one's
+// Fallback look covers the rest.
+func (l *Log) UseSequencer(s *Sequencer) { l.local.Store(s) }
 
 // Wait returns nil once the log's head is above after, at once if it
 // already is, or ctx's error when ctx ends first. It does not poll: it

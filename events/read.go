@@ -38,6 +38,9 @@ type Log struct {
 	// sequencer wakes the PostgreSQL sequencer after commits that
 	// appended events.
 	sequencer *storage.Notifier
+	// local is this process's Sequencer (UseSequencer): while it leads,
+	// Appended wakes it directly instead of through a NOTIFY.
+	local atomic.Pointer[Sequencer]
 
 	// listened is set once Listen has registered the log with the
 	// process's listener.

@@ -219,16 +219,28 @@ func (s *Sequencer) wait(ctx context.Context) error {
 	return nil
 }
 
+// pokeIfLeading wakes the sequencer when it leads right now, and reports
+// whether it did.
+func (s *Sequencer) pokeIfLeading() bool {
+	if !s.leading.Load() {
+		return false
+	}
+	s.poke()
+	return true
+}
+
+// poke leaves a wake-up in the sequencer's one slot.
+func (s *Sequencer) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is pending already: it covers this one
+	}
+}
+
 // Listen has the process's listener wake the sequencer when a writer
 // anywhere has appended events, and when the listener reconnects. Without
 // it the sequencer looks every Fallback. Call it before the listener
 // runs.
 func (s *Sequencer) Listen(ln *storage.Listener) error {
-	poke := func() {
-		select {
-		case s.wake <- struct{}{}:
-		default: // a wake-up is pending already: it covers this one
-		}
-	}
-	return ln.Handle(appendedChannel, storage.ListenFuncs{OnNotify: func(string) { poke() }, OnCatchUp: poke})
+	return ln.Handle(appendedChannel, storage.ListenFuncs{OnNotify: func(string) { s.poke() }, OnCatchUp: s.poke})
 }

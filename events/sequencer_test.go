@@ -342,3 +342,25 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestSequencerWokenInProcess: with no listener and a fallback longer than
+// the test, only Appended's in-memory wake-up of the process's own leading
+// sequencer can number an event, and it does, at once, each time.
+func TestSequencerWokenInProcess(t *testing.T) {
+	t.Parallel()
+	db := storagetest.Open(t, "postgres")
+	ctx := testContext(t)
+	logger := testLogger(t)
+	l := events.NewLog(db, logger)
+	seq := events.NewSequencer(db, logger, events.SequencerOptions{Fallback: time.Hour, Stamped: l.Notify})
+	l.UseSequencer(seq)
+	run(t, seq.Run)
+	require.Eventually(t, seq.Leading, 10*time.Second, 5*time.Millisecond)
+	for i := range 3 {
+		require.NoError(t, db.Tx(ctx, func(tx *ent.Tx) error {
+			return events.Append(ctx, tx, db.SQL(), events.Event{Type: events.TaskCreated, CorrelationID: fmt.Sprint(i)})
+		}))
+		l.Appended()
+		require.NoError(t, l.Wait(ctx, int64(i)), "event %d numbered without a notification", i+1)
+	}
+}

@@ -189,6 +189,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	// Registering fails only on a listener that already runs, which this
 	// new one does not.
+	eventLog.UseSequencer(s.sequencer)
 	err := errors.Join(eventLog.Listen(s.listener), s.sequencer.Listen(s.listener), eng.Listen(s.listener))
 	if err != nil {
 		panic(err)
