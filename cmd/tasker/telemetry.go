@@ -22,7 +22,8 @@ import (
 // standard OTEL_* environment: OTEL_TRACES_EXPORTER picks the exporter
 // (otlp, console or none; none when unset, so a bare serve sends nothing
 // anywhere), OTEL_EXPORTER_OTLP_* configure OTLP (protocol, endpoint,
-// headers), OTEL_TRACES_SAMPLER* the sampler and OTEL_SERVICE_NAME and
+// headers), OTEL_TRACES_SAMPLER* the sampler (samplerFromEnv: the root
+// spans of workers' polls and reports are dropped) and OTEL_SERVICE_NAME and
 // OTEL_RESOURCE_ATTRIBUTES the resource. shutdown flushes the spans still
 // buffered; serve calls it after the server stopped.
 func setupTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, func(context.Context) error, error) {
@@ -50,7 +51,12 @@ func setupTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, 
 	if err != nil {
 		log.WarnContext(ctx, "OTEL_RESOURCE_ATTRIBUTES", slog.Any("error", err))
 	}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res))
+	sampler, err := samplerFromEnv()
+	if err != nil {
+		_ = exporter.Shutdown(ctx)
+		return nil, nil, err
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exporter), sdktrace.WithResource(res), sdktrace.WithSampler(sampler))
 	// Incoming W3C trace context (and baggage) continues the caller's
 	// trace.
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
