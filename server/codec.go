@@ -13,7 +13,8 @@ import (
 	"github.com/taskerhq/tasker/fault"
 )
 
-// requestCodec is gRPC's protobuf codec, except for what happens when a
+// requestCodec is gRPC's protobuf codec, except for encodedMessage (sent
+// as it is) and for what happens when a
 // request does not decode (invalid UTF-8 in a string, a truncated field,
 // nesting past protobuf's recursion limit). grpc-go answers every codec
 // error with Internal, but a malformed request is the caller's mistake, so
@@ -28,6 +29,22 @@ type requestCodec struct {
 
 func newRequestCodec() *requestCodec {
 	return &requestCodec{CodecV2: encoding.GetCodecV2(protocodec.Name)}
+}
+
+// encodedMessage is a message already in its wire form, which Marshal
+// passes through: a stream may send one with SendMsg in place of the
+// message it encodes, so that bytes shared by many streams are encoded
+// once (see renderCache). It is never modified once made.
+type encodedMessage []byte
+
+// Marshal encodes v, or returns an encodedMessage's bytes as they are. The
+// buffer is not pooled, so gRPC's freeing it after the write leaves the
+// shared bytes alone.
+func (c *requestCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if m, ok := v.(encodedMessage); ok {
+		return mem.BufferSlice{mem.SliceBuffer(m)}, nil
+	}
+	return c.CodecV2.Marshal(v)
 }
 
 func (c *requestCodec) Unmarshal(data mem.BufferSlice, v any) error {

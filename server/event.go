@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/taskerhq/tasker/correlation"
@@ -49,25 +50,31 @@ type renderCache struct {
 }
 
 type rendering struct {
-	seq int64
-	ev  *taskerv1.Event
+	seq  int64
+	wire encodedMessage
 }
 
-// get returns the rendering of ev, a numbered event of the log.
-func (c *renderCache) get(ev *events.Stored) *taskerv1.Event {
+// get returns the encoding of the SubscribeResponse that carries ev, a
+// numbered event of the log: every stream sends the same bytes, so an
+// event followed by a hundred subscribers is rendered and encoded once,
+// not a hundred times.
+func (c *renderCache) get(ev *events.Stored) (encodedMessage, error) {
 	seq := ev.Sequence
 	slot := &c.slots[seq%int64(len(c.slots))]
 	c.mu.Lock()
 	r := *slot
 	c.mu.Unlock()
-	if r.ev != nil && r.seq == seq {
-		return r.ev
+	if r.wire != nil && r.seq == seq {
+		return r.wire, nil
 	}
-	out := eventToProto(ev)
+	wire, err := proto.Marshal(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: eventToProto(ev)}})
+	if err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
-	*slot = rendering{seq: seq, ev: out}
+	*slot = rendering{seq: seq, wire: wire}
 	c.mu.Unlock()
-	return out
+	return wire, nil
 }
 
 // errShuttingDown ends the streams that are open when shutdown starts.
@@ -139,7 +146,12 @@ func (s *eventService) Subscribe(req *taskerv1.SubscribeRequest, stream grpc.Ser
 	}
 	err = sub.Run(ctx,
 		func(_ context.Context, ev *events.Stored) error {
-			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Event{Event: s.rendered.get(ev)}})
+			wire, err := s.rendered.get(ev)
+			if err != nil {
+				return err
+			}
+			// The server's codec sends an encodedMessage as it is.
+			return stream.SendMsg(wire)
 		},
 		func(_ context.Context, scanned int64) error {
 			return stream.Send(&taskerv1.SubscribeResponse{Message: &taskerv1.SubscribeResponse_Heartbeat{Heartbeat: &taskerv1.Heartbeat{
