@@ -113,7 +113,11 @@ func openSQLite(ctx context.Context, rawURL string, opts Options, stmtCache int)
 		return sql.OpenDB(connector), nil
 	}
 
-	writer, err := openPool(path + "?" + params("journal_mode(wal)", "synchronous("+synchronous+")") + "&_txlock=immediate")
+	// temp_store(2): the savepoint sub-journals of group commit (storage's
+	// one writer runs each fn in a savepoint) stay in memory instead of
+	// spilling to a temporary file, a write syscall per page a fn first
+	// touches. They only undo a savepoint; crash recovery is the WAL's.
+	writer, err := openPool(path + "?" + params("journal_mode(wal)", "synchronous("+synchronous+")", "temp_store(2)") + "&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
