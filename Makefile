@@ -4,7 +4,9 @@
 # from npm's prebuilt @bufbuild/buf; golangci-lint is built with go install;
 # protoc-gen-es, google-proto-files and the TypeScript client's packages come
 # from clients/typescript/package-lock.json (npm ci); gen/python takes its
-# google.rpc protos from the same google-proto-files. The Python client needs
+# google.rpc protos from the same google-proto-files. River's CLI, which
+# `make bench-peers` compares burndown with, is built in a module of its own
+# under .tools/ (it stays out of go.mod). The Python client needs
 # Debian packages (PY_DEBS), which are installed when missing and make runs as
 # root.
 
@@ -14,11 +16,14 @@ SHELL := /usr/bin/env bash
 
 BUF_VERSION           := 1.75.0
 GOLANGCI_LINT_VERSION := v2.15.0
+RIVER_VERSION         := v0.47.0
 
 TOOLS_DIR := $(CURDIR)/.tools
 BIN_DIR   := $(CURDIR)/bin
 BUF       := $(TOOLS_DIR)/buf-$(BUF_VERSION)/node_modules/.bin/buf
 GOLANGCI  := $(TOOLS_DIR)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+RIVER     := $(TOOLS_DIR)/bin/river
+RIVER_MOD := $(TOOLS_DIR)/river-$(RIVER_VERSION)
 
 TS_DIR  := clients/typescript
 TS_DEPS := $(TS_DIR)/node_modules/.package-lock.json
@@ -208,6 +213,30 @@ bench-sdks: python-deps $(TS_DEPS) ## diamond with Go SDK, Python and TypeScript
 	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
 	@cd $(TS_DIR) && npm run --silent build
 	@$(BIN_DIR)/tasker bench diamond $(SDK_WORKER_CMDS) $(BENCH_FLAGS)
+
+# River's CLI (github.com/riverqueue/river/cmd/river) has a go.mod of its
+# own; it is resolved in a throwaway module under .tools/ (go.sum checked
+# against the checksum database) and installed with GOBIN, so it never
+# enters ours. `go install …@version` is not used: it asks the module proxy
+# for the module's latest version to check for a deprecation, and the proxy
+# lists no versions of cmd/river, so it falls back to git and fails offline.
+# The module's directory names the version: a new RIVER_VERSION rebuilds.
+$(RIVER_MOD)/go.sum:
+	@rm -rf $(RIVER_MOD) && mkdir -p $(RIVER_MOD)
+	cd $(RIVER_MOD) && go mod init tasker-bench-peers >/dev/null 2>&1 && \
+		go get github.com/riverqueue/river/cmd/river@$(RIVER_VERSION) || { rm -rf $(RIVER_MOD); exit 1; }
+
+$(RIVER): $(RIVER_MOD)/go.sum
+	@mkdir -p $(dir $(RIVER))
+	cd $(RIVER_MOD) && GOBIN=$(dir $(RIVER)) go install github.com/riverqueue/river/cmd/river
+	@touch $@
+
+BENCH_DATABASE ?= $(TASKER_TEST_POSTGRES_URL)
+
+.PHONY: bench-peers
+bench-peers: $(RIVER) ## burndown on PostgreSQL and River's own bench (RIVER_VERSION) in one run, with their ratio; BENCH_DATABASE, BENCH_FLAGS
+	@go build -o $(BIN_DIR)/tasker ./cmd/tasker
+	@$(BIN_DIR)/tasker bench burndown --database '$(BENCH_DATABASE)' --compare river --river-bin $(RIVER) $(BENCH_FLAGS)
 
 .PHONY: bench-go
 bench-go: ## Go benchmarks of the engine and event-log hot paths; TASKER_BENCH_POSTGRES=1 adds PostgreSQL

@@ -49,7 +49,21 @@ type benchFlags struct {
 	// workerCmds are the --worker-cmd values; external their parsed form.
 	workerCmds []string
 	external   []externalWorker
+	// compare are the --compare values; peers their parsed form, and
+	// riverPath the river binary found for them.
+	compare       []string
+	peers         []string
+	riverBin      string
+	riverPath     string
+	riverDuration time.Duration
 }
+
+// UsageError is a mistake in the flags or arguments of `tasker bench`:
+// nothing was run.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
 
 // benchScenario is one named measurement.
 type benchScenario struct {
@@ -92,7 +106,13 @@ func Command() *cobra.Command {
 			"Latencies come from the server's own event times (ListEvents after the run), except claim latency\n" +
 			"(capacity: the ClaimSteps round trip) and delivery lag (events: receipt time minus event time, one clock).\n" +
 			"A progress line goes to stderr when it is a terminal; the table goes to stdout, or to stderr with --json,\n" +
-			"which prints one JSON object per result line on stdout.",
+			"which prints one JSON object per result line on stdout.\n\n" +
+			"--compare river (with a PostgreSQL --database) runs River's own benchmark right after burndown, while no\n" +
+			"Tasker server runs: `river migrate-up` and `river bench --duration 20s` (--river-duration) on a database\n" +
+			"tasker_bench_river_<random> of its own on the same server, dropped afterwards unless --keep. The report gets\n" +
+			"a river row (its overall jobs/s, and CPU ms/job of the river process + its backends) and, on the burndown\n" +
+			"rows, burndown steps/s ÷ river jobs/s (table column \"÷ river\", JSON ratio_to_peer). The river binary is\n" +
+			"--river-bin or the first on PATH; `make bench-peers` builds the pinned version into .tools/bin and runs this.",
 		ValidArgs: names,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return bench(cmd.Context(), f, args, cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -126,6 +146,9 @@ func Command() *cobra.Command {
 		"with token the bench creates the tokens (workers get steps:work on the bench namespace only)")
 	fl.StringArrayVar(&f.workerCmds, "worker-cmd", nil, "NAME=COMMAND: the diamond scenario also runs with --workers processes of COMMAND (sh -c) as its workers, "+
 		"each serving TASKER_BENCH_NAMESPACE/TASKER_BENCH_HANDLER at TASKER_ADDR with TASKER_BENCH_CONCURRENCY slots; repeatable (BENCHMARKS.md)")
+	fl.StringSliceVar(&f.compare, "compare", nil, "run a peer's own benchmark after burndown and report burndown's ratio to it; only river (needs a PostgreSQL --database)")
+	fl.StringVar(&f.riverBin, "river-bin", "", "the river binary for --compare river (github.com/riverqueue/river/cmd/river); empty for the first river on PATH")
+	fl.DurationVar(&f.riverDuration, "river-duration", 20*time.Second, "how long river bench runs for --compare river (at least 2s)")
 	fl.StringVar(&f.token, "token", "", "token for every call to --target (needs every scope but admin on the bench namespace, or admin) [TASKER_TOKEN]")
 	return cmd
 }
@@ -193,13 +216,53 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 			return nil, fmt.Errorf("unknown scenario %q", a)
 		}
 	}
+	if err := f.validateCompare(args); err != nil {
+		return nil, err
+	}
 	return args, nil
+}
+
+// validateCompare checks the --compare flags against the rest and finds
+// the peers' binaries, before anything runs.
+func (f *benchFlags) validateCompare(scenarios []string) error {
+	peers, err := parseCompare(f.compare)
+	if err != nil {
+		return err
+	}
+	f.peers = peers
+	if len(peers) == 0 {
+		if f.riverBin != "" {
+			return errors.New("--river-bin is for --compare river")
+		}
+		return nil
+	}
+	what := "--compare " + strings.Join(peers, ",")
+	switch {
+	case f.database == "":
+		return fmt.Errorf("%s needs a PostgreSQL server: give --database postgres://… (River runs on PostgreSQL only; "+
+			"its bench gets a database of its own there, beside burndown's)", what)
+	case f.target != "":
+		return fmt.Errorf("%s compares with a server the bench starts, not with --target", what)
+	case !slices.Contains(scenarios, "burndown"):
+		return fmt.Errorf("%s compares with burndown: name it among the scenarios (tasker bench burndown %s)", what, what)
+	}
+	if slices.Contains(peers, peerRiver) {
+		if f.riverDuration < 2*time.Second {
+			return fmt.Errorf("--river-duration must be at least 2s (River reports every 2s), got %s", f.riverDuration)
+		}
+		path, err := findRiver(f.riverBin)
+		if err != nil {
+			return err
+		}
+		f.riverPath = path
+	}
+	return nil
 }
 
 func bench(ctx context.Context, f benchFlags, args []string, stdout, stderr io.Writer) error {
 	scenarios, err := f.validate(args)
 	if err != nil {
-		return err
+		return UsageError{err}
 	}
 	if f.cpuProfile != "" {
 		out, err := os.Create(f.cpuProfile)
@@ -217,9 +280,29 @@ func bench(ctx context.Context, f benchFlags, args []string, stdout, stderr io.W
 	if f.json {
 		tableOut = stderr
 	}
+	emit := func(lines []*benchResult) error {
+		if !f.json {
+			return nil
+		}
+		for _, r := range lines {
+			if r.Error != "" {
+				continue
+			}
+			line, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s\n", line)
+		}
+		return nil
+	}
 	var all []*benchResult
 	var failed []string
 	for _, name := range scenarios {
+		// burndown's lines wait for the peers' results, which set their
+		// ratios; every other line is printed as it comes.
+		compared := name == "burndown" && len(f.peers) > 0
+		var lines []*benchResult
 		for _, mode := range f.auth {
 			results, err := runScenario(ctx, f, name, mode, showProgress, stderr)
 			if ctx.Err() != nil {
@@ -228,20 +311,30 @@ func bench(ctx context.Context, f benchFlags, args []string, stdout, stderr io.W
 			if err != nil {
 				fmt.Fprintf(stderr, "bench %s (auth %s): %v\n", name, mode, err)
 				failed = append(failed, name)
-				all = append(all, &benchResult{Scenario: name, Auth: mode, Error: err.Error()})
-				continue
+				results = []*benchResult{{Scenario: name, Auth: mode, Error: err.Error()}}
 			}
-			for _, r := range results {
-				if f.json {
-					line, err := json.Marshal(r)
-					if err != nil {
-						return err
-					}
-					fmt.Fprintf(stdout, "%s\n", line)
+			lines = append(lines, results...)
+			if !compared {
+				if err := emit(results); err != nil {
+					return err
 				}
 			}
-			all = append(all, results...)
 		}
+		if compared {
+			// Right after burndown, whose server has stopped: the peers
+			// run on the same machine at nearly the same time, alone.
+			peers, peersFailed := runPeers(ctx, f, showProgress, stderr)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			compareWithPeers(lines, peers)
+			lines = append(lines, peers...)
+			failed = append(failed, peersFailed...)
+			if err := emit(lines); err != nil {
+				return err
+			}
+		}
+		all = append(all, lines...)
 	}
 	printTable(tableOut, all)
 	if f.memProfile != "" {

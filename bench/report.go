@@ -69,6 +69,19 @@ type benchResult struct {
 	// the bench database per step, when PostgreSQL runs on this machine.
 	DBCPUMsPerStep *float64 `json:"db_cpu_ms_per_step,omitempty"`
 
+	// Peer names the system of a --compare line (river), whose own
+	// benchmark measured it; PeerVersion is that system's version.
+	// JobsPerSec is its own figure (River: overall jobs/s); a job is the
+	// counterpart of a single-step burndown task, so StepsPerSec and
+	// TasksPerSec repeat it. On such a line ServerCPU* are the peer
+	// process's CPU (it inserts and works its jobs itself).
+	Peer        string  `json:"peer,omitempty"`
+	PeerVersion string  `json:"peer_version,omitempty"`
+	JobsPerSec  float64 `json:"jobs_per_sec,omitempty"`
+	// RatioToPeer is, on a burndown line of a --compare run, its
+	// steps/s divided by each peer's jobs/s, by peer.
+	RatioToPeer map[string]float64 `json:"ratio_to_peer,omitempty"`
+
 	ServerPeakRSSMB *float64 `json:"server_peak_rss_mb,omitempty"`
 	ServerRSSMB     *float64 `json:"server_rss_mb,omitempty"`
 
@@ -111,10 +124,27 @@ func printTable(w io.Writer, results []*benchResult) {
 	if len(results) == 0 {
 		return
 	}
+	// One column per compared peer, only in a --compare run.
+	var peers []string
+	for _, r := range results {
+		for p := range r.RatioToPeer {
+			if !slices.Contains(peers, p) {
+				peers = append(peers, p)
+			}
+		}
+	}
+	slices.Sort(peers)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "scenario\tdatabase\tsteps/s\ttasks/s\tlatency p50 / p95 / p99 (ms)\tserver CPU ms/step\tpeak RSS MB\t")
+	header := "scenario\tdatabase\tsteps/s\ttasks/s\tlatency p50 / p95 / p99 (ms)\tserver CPU ms/step\tpeak RSS MB\t"
+	for _, p := range peers {
+		header += "÷ " + p + "\t"
+	}
+	fmt.Fprintln(tw, header)
 	for _, r := range results {
 		name := r.Scenario
+		if r.Peer != "" {
+			name = strings.TrimSpace(r.Peer + " " + r.PeerVersion)
+		}
 		if r.Variant != "" {
 			name += " (" + r.Variant + ")"
 		}
@@ -123,10 +153,10 @@ func printTable(w io.Writer, results []*benchResult) {
 		}
 		switch {
 		case r.Error != "":
-			fmt.Fprintf(tw, "%s\t%s\t\t\tFAILED (see above)\t\t\t\n", name, r.Database)
+			fmt.Fprintf(tw, "%s\t%s\t\t\tFAILED (see above)\t\t\t%s\n", name, r.Database, strings.Repeat("\t", len(peers)))
 			continue
 		case r.Skipped != "":
-			fmt.Fprintf(tw, "%s\t%s\t\t\tskipped: %s\t\t\t\n", name, r.Database, r.Skipped)
+			fmt.Fprintf(tw, "%s\t%s\t\t\tskipped: %s\t\t\t%s\n", name, r.Database, r.Skipped, strings.Repeat("\t", len(peers)))
 			continue
 		}
 		cpu, rss := "-", "-"
@@ -153,7 +183,18 @@ func printTable(w io.Writer, results []*benchResult) {
 		if latency == "" {
 			latency = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", name, r.Database, thousands(r.StepsPerSec), thousands(r.TasksPerSec), latency, cpu, rss)
+		steps, tasks := thousands(r.StepsPerSec), thousands(r.TasksPerSec)
+		if r.Peer != "" {
+			steps, tasks = thousands(r.JobsPerSec)+" jobs/s", "-"
+		}
+		ratios := ""
+		for _, p := range peers {
+			if v, ok := r.RatioToPeer[p]; ok {
+				ratios += fmt.Sprintf("%.3f", v)
+			}
+			ratios += "\t"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, r.Database, steps, tasks, latency, cpu, rss, ratios)
 	}
 	_ = tw.Flush()
 	var notes []string
@@ -162,12 +203,38 @@ func printTable(w io.Writer, results []*benchResult) {
 			notes = append(notes, fmt.Sprintf("  %s: %s", r.Scenario, r.Notes))
 		}
 	}
+	for _, r := range results {
+		for _, p := range peers {
+			if v, ok := r.RatioToPeer[p]; ok {
+				notes = append(notes, fmt.Sprintf("  ÷ %s: burndown%s %s steps/s ÷ %s %s jobs/s = %.3f",
+					p, authSuffix(r), thousands(r.StepsPerSec), p, thousands(peerRate(results, p)), v))
+			}
+		}
+	}
 	if len(notes) > 0 {
 		fmt.Fprintln(w, strings.Join(notes, "\n"))
 	}
 	if r := results[0]; r.GoVersion != "" {
 		fmt.Fprintf(w, "  %s, %d CPUs, durability: %s\n", r.GoVersion, r.CPUCount, r.Durability)
 	}
+}
+
+// authSuffix marks a line measured with tokens.
+func authSuffix(r *benchResult) string {
+	if r.Auth == authToken {
+		return " [auth token]"
+	}
+	return ""
+}
+
+// peerRate is the jobs/s of peer's line among results.
+func peerRate(results []*benchResult, peer string) float64 {
+	for _, r := range results {
+		if r.Peer == peer && r.Error == "" {
+			return r.JobsPerSec
+		}
+	}
+	return 0
 }
 
 func triple(a, b, c *float64) string {

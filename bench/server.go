@@ -138,38 +138,49 @@ func (s *benchServer) freshDatabase(ctx context.Context, f benchFlags, scenario 
 		return filepath.Join(dir, "tasker.db"), nil
 	}
 	s.database = "postgres"
-	base, err := url.Parse(f.database)
-	if err != nil {
-		return "", errors.New("--database: malformed URL")
-	}
 	name := "tasker_bench_" + randomSuffix()
 	s.pgName = name
-	admin, err := pgx.Connect(ctx, f.database)
+	dbURL, drop, err := createPGDatabase(ctx, f.database, name)
 	if err != nil {
-		return "", fmt.Errorf("--database %s: %w", redactURL(f.database), err)
-	}
-	defer admin.Close(context.Background())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		return "", fmt.Errorf("create database %s: %w", name, err)
+		return "", err
 	}
 	if f.keep {
 		s.keepMsgs = append(s.keepMsgs, fmt.Sprintf("kept %s database %s", scenario, name))
 	} else {
-		s.cleanups = append(s.cleanups, func() error {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			conn, err := pgx.Connect(ctx, f.database)
-			if err != nil {
-				return err
-			}
-			defer conn.Close(ctx)
-			_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		s.cleanups = append(s.cleanups, drop)
+	}
+	return dbURL, nil
+}
+
+// createPGDatabase creates the database name on the PostgreSQL server of
+// serverURL and returns its URL and a function that drops it.
+func createPGDatabase(ctx context.Context, serverURL, name string) (dbURL string, drop func() error, err error) {
+	base, err := url.Parse(serverURL)
+	if err != nil {
+		return "", nil, errors.New("--database: malformed URL")
+	}
+	admin, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("--database %s: %w", redactURL(serverURL), err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", nil, fmt.Errorf("create database %s: %w", name, err)
+	}
+	drop = func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, serverURL)
+		if err != nil {
 			return err
-		})
+		}
+		defer conn.Close(ctx)
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		return err
 	}
 	u := *base
 	u.Path = "/" + name
-	return u.String(), nil
+	return u.String(), drop, nil
 }
 
 // durabilityOf reports what a commit survives on dbURL, as storage sees it
@@ -410,13 +421,19 @@ func procCPU(pid string) (time.Duration, bool) {
 }
 
 // dbCPU returns the CPU time used so far by the PostgreSQL backends serving
-// the bench database, when they run on this machine (their process titles
-// name the database), and false otherwise. Backends that exited are not
-// counted; the server's pool keeps its connections.
+// the bench database (see pgBackendCPU).
 func (s *benchServer) dbCPU() (time.Duration, bool) {
 	if s.pgName == "" {
 		return 0, false
 	}
+	return pgBackendCPU(s.pgName)
+}
+
+// pgBackendCPU returns the CPU time used so far by the PostgreSQL backends
+// serving database name, when they run on this machine (their process
+// titles name the database), and false otherwise. Backends that exited
+// are not counted; the servers' pools keep their connections.
+func pgBackendCPU(name string) (time.Duration, bool) {
 	dirs, err := os.ReadDir("/proc")
 	if err != nil {
 		return 0, false
@@ -428,7 +445,7 @@ func (s *benchServer) dbCPU() (time.Duration, bool) {
 			continue
 		}
 		cmd, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
-		if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) || !bytes.Contains(cmd, []byte(" "+s.pgName+" ")) {
+		if err != nil || !bytes.HasPrefix(cmd, []byte("postgres: ")) || !bytes.Contains(cmd, []byte(" "+name+" ")) {
 			continue
 		}
 		if c, ok := procCPU(d.Name()); ok {

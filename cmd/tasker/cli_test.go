@@ -316,6 +316,33 @@ func TestCLIErrors(t *testing.T) {
 	golden(t, "error_task_cancel_cancelled.txt", errOut)
 }
 
+// TestBenchUsageErrors: a mistake in `tasker bench`'s flags exits 2
+// before anything runs, and says what to give.
+func TestBenchUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "burndown", "--compare", "river"},
+			"tasker: --compare river needs a PostgreSQL server: give --database postgres://… (River runs on PostgreSQL only; its bench gets a database of its own there, beside burndown's)\n"},
+		{[]string{"bench", "--compare", "temporal", "--database", "postgres://127.0.0.1:1/postgres"},
+			"tasker: --compare: unknown peer \"temporal\"; known: river\n"},
+		{[]string{"bench", "nope"}, "tasker: unknown scenario \"nope\"\n"},
+	} {
+		cmd := rootCommand()
+		cmd.SetOut(&bytes.Buffer{})
+		cmd.SetErr(&bytes.Buffer{})
+		cmd.SetArgs(tc.args)
+		err := cmd.ExecuteContext(t.Context())
+		require.Error(t, err, tc.args)
+		require.Equal(t, exitUsage, exitCode(err), tc.args)
+		var out bytes.Buffer
+		printError(&out, err)
+		require.Equal(t, tc.want, out.String())
+	}
+}
+
 // TestVersion: --version and `version -o json` name the build.
 func TestVersion(t *testing.T) {
 	t.Parallel()

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/taskerhq/tasker/bench"
 	"github.com/taskerhq/tasker/fault"
 )
 
@@ -78,6 +79,9 @@ func markUsage(cmd *cobra.Command) {
 // exitCode is the process's exit status for err.
 func exitCode(err error) int {
 	if _, ok := errorsAs[usageError](err); ok {
+		return exitUsage
+	}
+	if _, ok := errorsAs[bench.UsageError](err); ok {
 		return exitUsage
 	}
 	// Cobra's own parse errors (an unknown command) are not wrapped.
