@@ -25,7 +25,7 @@ type Completion struct {
 // statements do not grow with the batch: the tasks of the named steps locked
 // in id order (doc.go's lock order: tasks first, then their steps), the
 // steps read under those locks, one guarded UPDATE of the accepted steps,
-// the dependencies and children of what completed, one UPDATE for the
+// one read of the children of what completed, one UPDATE for the
 // children that become ready (and one per distinct number of completed
 // parents for the others), one count of the steps of the tasks that may
 // end, one UPDATE per kind of task move, and one insert each for
@@ -139,6 +139,191 @@ func (e *Engine) CompleteSteps(ctx context.Context, cs []Completion) []error {
 	return errs
 }
 
+// FailSteps records a batch of failed attempts in one transaction whose
+// statements do not grow with the batch: the tasks of the named steps
+// locked in id order, the steps read under those locks (and, only when
+// some entry repeats a failure with another error, their last
+// transitions), one guarded UPDATE per kind of move (to waiting_for_retry,
+// to error; errors and due times through CASE id), one count of the steps
+// of the tasks a step in error may end, one UPDATE per kind of task move,
+// and one insert each for transitions and events.
+//
+// It returns one outcome and one error per entry, as FailStep would have
+// answered it alone: an entry that is invalid, names an unknown step, lost
+// its lease or repeats a failure with a different error is refused without
+// touching the others; a repeat with the same error answers the outcome
+// again. An error of the transaction itself is every entry's.
+func (e *Engine) FailSteps(ctx context.Context, ps []FailParams) ([]FailOutcome, []error) {
+	outs := make([]FailOutcome, len(ps))
+	errs := make([]error, len(ps))
+	type entry struct {
+		i  int
+		id uuid.UUID
+	}
+	entries := make([]entry, 0, len(ps))
+	ids := make([]uuid.UUID, 0, len(ps))
+	seen := make(map[uuid.UUID]bool, len(ps))
+	for i, p := range ps {
+		id, err := p.check()
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		entries = append(entries, entry{i: i, id: id})
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(entries) == 0 {
+		return outs, errs
+	}
+	results := make([]FailOutcome, len(entries))
+	refusals := make([]error, len(entries))
+	var changes []*change
+	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+		clear(results)
+		clear(refusals)
+		changes = changes[:0]
+		now := e.now()
+		byTask, err := e.lockTasksOfSteps(ctx, tx, ids, now)
+		if err != nil {
+			return err
+		}
+		rows, err := tx.Step.Query().Where(step.IDIn(ids...)).All(ctx)
+		if err != nil {
+			return err
+		}
+		steps := make(map[uuid.UUID]*ent.Step, len(rows))
+		for _, s := range rows {
+			steps[s.ID] = s
+		}
+		// A step whose attempt already failed is not moved by this batch,
+		// so who failed it is known before the entries are judged.
+		var repeats []*ent.Step
+		asked := map[uuid.UUID]bool{}
+		for _, en := range entries {
+			p, s := ps[en.i], steps[en.id]
+			if s != nil && failedWith(s, p.Token) && s.LastErrorMessage != p.Message && !asked[s.ID] {
+				asked[s.ID] = true
+				repeats = append(repeats, s)
+			}
+		}
+		byWorker, err := failedByWorker(ctx, tx, repeats)
+		if err != nil {
+			return err
+		}
+		// Each entry is judged against the rows as read under the locks
+		// and the entries before it, as FailStep would judge it.
+		var failed []*ent.Step
+		var ending []*change
+		used, ends := map[uuid.UUID]bool{}, map[uuid.UUID]bool{}
+		for k, en := range entries {
+			p, s := ps[en.i], steps[en.id]
+			c := byTask[taskOf(s)]
+			if s == nil || c == nil {
+				refusals[k] = fault.NotFoundf("step", en.id.String())
+				continue
+			}
+			if failedWith(s, p.Token) {
+				if s.LastErrorMessage == p.Message {
+					results[k] = FailOutcome{State: StepState(s.State), AvailableAt: s.AvailableAt}
+					continue
+				}
+				if byWorker[s.ID] {
+					refusals[k] = alreadyCompleted(s, "this lease already failed it with a different error")
+					continue
+				}
+			}
+			if err := leaseLost(s, c.task, p.Token, now); err != nil {
+				refusals[k] = err
+				continue
+			}
+			results[k] = c.endAttempt(s, p.Message, p.Type, p.NonRetryable, p.RetryAfter, "")
+			byWorker[s.ID] = true // a later entry repeating it is a repeat of this worker's failure
+			failed = append(failed, s)
+			if !used[c.task.ID] {
+				used[c.task.ID] = true
+				changes = append(changes, c)
+			}
+			if results[k].State == StepError && !ends[c.task.ID] {
+				ends[c.task.ID] = true
+				ending = append(ending, c)
+			}
+		}
+		if len(failed) == 0 {
+			return nil
+		}
+		if err := failSet(ctx, tx, failed, now); err != nil {
+			return err
+		}
+		if err := finalizeSet(ctx, tx, ending, now); err != nil {
+			return err
+		}
+		return flush(ctx, tx, changes...)
+	})
+	for k, en := range entries {
+		if err != nil {
+			errs[en.i] = err
+		} else {
+			outs[en.i], errs[en.i] = results[k], refusals[k]
+		}
+	}
+	if err == nil && len(changes) > 0 {
+		e.committed(changes...)
+	}
+	return outs, errs
+}
+
+// failSet writes the failures endAttempt applied in memory to steps read
+// under their tasks' locks: one guarded UPDATE per kind of move, each row's
+// error (and due time, for a retry) through CASE id. As in completeSet, a
+// row that no longer matches its guard is a broken invariant and fails the
+// transaction.
+func failSet(ctx context.Context, tx *ent.Tx, failed []*ent.Step, now time.Time) error {
+	byMove := map[step.State][]*ent.Step{}
+	for _, s := range failed {
+		byMove[s.State] = append(byMove[s.State], s)
+	}
+	for _, m := range []stepMove{stepScheduleRetry, stepFail} {
+		ss := byMove[m.To]
+		if len(ss) == 0 {
+			continue
+		}
+		ids := make([]uuid.UUID, len(ss))
+		for i, s := range ss {
+			ids[i] = s.ID
+		}
+		u := tx.Step.Update().
+			Where(step.IDIn(ids...), step.StateIn(m.From...)).
+			SetState(m.To).SetUpdatedAt(now).
+			ClearClaimedBy().ClearLeaseExpiresAt().ClearExecutionDeadline()
+		cols := []perRow{
+			{step.FieldLastErrorMessage, func(s *ent.Step) any { return s.LastErrorMessage }},
+			{step.FieldLastErrorType, func(s *ent.Step) any { return s.LastErrorType }},
+		}
+		if claimableState(m.To) {
+			// keepClaimable's rule, row by row: claimable at the due time.
+			due := func(s *ent.Step) any { return *s.AvailableAt }
+			cols = append(cols, perRow{step.FieldAvailableAt, due}, perRow{step.FieldClaimableAt, due})
+			u.ClearFinishedAt()
+		} else {
+			u.SetFinishedAt(now)
+			if err := keepClaimable(u.Mutation(), m.To); err != nil {
+				return err
+			}
+		}
+		n, err := u.Modify(setByID(ss, cols...)).Save(ctx)
+		if err != nil {
+			return err
+		}
+		if n != len(ss) {
+			return fmt.Errorf("fail: %d of %d steps changed under their tasks' locks", len(ss)-n, len(ss))
+		}
+	}
+	return nil
+}
+
 func taskOf(s *ent.Step) uuid.UUID {
 	if s == nil {
 		return uuid.Nil
@@ -188,18 +373,7 @@ func completeSet(ctx context.Context, tx *ent.Tx, done []*ent.Step, now time.Tim
 	if err := keepClaimable(u.Mutation(), stepComplete.To); err != nil {
 		return err
 	}
-	// result = CASE id WHEN … THEN … ELSE result END: the ELSE arm gives the
-	// expression the column's type on PostgreSQL, so the parameters are
-	// bound as jsonb without a cast of one dialect.
-	u.Modify(func(b *sql.UpdateBuilder) {
-		b.Set(step.FieldResult, sql.ExprFunc(func(b *sql.Builder) {
-			b.WriteString("CASE ").Ident(step.FieldID)
-			for _, s := range done {
-				b.WriteString(" WHEN ").Arg(s.ID).WriteString(" THEN ").Arg([]byte(s.Result))
-			}
-			b.WriteString(" ELSE ").Ident(step.FieldResult).WriteString(" END")
-		}))
-	})
+	u.Modify(setByID(done, perRow{step.FieldResult, func(s *ent.Step) any { return []byte(s.Result) }}))
 	n, err := u.Save(ctx)
 	if err != nil {
 		return err
@@ -210,31 +384,68 @@ func completeSet(ctx context.Context, tx *ent.Tx, done []*ent.Step, now time.Tim
 	return nil
 }
 
+// perRow is a column an UPDATE of several steps sets to a value of each
+// row's own.
+type perRow struct {
+	column string
+	value  func(*ent.Step) any
+}
+
+// setByID sets the columns, in an UPDATE of the rows of steps, each row to
+// its own value: column = CASE id WHEN … THEN … ELSE column END. The ELSE
+// arm gives the expression the column's type on PostgreSQL, so the
+// parameters are bound as jsonb, timestamptz or text without a cast of one
+// dialect.
+func setByID(steps []*ent.Step, cols ...perRow) func(*sql.UpdateBuilder) {
+	return func(u *sql.UpdateBuilder) {
+		for _, c := range cols {
+			u.Set(c.column, sql.ExprFunc(func(b *sql.Builder) {
+				b.WriteString("CASE ").Ident(step.FieldID)
+				for _, s := range steps {
+					b.WriteString(" WHEN ").Arg(s.ID).WriteString(" THEN ").Arg(c.value(s))
+				}
+				b.WriteString(" ELSE ").Ident(c.column).WriteString(" END")
+			}))
+		}
+	}
+}
+
 // enqueueChildrenOf lowers the pending-parent counters of the children of
 // the steps just completed by the number of their parents among them, and
-// enqueues those that reach zero: two reads and, whatever the batch, one
-// UPDATE for the ready children plus one per distinct decrement for the
-// others (a fan-in whose parents complete together is one).
+// enqueues those that reach zero: one read of the children with that
+// number and, whatever the batch, one UPDATE for the ready children plus
+// one per distinct decrement for the others (a fan-in whose parents
+// complete together is one).
 func enqueueChildrenOf(ctx context.Context, tx *ent.Tx, done []*ent.Step, byTask map[uuid.UUID]*change, now time.Time) error {
-	ids := make([]uuid.UUID, len(done))
+	ids := make([]any, len(done))
 	for i, s := range done {
 		ids[i] = s.ID
 	}
-	deps, err := tx.StepDependency.Query().Where(stepdependency.ParentIDIn(ids...)).All(ctx)
-	if err != nil || len(deps) == 0 {
-		return err
-	}
-	completed := map[uuid.UUID]int{} // child → parents completed now
-	var childIDs []uuid.UUID
-	for _, d := range deps {
-		if completed[d.ChildID] == 0 {
-			childIDs = append(childIDs, d.ChildID)
-		}
-		completed[d.ChildID]++
-	}
-	children, err := tx.Step.Query().Where(step.IDIn(childIDs...)).All(ctx)
+	// The children joined to their edges from the steps just completed,
+	// one row per child with the number of those edges: GROUP BY the
+	// primary key lets PostgreSQL select the child's other columns.
+	const parentsDone = "parents_done"
+	children, err := tx.Step.Query().Where(func(s *sql.Selector) {
+		edges := sql.Table(stepdependency.Table)
+		s.Join(edges).On(s.C(step.FieldID), edges.C(stepdependency.FieldChildID)).
+			Where(sql.In(edges.C(stepdependency.FieldParentID), ids...)).
+			GroupBy(s.C(step.FieldID)).
+			AppendSelectExprAs(sql.Raw("COUNT(*)"), parentsDone)
+	}).All(ctx)
 	if err != nil {
 		return err
+	}
+	completed := make(map[uuid.UUID]int, len(children)) // child → parents completed now
+	for _, ch := range children {
+		v, err := ch.Value(parentsDone)
+		if err != nil {
+			return err
+		}
+		n, ok := v.(int64)
+		if !ok || n <= 0 {
+			return fmt.Errorf("complete: child %s counts %v (%T) parents done", ch.ID, v, v)
+		}
+		completed[ch.ID] = int(n)
 	}
 	var ready []*ent.Step
 	var readyIDs []uuid.UUID

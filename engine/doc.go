@@ -28,16 +28,17 @@
 // SQLite has one writer, which excludes every other writer outright, and
 // the same code runs without locking clauses there.
 //
-//   - Reports (CompleteStep, FailStep, ReleaseStep), the reaper and the
-//     operator calls lock the task FOR NO KEY UPDATE (lockTask, heldStep),
-//     waiting for it if needed, then read and update its steps. NO KEY
-//     UPDATE is the lock an UPDATE of the task takes anyway; unlike FOR
-//     UPDATE it lets rows that reference the task (transitions, child
-//     tasks) be inserted meanwhile.
-//   - A batch of completions (CompleteSteps) locks all its tasks with one
-//     statement, in id order, waiting where needed, then reads and updates
-//     their steps. Two batches sharing tasks take them in the same order,
-//     and every other writer that waits holds no task lock, so no cycle.
+//   - ReleaseStep, the reaper and the operator calls lock the task FOR NO
+//     KEY UPDATE (lockTask, heldStep), waiting for it if needed, then read
+//     and update its steps. NO KEY UPDATE is the lock an UPDATE of the task
+//     takes anyway; unlike FOR UPDATE it lets rows that reference the task
+//     (transitions, child tasks) be inserted meanwhile.
+//   - Completions and failures (CompleteSteps, FailSteps; CompleteStep and
+//     FailStep are batches of one) lock all their tasks the same way with
+//     one statement, in id order, waiting where needed, then read and
+//     update their steps. Two batches sharing tasks take them in the same
+//     order, and every other writer that waits holds no task lock, so no
+//     cycle.
 //   - A claim finds due steps joined to their tasks and locks only the
 //     tasks, FOR NO KEY UPDATE OF tasks SKIP LOCKED: it never waits, so
 //     the order among the tasks it locks does not matter, and a task held

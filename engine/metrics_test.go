@@ -1,13 +1,11 @@
 package engine_test
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskerhq/tasker/engine"
@@ -58,32 +56,20 @@ func TestRecorderSeesReaperAndFailures(t *testing.T) {
 		task := func(kind engine.ObservationKind) engine.Observation {
 			return engine.Observation{Kind: kind, Namespace: "ns"}
 		}
-		// reap runs a reaper of its own until the step left in_progress:
-		// the test moved its lease or deadline into the past.
-		reap := func(id uuid.UUID) {
-			t.Helper()
-			rctx, stop := context.WithCancel(b.ctx)
-			done := make(chan error, 1)
-			go func() { done <- b.eng.RunReaper(rctx) }()
-			require.Eventually(t, func() bool { return b.step(t, id).State != "in_progress" }, 10*time.Second, 5*time.Millisecond)
-			stop()
-			require.NoError(t, <-done)
-		}
-
 		b.create(t, "one")
 		require.Equal(t, []engine.Observation{task(engine.ObservedTaskCreated)}, rec.take(t))
 
 		c := b.claim(t, 1)[0]
 		id := c.Step.ID
 		require.NoError(t, db.Client.Step.UpdateOneID(id).SetLeaseExpiresAt(time.Now().Add(-time.Second)).Exec(b.ctx))
-		reap(id)
+		b.reap(t, id)
 		require.Equal(t, []engine.Observation{
 			step(engine.ObservedStepClaimed), step(engine.ObservedStepLeaseExpired), step(engine.ObservedStepRetried),
 		}, rec.take(t))
 
 		require.Len(t, b.claim(t, 1), 1)
 		require.NoError(t, db.Client.Step.UpdateOneID(id).SetExecutionDeadline(time.Now().Add(-time.Second)).Exec(b.ctx))
-		reap(id)
+		b.reap(t, id)
 		require.Equal(t, []engine.Observation{
 			step(engine.ObservedStepClaimed), step(engine.ObservedStepTimedOut), task(engine.ObservedTaskFailed),
 		}, rec.take(t), "the last attempt timed out: no retry, the task fails")

@@ -141,8 +141,13 @@ func (e *Engine) reap(ctx context.Context, seen *ent.Step) error {
 		default:
 			return c, nil // extended meanwhile
 		}
-		_, err = c.failAttempt(ctx, s, message, errType, false, 0, reason, step.LeaseToken(token), step.StateEQ(step.StateInProgress))
-		return c, err
+		// Read under the task's lock, s stays in progress with this token
+		// until the commit: failSet's guard on the state is enough.
+		ended := c.endAttempt(s, message, errType, false, 0, reason).State == StepError
+		if err := failSet(ctx, tx, []*ent.Step{s}, c.now); err != nil || !ended {
+			return c, err
+		}
+		return c, c.finalize(ctx)
 	})
 	if err != nil {
 		return err

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
-	"github.com/taskerhq/tasker/ent/predicate"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/steptransition"
 	"github.com/taskerhq/tasker/ent/task"
@@ -106,41 +105,9 @@ func (e *Engine) heldStep(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*chang
 // CompleteStep stores a step's result and, in the same transaction,
 // enqueues the children whose parents are now all done and finalizes the
 // task when it can. Repeating a completion that took effect with the same
-// lease and result succeeds again.
+// lease and result succeeds again. It is CompleteSteps of one entry.
 func (e *Engine) CompleteStep(ctx context.Context, l Lease, result map[string]any) error {
-	id, err := l.parse()
-	if err != nil {
-		return err
-	}
-	raw, err := encodeResult("result", result)
-	if err != nil {
-		return err
-	}
-	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
-		c, s, err := e.heldStep(ctx, tx, id)
-		if err != nil {
-			return nil, err
-		}
-		if s.State == step.StateComplete && s.LeaseToken != nil && *s.LeaseToken == l.Token {
-			if sameJSON(s.Result, raw) {
-				return c, nil
-			}
-			return nil, alreadyCompleted(s, "it was already completed by this lease with a different result")
-		}
-		if err := leaseLost(s, c.task, l.Token, c.now); err != nil {
-			return nil, err
-		}
-		ok, err := c.moveStep(ctx, s, stepComplete, "", nil, func(u *ent.StepUpdate) {
-			u.SetResult(raw).ClearLeaseExpiresAt().ClearExecutionDeadline()
-		}, step.LeaseToken(l.Token))
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
-			return nil, fault.Abortedf(fault.ReasonLeaseLost, "step %s changed while completing", s.ID)
-		}
-		return c, c.settle(ctx, []*ent.Step{s})
-	})
+	return e.CompleteSteps(ctx, []Completion{{Lease: l, Result: result}})[0]
 }
 
 // FailParams reports a failed attempt.
@@ -154,19 +121,11 @@ type FailParams struct {
 	RetryAfter time.Duration
 }
 
-// FailOutcome tells what a failure led to.
-type FailOutcome struct {
-	State       StepState
-	AvailableAt *time.Time
-}
-
-// FailStep records a failed attempt: with attempts left and a retryable
-// error the step waits for its backoff; otherwise it is in error and the
-// task fails once nothing else can progress.
-func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error) {
+// check validates p and returns its step id.
+func (p FailParams) check() (uuid.UUID, error) {
 	id, err := p.parse()
 	if err != nil {
-		return FailOutcome{}, err
+		return uuid.Nil, err
 	}
 	var vs []fault.Violation
 	if p.Message == "" || len(p.Message) > maxErrorMessageBytes {
@@ -179,38 +138,26 @@ func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error
 		vs = append(vs, fault.Violation{Field: "retry_after", Description: "must not be negative"})
 	}
 	if len(vs) > 0 {
-		return FailOutcome{}, fault.Invalids(vs)
+		return uuid.Nil, fault.Invalids(vs)
 	}
-	var out FailOutcome
-	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
-		c, s, err := e.heldStep(ctx, tx, id)
-		if err != nil {
-			return nil, err
-		}
-		if (s.State == step.StateWaitingForRetry || s.State == step.StateError) &&
-			s.LeaseToken != nil && *s.LeaseToken == p.Token {
-			if s.LastErrorMessage == p.Message {
-				out = FailOutcome{State: StepState(s.State), AvailableAt: s.AvailableAt}
-				return c, nil
-			}
-			byWorker, err := failedByWorker(ctx, tx, s)
-			if err != nil {
-				return nil, err
-			}
-			if byWorker {
-				return nil, alreadyCompleted(s, "this lease already failed it with a different error")
-			}
-		}
-		if err := leaseLost(s, c.task, p.Token, c.now); err != nil {
-			return nil, err
-		}
-		out, err = c.failAttempt(ctx, s, p.Message, p.Type, p.NonRetryable, p.RetryAfter, "", step.LeaseToken(p.Token))
-		return c, err
-	})
-	return out, err
+	return id, nil
 }
 
-// The reasons failAttempt records for a worker's own failure; the reaper
+// FailOutcome tells what a failure led to.
+type FailOutcome struct {
+	State       StepState
+	AvailableAt *time.Time
+}
+
+// FailStep records a failed attempt: with attempts left and a retryable
+// error the step waits for its backoff; otherwise it is in error and the
+// task fails once nothing else can progress. It is FailSteps of one entry.
+func (e *Engine) FailStep(ctx context.Context, p FailParams) (FailOutcome, error) {
+	outs, errs := e.FailSteps(ctx, []FailParams{p})
+	return outs[0], errs[0]
+}
+
+// The reasons endAttempt records for a worker's own failure; the reaper
 // gives its own ("lease expired", "execution timeout").
 const (
 	reasonRetryable    = "retryable failure"
@@ -218,53 +165,69 @@ const (
 	reasonExhausted    = "attempts exhausted"
 )
 
-// failedByWorker reports whether the step's last move was a FailStep
-// ending its current attempt, rather than the reaper ending it: a worker
-// repeating its failure with a different error is told ALREADY_COMPLETED,
-// as for a completion, while a worker whose lease the reaper ended is told
-// it lost the lease. Only a mismatched repeat pays for this read.
-func failedByWorker(ctx context.Context, tx *ent.Tx, s *ent.Step) (bool, error) {
-	last, err := tx.StepTransition.Query().Where(steptransition.StepID(s.ID)).
-		Order(ent.Desc(steptransition.FieldID)).First(ctx)
-	if ent.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	switch last.Reason {
-	case reasonRetryable, reasonNonRetryable, reasonExhausted:
-		return last.ToState == string(s.State) && last.Attempt == s.Attempts, nil
-	}
-	return false, nil
+// failedWith reports whether the attempt of s that token names has already
+// ended in a failure (a worker's or the reaper's): a failure report naming
+// it again is a repeat, not a new failure.
+func failedWith(s *ent.Step, token string) bool {
+	return (s.State == step.StateWaitingForRetry || s.State == step.StateError) &&
+		s.LeaseToken != nil && *s.LeaseToken == token
 }
 
-// failAttempt ends the running attempt of s with an error: back to
-// waiting_for_retry with a backoff when attempts are left and the error is
-// retryable, to error otherwise. reason overrides the recorded cause (the
-// reaper uses it for expired leases and timeouts).
-func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType string, nonRetryable bool,
-	retryAfter time.Duration, reason string, guards ...predicate.Step,
-) (FailOutcome, error) {
-	payload := map[string]any{"error_message": message, "error_type": errType}
-	setErr := func(u *ent.StepUpdate) {
-		u.SetLastErrorMessage(message).SetLastErrorType(errType).ClearLeaseExpiresAt().ClearExecutionDeadline()
+// failedByWorker reports, of the given steps, those whose last move was a
+// FailStep ending their current attempt, rather than the reaper ending it:
+// a worker repeating its failure with a different error is told
+// ALREADY_COMPLETED, as for a completion, while a worker whose lease the
+// reaper ended is told it lost the lease. Only mismatched repeats pay for
+// this read, one for all of them: the last transition of each step.
+func failedByWorker(ctx context.Context, tx *ent.Tx, steps []*ent.Step) (map[uuid.UUID]bool, error) {
+	out := map[uuid.UUID]bool{}
+	if len(steps) == 0 {
+		return out, nil
 	}
+	ids := make([]any, len(steps))
+	for i, s := range steps {
+		ids[i] = s.ID
+	}
+	last, err := tx.StepTransition.Query().Where(func(s *sql.Selector) {
+		t := sql.Table(steptransition.Table)
+		s.Where(sql.In(s.C(steptransition.FieldID),
+			sql.Select(sql.Max(t.C(steptransition.FieldID))).From(t).
+				Where(sql.In(t.C(steptransition.FieldStepID), ids...)).
+				GroupBy(t.C(steptransition.FieldStepID))))
+	}).All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[uuid.UUID]*ent.Step, len(steps))
+	for _, s := range steps {
+		byID[s.ID] = s
+	}
+	for _, tr := range last {
+		s := byID[tr.StepID]
+		switch tr.Reason {
+		case reasonRetryable, reasonNonRetryable, reasonExhausted:
+			out[s.ID] = tr.ToState == string(s.State) && tr.Attempt == s.Attempts
+		}
+	}
+	return out, nil
+}
+
+// endAttempt decides how the running attempt of s, read under its task's
+// lock, ends with an error: back to waiting_for_retry with a backoff when
+// attempts are left and the error is retryable, to error otherwise. reason
+// overrides the recorded cause (the reaper uses it for expired leases and
+// timeouts). It records the move on c and applies it to s in memory;
+// failSet writes it, and a step in error then needs its task finalized.
+func (c *change) endAttempt(s *ent.Step, message, errType string, nonRetryable bool, retryAfter time.Duration, reason string) FailOutcome {
+	payload := map[string]any{"error_message": message, "error_type": errType}
+	m, out := stepFail, FailOutcome{State: StepError}
 	if !nonRetryable && s.Attempts < s.AttemptBudget {
 		due := c.now.Add(backoff(s, retryAfter))
 		payload["available_at"] = due.Format(time.RFC3339Nano)
+		m, out = stepScheduleRetry, FailOutcome{State: StepWaitingForRetry, AvailableAt: &due}
 		if reason == "" {
 			reason = reasonRetryable
 		}
-		ok, err := c.moveStep(ctx, s, stepScheduleRetry, reason, payload, func(u *ent.StepUpdate) {
-			setErr(u)
-			u.SetAvailableAt(due)
-		}, guards...)
-		if err != nil || !ok {
-			return FailOutcome{}, conflictErr(err, ok, s)
-		}
-		c.becameReady(s) // a claimer sleeping past the due time must wake for it
-		return FailOutcome{State: StepWaitingForRetry, AvailableAt: &due}, nil
 	}
 	if reason == "" {
 		reason = reasonNonRetryable
@@ -272,11 +235,13 @@ func (c *change) failAttempt(ctx context.Context, s *ent.Step, message, errType 
 			reason = reasonExhausted
 		}
 	}
-	ok, err := c.moveStep(ctx, s, stepFail, reason, payload, setErr, guards...)
-	if err != nil || !ok {
-		return FailOutcome{}, conflictErr(err, ok, s)
+	c.recordStep(s, s.State, m, reason, payload)
+	s.State, s.ClaimedBy, s.LastErrorMessage, s.LastErrorType = m.To, nil, message, errType
+	if out.AvailableAt != nil {
+		s.AvailableAt = out.AvailableAt
+		c.becameReady(s) // a claimer sleeping past the due time must wake for it
 	}
-	return FailOutcome{State: StepError}, c.finalize(ctx)
+	return out
 }
 
 func conflictErr(err error, ok bool, s *ent.Step) error {

@@ -39,12 +39,17 @@ func setup(t *testing.T, db *storage.DB) *bundle {
 // max_attempts attempts and no backoff.
 func (b *bundle) register(t *testing.T, name string, maxAttempts int32, names []string, deps map[string][]string) {
 	t.Helper()
+	b.registerWith(t, name, &taskerv1.RetryPolicy{
+		MaxAttempts: proto.Int32(maxAttempts), InitialBackoff: durationpb.New(0), MaxBackoff: durationpb.New(0),
+	}, names, deps)
+}
+
+// registerWith is register with a retry policy of its own.
+func (b *bundle) registerWith(t *testing.T, name string, policy *taskerv1.RetryPolicy, names []string, deps map[string][]string) {
+	t.Helper()
 	tpl := &taskerv1.TaskTemplate{
 		Namespace: "ns", Name: name, Version: "1.0.0",
-		RetryPolicy: &taskerv1.RetryPolicy{
-			MaxAttempts: proto.Int32(maxAttempts), InitialBackoff: durationpb.New(0), MaxBackoff: durationpb.New(0),
-		},
-		LeaseDuration: durationpb.New(time.Minute),
+		RetryPolicy: policy, LeaseDuration: durationpb.New(time.Minute),
 	}
 	for _, n := range names {
 		tpl.Steps = append(tpl.Steps, &taskerv1.StepTemplate{Name: n, Handler: "h", DependsOn: deps[n]})
@@ -82,6 +87,25 @@ func (b *bundle) task(t *testing.T, id uuid.UUID) *ent.Task {
 	s, err := b.db.Reader.Task.Get(b.ctx, id)
 	require.NoError(t, err)
 	return s
+}
+
+// reap runs a reaper of its own until the steps left in_progress: the test
+// moved their lease or deadline into the past.
+func (b *bundle) reap(t *testing.T, ids ...uuid.UUID) {
+	t.Helper()
+	rctx, stop := context.WithCancel(b.ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.eng.RunReaper(rctx) }()
+	require.Eventually(t, func() bool {
+		for _, id := range ids {
+			if b.step(t, id).State == "in_progress" {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+	stop()
+	require.NoError(t, <-done)
 }
 
 // eventTypes lists the event types of a task in log order.

@@ -236,17 +236,21 @@ func (s *stepService) BatchFailSteps(ctx context.Context, req *taskerv1.BatchFai
 	if n := len(req.GetFailures()); n == 0 || n > maxBatch {
 		return nil, fault.Invalid("failures", "must hold 1 to %d entries", maxBatch)
 	}
-	resp := &taskerv1.BatchFailStepsResponse{Outcomes: make([]*taskerv1.FailureOutcome, len(req.GetFailures()))}
-	eachEntry(len(req.GetFailures()), func(i int) {
-		f := req.GetFailures()[i]
-		out, err := s.engine.FailStep(ctx, failParams(f.GetStepId(), f.GetLeaseToken(), f.GetError(), f.GetNonRetryable(), f.GetRetryAfter()))
+	// One transaction for the whole batch, each entry with its own outcome.
+	ps := make([]engine.FailParams, len(req.GetFailures()))
+	for i, f := range req.GetFailures() {
+		ps[i] = failParams(f.GetStepId(), f.GetLeaseToken(), f.GetError(), f.GetNonRetryable(), f.GetRetryAfter())
+	}
+	outs, errs := s.engine.FailSteps(ctx, ps)
+	resp := &taskerv1.BatchFailStepsResponse{Outcomes: make([]*taskerv1.FailureOutcome, len(errs))}
+	for i, err := range errs {
 		fo := &taskerv1.FailureOutcome{Result: s.errs.entryResult(ctx, "BatchFailSteps", err)}
 		if err == nil {
-			fo.State = stepStatesToProto[out.State]
-			fo.AvailableAt = timestamp(out.AvailableAt)
+			fo.State = stepStatesToProto[outs[i].State]
+			fo.AvailableAt = timestamp(outs[i].AvailableAt)
 		}
 		resp.Outcomes[i] = fo
-	})
+	}
 	return resp, nil
 }
 
