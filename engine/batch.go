@@ -13,6 +13,7 @@ import (
 	"github.com/taskerhq/tasker/ent/stepdependency"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // Completion is one entry of CompleteSteps: a lease and its step's result.
@@ -67,7 +68,7 @@ func (e *Engine) CompleteSteps(ctx context.Context, cs []Completion) []error {
 	}
 	outcomes := make([]error, len(entries))
 	var changes []*change
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "CompleteSteps"), func(tx *ent.Tx) error {
 		clear(outcomes)
 		changes = changes[:0]
 		now := e.now()
@@ -181,7 +182,7 @@ func (e *Engine) FailSteps(ctx context.Context, ps []FailParams) ([]FailOutcome,
 	results := make([]FailOutcome, len(entries))
 	refusals := make([]error, len(entries))
 	var changes []*change
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "FailSteps"), func(tx *ent.Tx) error {
 		clear(results)
 		clear(refusals)
 		changes = changes[:0]

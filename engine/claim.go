@@ -19,6 +19,7 @@ import (
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
 	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // Bounds of a claim request, as the contract documents them.
@@ -279,7 +280,7 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 	var claimed []*ent.Step
 	var batch []*change
 	tasks := map[uuid.UUID]*ent.Task{}
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "ClaimSteps"), func(tx *ent.Tx) error {
 		claimed, batch = claimed[:0], nil
 		clear(tasks)
 		now := e.now()

@@ -216,7 +216,7 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 		due = p.RunAt.UTC()
 	}
 	var created *TaskView
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "CreateTask"), func(tx *ent.Tx) error {
 		if parentID != nil {
 			ok, err := tx.Task.Query().Where(task.ID(*parentID)).Exist(ctx)
 			if err != nil {
@@ -423,7 +423,7 @@ func (e *Engine) findDuplicate(ctx context.Context, p *CreateTaskParams, identit
 }
 
 func (e *Engine) recordDuplicate(ctx context.Context, existing *ent.Task, p *CreateTaskParams) error {
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "RecordDuplicate"), func(tx *ent.Tx) error {
 		ev := taskEvent(existing, events.WorkflowDuplicateDetected, e.now(), map[string]any{
 			"idempotency_key": p.IdempotencyKey, "request_correlation_id": p.CorrelationID,
 		})

@@ -74,7 +74,7 @@ func (e *Engine) CancelStep(ctx context.Context, op StepOp) (*Step, error) {
 		return nil, err
 	}
 	var out *ent.Step
-	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err = e.write(ctx, "CancelStep", func(tx *ent.Tx) (*change, error) {
 		c, s, err := e.operatorStep(ctx, tx, id, stepCancel)
 		if err != nil {
 			return nil, err
@@ -97,7 +97,7 @@ func (e *Engine) RetryStep(ctx context.Context, op StepOp) (*Step, error) {
 		return nil, err
 	}
 	var out *ent.Step
-	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err = e.write(ctx, "RetryStep", func(tx *ent.Tx) (*change, error) {
 		c, s, err := e.operatorStep(ctx, tx, id, stepRetryRequested)
 		if err != nil {
 			return nil, err
@@ -134,7 +134,7 @@ func (e *Engine) ResolveStep(ctx context.Context, op StepOp, result map[string]a
 		return nil, err
 	}
 	var out *ent.Step
-	err = e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err = e.write(ctx, "ResolveStep", func(tx *ent.Tx) (*change, error) {
 		c, s, err := e.operatorStep(ctx, tx, id, stepResolve)
 		if err != nil {
 			return nil, err
@@ -177,7 +177,7 @@ func (e *Engine) operatorTask(ctx context.Context, tx *ent.Tx, op TaskOp, m task
 
 // CancelTask cancels the task and every unfinished step.
 func (e *Engine) CancelTask(ctx context.Context, op TaskOp) (*TaskView, error) {
-	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err := e.write(ctx, "CancelTask", func(tx *ent.Tx) (*change, error) {
 		c, err := e.operatorTask(ctx, tx, op, taskCancel)
 		if err != nil {
 			return nil, err
@@ -205,7 +205,7 @@ func (e *Engine) CancelTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 // RetryTask puts every step in error back to work and the task back in
 // progress.
 func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
-	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err := e.write(ctx, "RetryTask", func(tx *ent.Tx) (*change, error) {
 		c, err := e.operatorTask(ctx, tx, op, taskResume)
 		if err != nil {
 			return nil, err
@@ -234,7 +234,7 @@ func (e *Engine) RetryTask(ctx context.Context, op TaskOp) (*TaskView, error) {
 
 // ResolveTask closes a task in error by hand.
 func (e *Engine) ResolveTask(ctx context.Context, op TaskOp) (*TaskView, error) {
-	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err := e.write(ctx, "ResolveTask", func(tx *ent.Tx) (*change, error) {
 		c, err := e.operatorTask(ctx, tx, op, taskResolve)
 		if err != nil {
 			return nil, err

@@ -120,7 +120,7 @@ func (e *Engine) reap(ctx context.Context, seen *ent.Step) error {
 		return nil
 	}
 	token := *seen.LeaseToken
-	err := e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	err := e.write(ctx, "Reap", func(tx *ent.Tx) (*change, error) {
 		c, err := e.lockTask(ctx, tx, seen.TaskID)
 		if err != nil {
 			return nil, err

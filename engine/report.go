@@ -18,6 +18,7 @@ import (
 	"github.com/taskerhq/tasker/ent/steptransition"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // Bounds of worker reports.
@@ -275,7 +276,7 @@ func (e *Engine) ReleaseStep(ctx context.Context, l Lease, reason string) error 
 	if len(reason) > maxReasonBytes {
 		return fault.Invalid("reason", "is longer than %d bytes", maxReasonBytes)
 	}
-	return e.write(ctx, func(tx *ent.Tx) (*change, error) {
+	return e.write(ctx, "ReleaseStep", func(tx *ent.Tx) (*change, error) {
 		c, s, err := e.heldStep(ctx, tx, id)
 		if err != nil {
 			return nil, err
@@ -305,7 +306,7 @@ func (e *Engine) ExtendLease(ctx context.Context, l Lease, extendBy time.Duratio
 		return time.Time{}, fault.Invalid("extend_by", "must be between 1s and %s", maxExtendBy)
 	}
 	var expires time.Time
-	err = e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err = e.db.Tx(storage.TxName(ctx, "ExtendLease"), func(tx *ent.Tx) error {
 		now := e.now()
 		s, err := tx.Step.Get(ctx, id)
 		if ent.IsNotFound(err) {
@@ -364,10 +365,10 @@ func leaseLostNow(ctx context.Context, tx *ent.Tx, id uuid.UUID, token string, n
 
 // write runs fn in a transaction that changes one task, flushes its
 // transitions and events, and wakes claimers and event readers after the
-// commit.
-func (e *Engine) write(ctx context.Context, fn func(tx *ent.Tx) (*change, error)) error {
+// commit. op names the transaction in traces.
+func (e *Engine) write(ctx context.Context, op string, fn func(tx *ent.Tx) (*change, error)) error {
 	var c *change
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, op), func(tx *ent.Tx) error {
 		var err error
 		c, err = fn(tx)
 		if err != nil {

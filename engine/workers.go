@@ -19,6 +19,7 @@ import (
 	"github.com/taskerhq/tasker/events"
 	"github.com/taskerhq/tasker/fault"
 	"github.com/taskerhq/tasker/registry"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // workerSeenEvery bounds how often one worker's last-seen time is written:
@@ -112,7 +113,7 @@ func (e *Engine) noteWorker(ctx context.Context, workerID string, hs []HandlerRe
 	e.workers.put(workerID, workerSeen{handlers: key, at: now})
 	e.workers.mu.Unlock()
 
-	err := e.db.Tx(ctx, func(tx *ent.Tx) error {
+	err := e.db.Tx(storage.TxName(ctx, "NoteWorker"), func(tx *ent.Tx) error {
 		w, err := tx.Worker.Get(ctx, workerID)
 		if err != nil && !ent.IsNotFound(err) {
 			return err

@@ -12,6 +12,7 @@ import (
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/fault"
+	"github.com/taskerhq/tasker/storage"
 )
 
 // PublishTimeout bounds how long Publish waits on PostgreSQL for the
@@ -70,7 +71,7 @@ func (l *Log) Publish(ctx context.Context, c Custom) (*Stored, error) {
 	}
 
 	var id int64
-	err = l.db.Tx(ctx, func(tx *ent.Tx) error {
+	err = l.db.Tx(storage.TxName(ctx, "PublishEvent"), func(tx *ent.Tx) error {
 		ev := Event{Type: c.Type, CorrelationID: c.CorrelationID, Payload: payload, At: time.Now()}
 		if stepID != nil {
 			st, err := tx.Step.Get(ctx, *stepID)

@@ -78,12 +78,13 @@ func (s *Store) Register(ctx context.Context, tpl *taskerv1.TaskTemplate, replac
 		row, outcome, err = s.register(ctx, tx, n, hash, replace)
 		return err
 	}
-	err := s.db.Tx(ctx, run)
+	txCtx := storage.TxName(ctx, "RegisterTaskTemplate")
+	err := s.db.Tx(txCtx, run)
 	if errors.Is(err, storage.ErrUniqueViolation) {
 		// A registration racing ours for the same new version made our
 		// insert fail on the unique index when it committed; running again
 		// finds its row.
-		err = s.db.Tx(ctx, run)
+		err = s.db.Tx(txCtx, run)
 	}
 	if err != nil {
 		return nil, 0, err

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/taskerhq/tasker/engine"
 	taskerv1 "github.com/taskerhq/tasker/gen/go/tasker/v1"
 	"github.com/taskerhq/tasker/server"
 	"github.com/taskerhq/tasker/server/servertest"
@@ -113,5 +115,79 @@ func TestLogLinesJoinTraces(t *testing.T) {
 		require.Equal(t, span.SpanContext.SpanID().String(), line["span_id"])
 		require.Equal(t, "join-1", attr(span, "tasker.correlation_id"))
 		require.Equal(t, 1, strings.Count(logs.String(), `"correlation_id"`), "the id is added once: %s", logs.String())
+	})
+}
+
+// TestTransactionSpans: the engine's transactions in a traced call are
+// spans under the call's server span, named by the operation, with the
+// database system, the statements they ran and their attempts; calls
+// without a recording span, the engine's background work among them,
+// make none.
+func TestTransactionSpans(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		spans := tracetest.NewInMemoryExporter()
+		provider := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+		t.Cleanup(func() { require.NoError(t, provider.Shutdown(testContext(t))) })
+		b := serve(t, db, servertest.Options{Config: server.Config{TracerProvider: provider}})
+		ctx := testContext(t)
+		_, err := b.registry.RegisterTaskTemplate(ctx, &taskerv1.RegisterTaskTemplateRequest{Template: diamond("shop", "1.0.0")})
+		require.NoError(t, err)
+		_, err = b.tasks.CreateTask(ctx, &taskerv1.CreateTaskRequest{Namespace: "shop", Name: "diamond", Context: orderContext(t, "1")})
+		require.NoError(t, err)
+
+		// Server spans end after the response is sent: wait for both
+		// calls'.
+		var register, create, tx tracetest.SpanStub
+		require.Eventually(t, func() bool {
+			for _, s := range spans.GetSpans() {
+				switch s.Name {
+				case "tasker.v1.RegistryService/RegisterTaskTemplate":
+					register = s
+				case "tasker.v1.TaskService/CreateTask":
+					create = s
+				case "tx CreateTask":
+					tx = s
+				}
+			}
+			return register.SpanContext.IsValid() && create.SpanContext.IsValid() && tx.SpanContext.IsValid()
+		}, 10*time.Second, 10*time.Millisecond)
+		require.Equal(t, create.SpanContext.TraceID(), tx.SpanContext.TraceID())
+		require.Equal(t, create.SpanContext.SpanID(), tx.Parent.SpanID(), "the transaction is a child of the call")
+		require.Equal(t, trace.SpanKindClient, tx.SpanKind)
+		system := map[string]string{"sqlite3": "sqlite", "postgres": "postgresql"}[db.Dialect]
+		require.Equal(t, system, attr(tx, "db.system.name"))
+		values := map[string]int64{}
+		for _, a := range tx.Attributes {
+			values[string(a.Key)] = a.Value.AsInt64()
+		}
+		// The task, its four steps, their dependencies, transitions and
+		// events, whatever the batching: more than a handful.
+		require.Greater(t, values["tasker.tx.statements"], int64(4))
+		require.Equal(t, int64(1), values["tasker.tx.attempts"])
+		if system == "sqlite" {
+			require.Equal(t, int64(1), values["tasker.tx.group_size"], "no other writer to share a commit with")
+		}
+		require.Equal(t, "Unset", tx.Status.Code.String())
+
+		// The engine called without a trace: no span.
+		before := len(spans.GetSpans())
+		_, _, err = b.engine.CreateTask(context.Background(), engine.CreateTaskParams{
+			Namespace: "shop", Name: "diamond", Context: map[string]any{"order_id": "2"}})
+		require.NoError(t, err)
+		got := spans.GetSpans()
+		require.Len(t, got, before, "no span: %v", got[before:])
+
+		// Every transaction span has a parent among the recorded spans:
+		// none is the root of a trace of its own.
+		ids := map[trace.SpanID]bool{}
+		for _, s := range got {
+			ids[s.SpanContext.SpanID()] = true
+		}
+		for _, s := range got {
+			if strings.HasPrefix(s.Name, "tx") {
+				require.True(t, ids[s.Parent.SpanID()], "%s has its parent in the trace", s.Name)
+			}
+		}
 	})
 }

@@ -20,6 +20,11 @@
 // writer was busy runs as one transaction, each caller in a savepoint of
 // its own, with one commit; each caller still returns after its own work
 // has committed (groupcommit.go).
+// A DB.Tx call made with a recording span in its context is a span of its
+// own under it, "tx <operation>" (TxName), counting the statements its
+// function ran, its attempts and, on SQLite, the size of its group; ent's
+// driver counts the statements of transactions begun with such a context
+// (txspan.go). Calls without a recording span make no span.
 // PostgreSQL is the scale-out store shared by several replicas; it has one
 // pool that serves both roles.
 // The schema is versioned: migrations/<dialect> holds SQL files generated

@@ -50,6 +50,9 @@ type groupCommitter struct {
 type txRequest struct {
 	ctx context.Context
 	fn  func(*ent.Tx) error
+	// stats, from ctx, are the statements and group size the caller's
+	// span reports; nil when it has none.
+	stats *txStats
 	// result receives fn's outcome once it is committed or rolled back.
 	result chan txResult
 }
@@ -72,7 +75,7 @@ var errClosed = errors.New("storage: database closed")
 // Tx runs fn in the next group and returns its outcome after the group's
 // commit. A panic in fn is re-raised in the caller.
 func (g *groupCommitter) Tx(ctx context.Context, fn func(*ent.Tx) error) error {
-	req := &txRequest{ctx: ctx, fn: fn, result: make(chan txResult, 1)}
+	req := &txRequest{ctx: ctx, fn: fn, stats: statsFrom(ctx), result: make(chan txResult, 1)}
 	g.waiting.Add(1)
 	select {
 	case g.reqs <- req:
@@ -157,6 +160,9 @@ func (g *groupCommitter) runGroup(group []*txRequest) []*txRequest {
 	g.commits.Add(1)
 	g.committedFns.Add(int64(len(results)))
 	for i, res := range results {
+		if s := live[i].stats; s != nil {
+			s.group = len(results)
+		}
 		live[i].result <- res
 	}
 	return live[len(results):]
@@ -168,8 +174,18 @@ func (g *groupCommitter) runGroup(group []*txRequest) []*txRequest {
 // means the transaction committed.
 func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 	// The transaction is the group's, not any caller's: one caller's
-	// cancellation must not roll back the others' work.
+	// cancellation must not roll back the others' work. It counts its
+	// statements when some caller's span wants its own counted: each
+	// gets the statements of its function, savepoints left out.
 	ctx := context.Background()
+	var group *txStats
+	for _, r := range reqs {
+		if r.stats != nil {
+			group = &txStats{}
+			ctx = context.WithValue(ctx, txStatsKey{}, group)
+			break
+		}
+	}
 	start := time.Now()
 	tx, err := g.client.Tx(ctx)
 	if err != nil {
@@ -188,7 +204,14 @@ func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 		if _, err := tx.ExecContext(ctx, "SAVEPOINT tasker_group"); err != nil {
 			return nil, fmt.Errorf("storage: savepoint: %w", err)
 		}
+		var before int64
+		if r.stats != nil {
+			before = group.statements.Load()
+		}
 		res := runFn(r.fn, tx)
+		if r.stats != nil {
+			r.stats.statements.Add(group.statements.Load() - before)
+		}
 		if res.err != nil || res.panic != nil {
 			if _, err := tx.ExecContext(ctx, "ROLLBACK TO tasker_group"); err != nil {
 				return nil, fmt.Errorf("storage: rollback to savepoint: %w", err)
@@ -205,8 +228,12 @@ func (g *groupCommitter) together(reqs []*txRequest) (_ []txResult, err error) {
 	return results, nil
 }
 
-// alone runs one request in a transaction of its own.
+// alone runs one request in a transaction of its own, which counts its
+// statements into r.stats since it begins with r.ctx.
 func (g *groupCommitter) alone(r *txRequest) txResult {
+	if r.stats != nil {
+		r.stats.group = 1
+	}
 	tx, err := g.client.Tx(r.ctx)
 	if err != nil {
 		return txResult{err: err}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/namespace"
@@ -230,5 +232,65 @@ func TestGroupCommitSplitsLongGroups(t *testing.T) {
 	}
 	require.Len(t, namespaces(t, db), n+1)
 	require.GreaterOrEqual(t, db.group.grouped.Load(), int64(2), "the queue was split into several groups")
+	require.Zero(t, db.group.fallbacks.Load())
+}
+
+// TestGroupCommitTxSpans: transactions committed in one group each have
+// a span of their own, counting the statements of their own function
+// only (not the others', nor the savepoints), with the group's size.
+func TestGroupCommitTxSpans(t *testing.T) {
+	t.Parallel()
+	db := openGroupDB(t)
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	t.Cleanup(func() { require.NoError(t, tp.Shutdown(context.Background())) })
+
+	const n = 8
+	release := make(chan struct{})
+	held := holdWriter(t, db, release)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, span := tp.Tracer("test").Start(context.Background(), fmt.Sprintf("call %d", i))
+			defer span.End()
+			errs[i] = db.Tx(TxName(ctx, fmt.Sprint(i)), func(tx *ent.Tx) error {
+				for range i + 1 {
+					if _, err := tx.Namespace.Query().Count(ctx); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}()
+	}
+	waitQueued(t, db, n)
+	close(release)
+	wg.Wait()
+	require.NoError(t, <-held)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+
+	seen, grouped := 0, false
+	for _, s := range spans.GetSpans() {
+		var i int
+		if _, err := fmt.Sscanf(s.Name, "tx %d", &i); err != nil {
+			continue
+		}
+		seen++
+		attrs := map[string]int64{}
+		for _, a := range s.Attributes {
+			attrs[string(a.Key)] = a.Value.AsInt64()
+		}
+		require.Equal(t, int64(i+1), attrs["tasker.tx.statements"], "%s counts its own statements", s.Name)
+		require.Equal(t, int64(1), attrs["tasker.tx.attempts"])
+		require.GreaterOrEqual(t, attrs["tasker.tx.group_size"], int64(1))
+		grouped = grouped || attrs["tasker.tx.group_size"] > 1
+	}
+	require.Equal(t, n, seen)
+	require.True(t, grouped, "the queued transactions committed in groups")
 	require.Zero(t, db.group.fallbacks.Load())
 }

@@ -103,7 +103,7 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (*DB, error)
 		_ = pool.Close()
 		return nil, fmt.Errorf("storage: connect to %s: %w", location, err)
 	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, pool)))
+	client := ent.NewClient(ent.Driver(countingDriver{entsql.OpenDB(dialect.Postgres, pool)}))
 	return &DB{
 		Dialect:  dialect.Postgres,
 		Client:   client,

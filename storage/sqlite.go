@@ -149,7 +149,7 @@ func openSQLite(ctx context.Context, rawURL string, opts Options, stmtCache int)
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
 
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(dialect.SQLite, writer)))
+	client := ent.NewClient(ent.Driver(countingDriver{entsql.OpenDB(dialect.SQLite, writer)}))
 	return &DB{
 		Dialect:  dialect.SQLite,
 		Client:   client,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/taskerhq/tasker/ent"
 )
 
@@ -117,18 +119,31 @@ const maxTxAttempts = 5
 // commit, each fn in a savepoint of its own (group commit); a fn there may
 // also run again when the shared transaction fails. The error returned has
 // been through InterpretError.
+//
+// When ctx's span is recording, the call has a span of its own, its child
+// (see TxName and txspan.go).
 func (db *DB) Tx(ctx context.Context, fn func(tx *ent.Tx) error) error {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		return db.tracedTx(ctx, span, fn)
+	}
+	_, err := db.txAttempts(ctx, fn)
+	return err
+}
+
+// txAttempts is Tx without its span; it also returns how many times it
+// ran fn's transaction.
+func (db *DB) txAttempts(ctx context.Context, fn func(tx *ent.Tx) error) (int, error) {
 	for attempt := 1; ; attempt++ {
 		err := db.InterpretError(db.tx(ctx, fn))
 		if err == nil || !errors.Is(err, ErrSerialization) || attempt == maxTxAttempts {
-			return err
+			return attempt, err
 		}
 		// Exponential backoff with full jitter, so the transactions that
 		// collided do not collide again in lockstep.
 		wait := time.Duration(rand.Int64N(int64(5*time.Millisecond) << attempt))
 		select {
 		case <-ctx.Done():
-			return err
+			return attempt, err
 		case <-time.After(wait):
 		}
 	}

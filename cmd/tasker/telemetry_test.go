@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 	collectormetrics "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -29,6 +30,8 @@ type receiver struct {
 	mu sync.Mutex
 	// spans are the names of the spans received, by service.name.
 	spans map[string][]string
+	// all are the spans received, with their service.name.
+	all []receivedSpan
 	// metrics are the names of the metrics received.
 	metrics map[string]bool
 	m       metricsReceiver
@@ -75,10 +78,25 @@ func (r *receiver) Export(_ context.Context, req *collectortrace.ExportTraceServ
 		for _, ss := range rs.GetScopeSpans() {
 			for _, s := range ss.GetSpans() {
 				r.spans[service] = append(r.spans[service], s.GetName())
+				r.all = append(r.all, receivedSpan{service: service, Span: s})
 			}
 		}
 	}
 	return &collectortrace.ExportTraceServiceResponse{}, nil
+}
+
+// receivedSpan is a span as the receiver got it, with the service.name of
+// its resource.
+type receivedSpan struct {
+	service string
+	*tracev1.Span
+}
+
+// receivedSpans returns every span received so far.
+func (r *receiver) receivedSpans() []receivedSpan {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]receivedSpan(nil), r.all...)
 }
 
 func (r *receiver) received() map[string][]string {
@@ -106,58 +124,103 @@ func startReceiver(t *testing.T) (*receiver, string) {
 	return r, lis.Addr().String()
 }
 
-// serveOnce runs `tasker serve` with the OTEL_* variables otel (and no
-// others from the test's environment), makes one RPC, stops it with
-// SIGTERM and returns the messages it logged.
-func serveOnce(t *testing.T, otel ...string) []string {
+// serveProcess is `tasker serve` running as a child process.
+type serveProcess struct {
+	cmd  *exec.Cmd
+	addr string
+	// done is closed when the process's stderr has ended.
+	done chan struct{}
+	wait func() error
+	mu   sync.Mutex
+	msgs []string
+}
+
+// startServeProcess runs `tasker serve` with args, in the test's
+// environment less its OTEL_* and TASKER_* variables, plus env, and waits
+// until it serves. A process the test did not stop is killed when it ends.
+func startServeProcess(t *testing.T, env []string, args ...string) *serveProcess {
 	t.Helper()
 	bin, err := buildBinary()
 	require.NoError(t, err)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "serve", "--database", filepath.Join(t.TempDir(), "tasker.db"),
-		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	cmd := exec.CommandContext(ctx, bin, append([]string{"serve"}, args...)...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "OTEL_") && !strings.HasPrefix(kv, "TASKER_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, otel...)
+	cmd.Env = append(cmd.Env, env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
-
-	var msgs []string
-	addr := ""
-	lines := bufio.NewScanner(stderr)
-	for addr == "" && lines.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(lines.Bytes(), &rec) != nil {
-			continue
+	p := &serveProcess{cmd: cmd, done: make(chan struct{})}
+	// Wait only once the pipe is read to its end.
+	p.wait = sync.OnceValue(func() error {
+		<-p.done
+		return cmd.Wait()
+	})
+	t.Cleanup(func() {
+		cancel()
+		_ = p.wait()
+	})
+	serving := make(chan string, 1)
+	go func() {
+		defer close(p.done)
+		lines := bufio.NewScanner(stderr)
+		for lines.Scan() {
+			var rec map[string]any
+			if json.Unmarshal(lines.Bytes(), &rec) != nil {
+				continue
+			}
+			msg, _ := rec["msg"].(string)
+			p.mu.Lock()
+			p.msgs = append(p.msgs, msg)
+			p.mu.Unlock()
+			if msg == "serving" {
+				addr, _ := rec["grpc_addr"].(string)
+				serving <- addr
+			}
 		}
-		msg, _ := rec["msg"].(string)
-		msgs = append(msgs, msg)
-		if msg == "serving" {
-			addr, _ = rec["grpc_addr"].(string)
-		}
+	}()
+	select {
+	case p.addr = <-serving:
+	case <-p.done:
+		t.Fatalf("serve exited before serving: %v", p.logged())
 	}
-	require.NotEmpty(t, addr, "serve exited before serving: %v", msgs)
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NotEmpty(t, p.addr)
+	return p
+}
+
+// logged returns the messages the process logged so far.
+func (p *serveProcess) logged() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.msgs...)
+}
+
+// stop stops the process with SIGTERM, requires a clean exit and returns
+// the messages it logged.
+func (p *serveProcess) stop(t *testing.T) []string {
+	t.Helper()
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	err := p.wait()
+	require.NoError(t, err, "logged: %v", p.logged())
+	return p.logged()
+}
+
+// serveOnce runs `tasker serve` with the OTEL_* variables otel (and no
+// others from the test's environment), makes one RPC, stops it with
+// SIGTERM and returns the messages it logged.
+func serveOnce(t *testing.T, otel ...string) []string {
+	t.Helper()
+	p := startServeProcess(t, otel, "--database", filepath.Join(t.TempDir(), "tasker.db"),
+		"--grpc-addr", "127.0.0.1:0", "--admin-addr", "")
+	conn, err := grpc.NewClient(p.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
-	_, err = taskerv1.NewRegistryServiceClient(conn).ListNamespaces(ctx, &taskerv1.ListNamespacesRequest{})
+	_, err = taskerv1.NewRegistryServiceClient(conn).ListNamespaces(t.Context(), &taskerv1.ListNamespacesRequest{})
 	require.NoError(t, err)
 	require.NoError(t, conn.Close())
-
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	for lines.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(lines.Bytes(), &rec) == nil {
-			msg, _ := rec["msg"].(string)
-			msgs = append(msgs, msg)
-		}
-	}
-	require.NoError(t, cmd.Wait(), "logged: %v", msgs)
-	return msgs
+	return p.stop(t)
 }
 
 // TestServeExportsTraces: with OTEL_TRACES_EXPORTER=otlp, serve sends the
