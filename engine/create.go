@@ -366,8 +366,7 @@ func (e *Engine) createIn(ctx context.Context, tx *ent.Tx, entries []*createEntr
 	// Each entry in order: refused, a duplicate, or new (and then what
 	// later entries may duplicate).
 	dups := make([]*dedupTarget, len(entries))
-	var news []int
-	ids := make(map[int]uuid.UUID, len(entries))
+	news := make([]*dedupTarget, len(entries))
 	for k, en := range entries {
 		if en.parent != nil && !parents[*en.parent] {
 			plan.outcomes[k].Err = fault.NotFoundf("task", en.parent.String())
@@ -396,17 +395,17 @@ func (e *Engine) createIn(ctx context.Context, tx *ent.Tx, entries []*createEntr
 		if en.identity != "" {
 			byIdentity[en.identity] = t
 		}
-		ids[k] = t.id
-		news = append(news, k)
+		news[k] = t
 	}
 
-	rows, err := insertTasks(ctx, tx, entries, news, ids, now)
+	rows, err := insertTasks(ctx, tx, entries, news, now)
 	if err != nil {
 		return plan, err
 	}
 	c := &creation{}
 	for k, en := range entries {
-		if row := rows[ids[k]]; row != nil {
+		if news[k] != nil {
+			row := rows[news[k].id]
 			due := now
 			if en.p.RunAt != nil && en.p.RunAt.After(now) {
 				due = en.p.RunAt.UTC()
@@ -530,13 +529,18 @@ func (e *Engine) releaseKeys(ctx context.Context, holders []*ent.Task) error {
 	return nil
 }
 
-// insertTasks writes the rows of the new tasks (entries[news], with ids),
-// sorted by their idempotency key, then their strict identity: on
-// PostgreSQL an insert meeting a key another transaction holds uncommitted
-// waits for it, and two batches inserting shared keys in one order cannot
-// wait for each other.
-func insertTasks(ctx context.Context, tx *ent.Tx, entries []*createEntry, news []int, ids map[int]uuid.UUID, now time.Time) (map[uuid.UUID]*ent.Task, error) {
-	order := slices.Clone(news)
+// insertTasks writes the rows of the new tasks (entries[k] where news[k]
+// is set, with its id), sorted by their idempotency key, then their strict
+// identity: on PostgreSQL an insert meeting a key another transaction holds
+// uncommitted waits for it, and two batches inserting shared keys in one
+// order cannot wait for each other.
+func insertTasks(ctx context.Context, tx *ent.Tx, entries []*createEntry, news []*dedupTarget, now time.Time) (map[uuid.UUID]*ent.Task, error) {
+	var order []int
+	for k, t := range news {
+		if t != nil {
+			order = append(order, k)
+		}
+	}
 	slices.SortStableFunc(order, func(a, b int) int {
 		pa, pb := &entries[a].p, &entries[b].p
 		return cmp.Or(cmp.Compare(pa.Namespace, pb.Namespace), cmp.Compare(pa.IdempotencyKey, pb.IdempotencyKey),
@@ -547,7 +551,7 @@ func insertTasks(ctx context.Context, tx *ent.Tx, entries []*createEntry, news [
 		en := entries[k]
 		p := &en.p
 		tc := tx.Task.Create().
-			SetID(ids[k]).
+			SetID(news[k].id).
 			SetTemplateID(en.tpl.ID).
 			SetNamespace(p.Namespace).
 			SetTemplateName(en.tpl.Name).
