@@ -36,6 +36,7 @@ type benchFlags struct {
 	capacityInFlight  int
 	capacityClaims    int
 	creators          int
+	createBatch       int
 	sqliteSynchronous string
 	keep              bool
 	inProcess         bool
@@ -73,7 +74,7 @@ type benchScenario struct {
 
 // benchScenarios are the scenarios in the order `tasker bench` runs them.
 var benchScenarios = []benchScenario{
-	{"burndown", "create N single-step tasks, then work them down with W worker connections", runBurndown},
+	{"burndown", "create N single-step tasks (BatchCreateTasks, --create-batch a call), then work them down with W worker connections", runBurndown},
 	{"linear4", "tasks of 4 sequential steps, one at a time and concurrently: enqueue→claim and claim→claim latency", runLinear4},
 	{"diamond", "N tasks of A → (B, C) → D with a bounded number in flight: steps/s and task latency", runDiamond},
 	{"http_diamond", "diamond tasks whose 4 steps are HTTP steps the server runs against a local no-op HTTP service: steps/s", runHTTPDiamond},
@@ -134,7 +135,9 @@ func Command() *cobra.Command {
 	fl.IntVar(&f.capacityTasks, "capacity-tasks", 0, "tasks stored in the capacity scenario; 0 for the default (100,000)")
 	fl.IntVar(&f.capacityInFlight, "capacity-inflight", 0, "claimed steps held in the capacity scenario; 0 for a tenth of --capacity-tasks")
 	fl.IntVar(&f.capacityClaims, "capacity-claims", 0, "claims timed in the capacity scenario; 0 for the default")
-	fl.IntVar(&f.creators, "creators", 32, "concurrent CreateTask callers when tasks are created up front")
+	fl.IntVar(&f.creators, "creators", 32, "concurrent CreateTask (burndown: BatchCreateTasks) callers when tasks are created up front")
+	fl.IntVar(&f.createBatch, "create-batch", 100, "tasks per BatchCreateTasks call when burndown creates its tasks (1 to 100); "+
+		"1 creates them with one CreateTask call each, as burndown did before batching (create rates comparable with older runs; a --target without BatchCreateTasks)")
 	fl.StringVar(&f.sqliteSynchronous, "sqlite-synchronous", "normal", "SQLite durability of the started server: normal or full")
 	fl.BoolVar(&f.keep, "keep", false, "keep the bench databases (SQLite files or PostgreSQL databases) and print where they are")
 	fl.BoolVar(&f.inProcess, "in-process", false, "run the server inside this process (for --cpuprofile of both sides; no server RSS)")
@@ -166,6 +169,7 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 		min  int
 	}{
 		{"--workers", f.workers, 1}, {"--concurrency", f.concurrency, 1}, {"--creators", f.creators, 1},
+		{"--create-batch", f.createBatch, 1},
 		{"--tasks", f.tasks, 0}, {"--inflight", f.inflight, 0}, {"--subscribers", f.subscribers, 1}, {"--slow-subscribers", f.slowSubscribers, 0},
 		{"--fanout-tasks", f.fanoutTasks, 0}, {"--fanout-width", f.fanoutWidth, 1}, {"--serial-tasks", f.serialTasks, 0},
 		{"--capacity-tasks", f.capacityTasks, 0}, {"--capacity-inflight", f.capacityInFlight, 0}, {"--capacity-claims", f.capacityClaims, 0},
@@ -173,6 +177,9 @@ func (f *benchFlags) validate(args []string) ([]string, error) {
 		if v.n < v.min {
 			return nil, fmt.Errorf("%s must be at least %d, got %d", v.name, v.min, v.n)
 		}
+	}
+	if f.createBatch > maxCreateBatch {
+		return nil, fmt.Errorf("--create-batch must be at most %d (a BatchCreateTasks call's limit), got %d", maxCreateBatch, f.createBatch)
 	}
 	if f.capacityTasks > 0 && f.capacityInFlight > f.capacityTasks {
 		return nil, errors.New("--capacity-inflight must not exceed --capacity-tasks")

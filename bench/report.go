@@ -31,9 +31,12 @@ type benchResult struct {
 	StepsPerSec  float64 `json:"steps_per_sec"`
 	TasksPerSec  float64 `json:"tasks_per_sec"`
 	CreatePerSec float64 `json:"create_per_sec,omitempty"`
-	Tasks        int     `json:"tasks"`
-	Steps        int     `json:"steps"`
-	DurationSec  float64 `json:"duration_sec"`
+	// CreateCPUMsPerTask is the server CPU time of creating the tasks up
+	// front (burndown), per task.
+	CreateCPUMsPerTask *float64 `json:"create_cpu_ms_per_task,omitempty"`
+	Tasks              int      `json:"tasks"`
+	Steps              int      `json:"steps"`
+	DurationSec        float64  `json:"duration_sec"`
 
 	// Latency names what P50/P95/P99 measure.
 	Latency string   `json:"latency,omitempty"`

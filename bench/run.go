@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -86,6 +87,16 @@ func (w *cpuWindow) stop() {
 	w.end, w.ok = end, w.ok && ok
 	dbEnd, dbOK := w.srv.dbCPU()
 	w.dbEnd, w.dbOK = dbEnd, w.dbOK && dbOK
+}
+
+// perUnit is the server CPU time of the phase per unit of work, in
+// milliseconds, or nil when it was not measured.
+func (w *cpuWindow) perUnit(units int) *float64 {
+	if !w.ok || units == 0 {
+		return nil
+	}
+	per := round2(ms(w.end-w.start) / float64(units))
+	return &per
 }
 
 // stamp sets r's CPU figures from the phase.
@@ -187,6 +198,46 @@ func (b *benchRun) createMany(ctx context.Context, template string, n, callers i
 					return
 				}
 				b.progress.add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// maxCreateBatch is the most entries a BatchCreateTasks call takes.
+const maxCreateBatch = 100
+
+// createBatched creates n tasks of template in BatchCreateTasks calls of
+// batch entries, at most callers calls at once; a batch of 1 is
+// createMany's one CreateTask call per task.
+func (b *benchRun) createBatched(ctx context.Context, template string, n, callers, batch int) error {
+	if batch <= 1 {
+		return b.createMany(ctx, template, n, callers)
+	}
+	calls := (n + batch - 1) / batch
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, min(callers, calls))
+	for i := range errs {
+		wg.Go(func() {
+			for c := int(next.Add(1)) - 1; c < calls; c = int(next.Add(1)) - 1 {
+				req := &taskerv1.BatchCreateTasksRequest{Tasks: make([]*taskerv1.CreateTaskRequest, min(batch, n-c*batch))}
+				for j := range req.Tasks {
+					req.Tasks[j] = &taskerv1.CreateTaskRequest{Namespace: b.ns, Name: template, Initiator: "tasker bench"}
+				}
+				resp, err := b.tasks.BatchCreateTasks(ctx, req)
+				if err != nil {
+					errs[i] = fmt.Errorf("create %s tasks: %w", template, err)
+					return
+				}
+				for _, o := range resp.GetOutcomes() {
+					if r := o.GetResult(); r.GetCode() != 0 {
+						errs[i] = fmt.Errorf("create %s task: %s: %s", template, codes.Code(r.GetCode()), r.GetMessage())
+						return
+					}
+				}
+				b.progress.add(len(req.Tasks))
 			}
 		})
 	}

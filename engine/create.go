@@ -2,13 +2,16 @@ package engine
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/taskerhq/tasker/ent"
 	"github.com/taskerhq/tasker/ent/step"
+	"github.com/taskerhq/tasker/ent/stepdependency"
 	"github.com/taskerhq/tasker/ent/task"
 	"github.com/taskerhq/tasker/ent/tasktemplate"
 	"github.com/taskerhq/tasker/events"
@@ -150,94 +154,414 @@ func identityHash(tpl *ent.TaskTemplate, namespace string, contextJSON []byte) s
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// CreateTask writes a task and all its steps in one transaction: the task
-// and every step start pending (one transition each), then each root step
-// moves to enqueued, due at RunAt or now. Each step gets its own copy of the
-// effective retry policy, lease and timeout. The result says whether an
-// existing task was returned instead (deduplication by the template's
-// identity strategy or by the idempotency key). A new task's view is the
-// one its transaction committed: it is built from the rows written, not
-// read back.
-func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*TaskView, bool, error) {
-	contextJSON, parentID, err := p.validate()
-	if err != nil {
-		return nil, false, err
-	}
-	tpl, err := e.templates.Resolve(ctx, p.Namespace, p.Name, p.Version)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := e.checkContext(tpl, contextJSON); err != nil {
-		return nil, false, err
-	}
-	if tpl.IdentityStrategy == tasktemplate.IdentityStrategyCallerKey && p.IdempotencyKey == "" {
-		return nil, false, fault.Invalid("idempotency_key", "is required: template %s/%s uses the caller_key identity strategy", p.Namespace, p.Name)
-	}
-	var identity string
-	if tpl.IdentityStrategy == tasktemplate.IdentityStrategyStrict {
-		identity = identityHash(tpl, p.Namespace, contextJSON)
-	}
-	reqHash := p.requestHash(contextJSON)
-
-	// A duplicate shows up as a unique violation; the existing task is read
-	// after the failed transaction. A strict duplicate that finished in
-	// between frees its identity, so the create is tried again once.
-	for attempt := 0; ; attempt++ {
-		v, err := e.insertTask(ctx, tpl, &p, contextJSON, parentID, identity, reqHash)
-		if err == nil {
-			return v, false, nil
-		}
-		if !errors.Is(err, storage.ErrUniqueViolation) {
-			return nil, false, err
-		}
-		existing, err := e.findDuplicate(ctx, &p, identity, reqHash)
-		if err != nil {
-			return nil, false, err
-		}
-		if existing != nil {
-			if err := e.recordDuplicate(ctx, existing, &p); err != nil {
-				return nil, false, err
-			}
-			v, err := e.GetTask(ctx, existing.ID.String())
-			return v, true, err
-		}
-		if attempt == 1 {
-			return nil, false, fmt.Errorf("create task: unique violation without a duplicate to return")
-		}
-	}
+// Creation is one entry's outcome of CreateTasks.
+type Creation struct {
+	// Task is the new task, or the existing one when Duplicate is set; nil
+	// when Err is set.
+	Task      *TaskView
+	Duplicate bool
+	// Err is why the entry was refused, as CreateTask would return it.
+	Err error
 }
 
-func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *CreateTaskParams,
-	contextJSON []byte, parentID *uuid.UUID, identity, reqHash string,
-) (*TaskView, error) {
-	now := e.now()
-	due := now
-	if p.RunAt != nil && p.RunAt.After(now) {
-		due = p.RunAt.UTC()
+// CreateTask creates one task: CreateTasks with one entry. A duplicate is
+// answered with the existing task as GetTask reads it, steps included.
+func (e *Engine) CreateTask(ctx context.Context, p CreateTaskParams) (*TaskView, bool, error) {
+	c := e.createTasks(ctx, []CreateTaskParams{p}, true)[0]
+	return c.Task, c.Duplicate, c.Err
+}
+
+// CreateTasks creates tasks in one transaction whose statements do not
+// grow with the batch: one read of the parent tasks named, one each of the
+// tasks holding the entries' idempotency keys and strict identities, then
+// one insert each (per chunk of rows) for the tasks, their steps,
+// dependencies, transitions and events.
+//
+// Each task and every step of it start pending (one transition each), then
+// each root step moves to enqueued, due at RunAt or now. Each step gets its
+// own copy of the effective retry policy, lease and timeout. A new task's
+// view is the one the transaction committed: it is built from the rows
+// written, not read back, steps included.
+//
+// It returns one outcome per entry, in order, as CreateTask would have
+// answered each alone: an entry that is invalid, names an unknown
+// template, parent or version, or reuses an idempotency key for a
+// different request is refused and writes nothing, without failing the
+// others. An entry deduplicated by the template's identity strategy or its
+// idempotency key is answered with the existing task (read after the
+// commit, without steps) and Duplicate set, and records
+// workflow.duplicate_detected on it; the existing task may be one an
+// earlier entry of the batch creates. An error of the transaction itself
+// is every remaining entry's.
+func (e *Engine) CreateTasks(ctx context.Context, ps []CreateTaskParams) []Creation {
+	return e.createTasks(ctx, ps, false)
+}
+
+// maxCreateAttempts bounds how often the creating transaction runs: again
+// after a concurrent creation took a key or identity it had read as free
+// (each such attempt lost to a commit, so the creations as a whole
+// progress), or after expired idempotency keys were released.
+const maxCreateAttempts = 5
+
+// errExpiredKeys ends an attempt that found idempotency keys whose window
+// has passed: they are released outside the transaction, then it runs
+// again.
+var errExpiredKeys = errors.New("create tasks: expired idempotency keys")
+
+func (e *Engine) createTasks(ctx context.Context, ps []CreateTaskParams, withSteps bool) []Creation {
+	out := make([]Creation, len(ps))
+	entries := make([]*createEntry, 0, len(ps))
+	templates := map[[3]string]resolved{}
+	for i, p := range ps {
+		en, err := e.prepare(ctx, p, templates)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		en.i = i
+		entries = append(entries, en)
 	}
-	var created *TaskView
-	err := e.db.Tx(storage.TxName(ctx, "CreateTask"), func(tx *ent.Tx) error {
-		if parentID != nil {
-			ok, err := tx.Task.Query().Where(task.ID(*parentID)).Exist(ctx)
-			if err != nil {
-				return err
+	if len(entries) == 0 {
+		return out
+	}
+	var plan *createPlan
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = e.db.Tx(storage.TxName(ctx, "CreateTask"), func(tx *ent.Tx) error {
+			var err error
+			plan, err = e.createIn(ctx, tx, entries, e.now())
+			return err
+		})
+		if attempt == maxCreateAttempts {
+			break
+		}
+		if errors.Is(err, errExpiredKeys) {
+			if err = e.releaseKeys(ctx, plan.expired); err != nil {
+				break
 			}
-			if !ok {
-				return fault.NotFoundf("task", parentID.String())
+			continue
+		}
+		// A concurrent creation committed a task holding a key or an
+		// identity this attempt read as free: the next attempt finds it.
+		if !errors.Is(err, storage.ErrUniqueViolation) {
+			break
+		}
+	}
+	if err != nil {
+		if errors.Is(err, storage.ErrUniqueViolation) || errors.Is(err, errExpiredKeys) {
+			err = fmt.Errorf("create tasks: no attempt of %d settled the deduplication keys: %w", maxCreateAttempts, err)
+		}
+		for _, en := range entries {
+			out[en.i].Err = err
+		}
+		return out
+	}
+	if plan.appended {
+		e.appended()
+	}
+	if len(plan.ready) > 0 {
+		e.workCommitted(plan.ready)
+	}
+	e.record(plan.obs...)
+	for k, en := range entries {
+		out[en.i] = plan.outcomes[k]
+	}
+	if len(plan.existing) > 0 {
+		e.answerDuplicates(ctx, out, entries, plan.existing, withSteps)
+	}
+	return out
+}
+
+// createEntry is an entry of CreateTasks that passed every check needing
+// no transaction.
+type createEntry struct {
+	i           int // its index in the request
+	p           CreateTaskParams
+	tpl         *ent.TaskTemplate
+	contextJSON []byte
+	parent      *uuid.UUID
+	identity    string
+	reqHash     string
+}
+
+type resolved struct {
+	tpl *ent.TaskTemplate
+	err error
+}
+
+// prepare checks p as far as it can be without a transaction, resolving
+// each template version once per batch.
+func (e *Engine) prepare(ctx context.Context, p CreateTaskParams, templates map[[3]string]resolved) (*createEntry, error) {
+	contextJSON, parentID, err := p.validate()
+	if err != nil {
+		return nil, err
+	}
+	ref := [3]string{p.Namespace, p.Name, p.Version}
+	r, ok := templates[ref]
+	if !ok {
+		r.tpl, r.err = e.templates.Resolve(ctx, p.Namespace, p.Name, p.Version)
+		templates[ref] = r
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	tpl := r.tpl
+	if err := e.checkContext(tpl, contextJSON); err != nil {
+		return nil, err
+	}
+	if tpl.IdentityStrategy == tasktemplate.IdentityStrategyCallerKey && p.IdempotencyKey == "" {
+		return nil, fault.Invalid("idempotency_key", "is required: template %s/%s uses the caller_key identity strategy", p.Namespace, p.Name)
+	}
+	en := &createEntry{p: p, tpl: tpl, contextJSON: contextJSON, parent: parentID, reqHash: p.requestHash(contextJSON)}
+	if tpl.IdentityStrategy == tasktemplate.IdentityStrategyStrict {
+		en.identity = identityHash(tpl, p.Namespace, contextJSON)
+	}
+	return en, nil
+}
+
+// createPlan is what one attempt of the creating transaction decided.
+type createPlan struct {
+	// outcomes is each entry's, by its index in the entries: new tasks and
+	// duplicates of this batch's tasks have their view, duplicates of
+	// stored tasks get theirs after the commit (existing).
+	outcomes []Creation
+	existing map[int]*ent.Task
+	// expired are the holders of idempotency keys whose window has passed
+	// (with errExpiredKeys).
+	expired  []*ent.Task
+	ready    map[HandlerRef]int
+	obs      []Observation
+	appended bool
+}
+
+// keyRef is an idempotency key in its namespace.
+type keyRef struct{ namespace, key string }
+
+// dedupTarget is a task an entry may duplicate: a stored one, or one an
+// earlier entry of the batch creates.
+type dedupTarget struct {
+	id      uuid.UUID
+	reqHash string
+	stored  *ent.Task
+	// entry is the index of the entry creating it when stored is nil.
+	entry int
+}
+
+// createIn runs one attempt of the creating transaction.
+func (e *Engine) createIn(ctx context.Context, tx *ent.Tx, entries []*createEntry, now time.Time) (*createPlan, error) {
+	plan := &createPlan{outcomes: make([]Creation, len(entries)), existing: map[int]*ent.Task{}, ready: map[HandlerRef]int{}}
+	parents, err := existingParents(ctx, tx, entries)
+	if err != nil {
+		return plan, err
+	}
+	byKey, byIdentity, expired, err := e.dedupTargets(ctx, tx, entries, now)
+	if err != nil {
+		return plan, err
+	}
+	if len(expired) > 0 {
+		plan.expired = expired
+		return plan, errExpiredKeys
+	}
+
+	// Each entry in order: refused, a duplicate, or new (and then what
+	// later entries may duplicate).
+	dups := make([]*dedupTarget, len(entries))
+	news := make([]*dedupTarget, len(entries))
+	for k, en := range entries {
+		if en.parent != nil && !parents[*en.parent] {
+			plan.outcomes[k].Err = fault.NotFoundf("task", en.parent.String())
+			continue
+		}
+		key := keyRef{en.p.Namespace, en.p.IdempotencyKey}
+		if en.p.IdempotencyKey != "" {
+			if t := byKey[key]; t != nil {
+				if t.reqHash != en.reqHash {
+					plan.outcomes[k].Err = fault.AlreadyExistsf("idempotency key", en.p.IdempotencyKey,
+						"was used for a different request (task %s)", t.id)
+					continue
+				}
+				dups[k] = t
+				continue
 			}
 		}
+		if t := byIdentity[en.identity]; en.identity != "" && t != nil {
+			dups[k] = t
+			continue
+		}
+		t := &dedupTarget{id: uuid.Must(uuid.NewV7()), reqHash: en.reqHash, entry: k}
+		if en.p.IdempotencyKey != "" {
+			byKey[key] = t
+		}
+		if en.identity != "" {
+			byIdentity[en.identity] = t
+		}
+		news[k] = t
+	}
+
+	rows, err := insertTasks(ctx, tx, entries, news, now)
+	if err != nil {
+		return plan, err
+	}
+	c := &creation{}
+	for k, en := range entries {
+		if news[k] != nil {
+			row := rows[news[k].id]
+			due := now
+			if en.p.RunAt != nil && en.p.RunAt.After(now) {
+				due = en.p.RunAt.UTC()
+			}
+			v := c.addTask(tx, en.tpl, row, now, due)
+			plan.outcomes[k].Task = v
+			plan.obs = append(plan.obs, Observation{Kind: ObservedTaskCreated, Namespace: row.Namespace})
+			continue
+		}
+		d := dups[k]
+		if d == nil {
+			continue
+		}
+		existing := d.stored
+		if existing == nil {
+			existing = rows[d.id]
+			plan.outcomes[k].Task = plan.outcomes[d.entry].Task
+		} else {
+			plan.existing[k] = existing
+		}
+		plan.outcomes[k].Duplicate = true
+		c.events = append(c.events, taskEvent(existing, events.WorkflowDuplicateDetected, now, map[string]any{
+			"idempotency_key": en.p.IdempotencyKey, "request_correlation_id": en.p.CorrelationID,
+		}))
+		plan.obs = append(plan.obs, Observation{Kind: ObservedTaskDuplicated, Namespace: existing.Namespace})
+	}
+	if err := c.write(ctx, tx, e.db.SQL()); err != nil {
+		return plan, err
+	}
+	for _, v := range c.tasks {
+		for _, st := range v.Steps {
+			if st.State == StepEnqueued {
+				plan.ready[HandlerRef{Namespace: st.Namespace, Handler: st.Handler}]++
+			}
+		}
+	}
+	plan.appended = len(c.events) > 0
+	return plan, nil
+}
+
+// existingParents reads which of the parent tasks the entries name exist.
+func existingParents(ctx context.Context, tx *ent.Tx, entries []*createEntry) (map[uuid.UUID]bool, error) {
+	var named []uuid.UUID
+	for _, en := range entries {
+		if en.parent != nil {
+			named = append(named, *en.parent)
+		}
+	}
+	if len(named) == 0 {
+		return nil, nil
+	}
+	ids, err := tx.Task.Query().Where(task.IDIn(named...)).IDs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uuid.UUID]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// dedupTargets reads the stored tasks holding the entries' idempotency
+// keys and strict identities (those unfinished, as the unique index has
+// them), and the holders of keys whose window has passed.
+func (e *Engine) dedupTargets(ctx context.Context, tx *ent.Tx, entries []*createEntry, now time.Time) (
+	byKey map[keyRef]*dedupTarget, byIdentity map[string]*dedupTarget, expired []*ent.Task, err error,
+) {
+	byKey, byIdentity = map[keyRef]*dedupTarget{}, map[string]*dedupTarget{}
+	wanted := map[keyRef]bool{}
+	var namespaces, keys, identities []string
+	for _, en := range entries {
+		if k := (keyRef{en.p.Namespace, en.p.IdempotencyKey}); k.key != "" && !wanted[k] {
+			wanted[k] = true
+			namespaces = append(namespaces, k.namespace)
+			keys = append(keys, k.key)
+		}
+		if en.identity != "" {
+			identities = append(identities, en.identity)
+		}
+	}
+	if len(keys) > 0 {
+		rows, err := tx.Task.Query().Where(task.NamespaceIn(namespaces...), task.IdempotencyKeyIn(keys...)).All(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cutoff := now.Add(-e.opts.IdempotencyWindow)
+		for _, t := range rows {
+			k := keyRef{t.Namespace, *t.IdempotencyKey}
+			switch {
+			case !wanted[k]:
+				// A namespace of one entry with the key of another.
+			case t.CreatedAt.Before(cutoff):
+				expired = append(expired, t)
+			default:
+				byKey[k] = &dedupTarget{id: t.ID, reqHash: t.RequestHash, stored: t}
+			}
+		}
+	}
+	if len(identities) > 0 {
+		rows, err := tx.Task.Query().Where(task.IdentityHashIn(identities...), task.FinishedAtIsNil()).All(ctx)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		for _, t := range rows {
+			byIdentity[*t.IdentityHash] = &dedupTarget{id: t.ID, reqHash: t.RequestHash, stored: t}
+		}
+	}
+	return byKey, byIdentity, expired, nil
+}
+
+// releaseKeys frees idempotency keys whose window has passed from the old
+// tasks holding them, lazily (no sweeper needed), each with a single-row
+// update of its own outside any other lock (doc.go, "Lock order").
+func (e *Engine) releaseKeys(ctx context.Context, holders []*ent.Task) error {
+	for _, t := range holders {
+		if err := e.db.Client.Task.UpdateOne(t).ClearIdempotencyKey().Exec(ctx); err != nil {
+			return e.db.InterpretError(err)
+		}
+	}
+	return nil
+}
+
+// insertTasks writes the rows of the new tasks (entries[k] where news[k]
+// is set, with its id), sorted by their idempotency key, then their strict
+// identity: on PostgreSQL an insert meeting a key another transaction holds
+// uncommitted waits for it, and two batches inserting shared keys in one
+// order cannot wait for each other.
+func insertTasks(ctx context.Context, tx *ent.Tx, entries []*createEntry, news []*dedupTarget, now time.Time) (map[uuid.UUID]*ent.Task, error) {
+	var order []int
+	for k, t := range news {
+		if t != nil {
+			order = append(order, k)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		pa, pb := &entries[a].p, &entries[b].p
+		return cmp.Or(cmp.Compare(pa.Namespace, pb.Namespace), cmp.Compare(pa.IdempotencyKey, pb.IdempotencyKey),
+			cmp.Compare(entries[a].identity, entries[b].identity))
+	})
+	builders := make([]*ent.TaskCreate, len(order))
+	for j, k := range order {
+		en := entries[k]
+		p := &en.p
 		tc := tx.Task.Create().
-			SetID(uuid.Must(uuid.NewV7())).
-			SetTemplateID(tpl.ID).
+			SetID(news[k].id).
+			SetTemplateID(en.tpl.ID).
 			SetNamespace(p.Namespace).
-			SetTemplateName(tpl.Name).
-			SetTemplateVersion(tpl.Version).
+			SetTemplateName(en.tpl.Name).
+			SetTemplateVersion(en.tpl.Version).
 			SetState(task.StatePending).
-			SetContext(contextJSON).
-			SetRequestHash(reqHash).
+			SetContext(en.contextJSON).
+			SetRequestHash(en.reqHash).
 			SetCorrelationID(p.CorrelationID).
 			SetTraceParent(p.TraceParent).
-			SetNillableParentTaskID(parentID).
+			SetNillableParentTaskID(en.parent).
 			SetPriority(p.Priority).
 			SetNillableRunAt(p.RunAt).
 			SetInitiator(p.Initiator).
@@ -246,37 +570,87 @@ func (e *Engine) insertTask(ctx context.Context, tpl *ent.TaskTemplate, p *Creat
 			SetTags(p.Tags).
 			SetCreatedAt(now).
 			SetUpdatedAt(now)
-		if identity != "" {
-			tc.SetIdentityHash(identity)
+		if en.identity != "" {
+			tc.SetIdentityHash(en.identity)
 		}
 		if p.IdempotencyKey != "" {
 			tc.SetIdempotencyKey(p.IdempotencyKey)
 		}
-		t, err := tc.Save(ctx)
-		if err != nil {
-			return err
+		builders[j] = tc
+	}
+	rows := make(map[uuid.UUID]*ent.Task, len(builders))
+	err := createInChunks(builders, func(b []*ent.TaskCreate) error {
+		saved, err := tx.Task.CreateBulk(b...).Save(ctx)
+		for _, t := range saved {
+			rows[t.ID] = t
 		}
-		created, err = e.insertSteps(ctx, tx, tpl, t, now, due)
 		return err
 	})
-	if err != nil {
-		return nil, e.db.InterpretError(err)
-	}
-	ready := map[HandlerRef]int{}
-	for _, st := range created.Steps {
-		if st.State == StepEnqueued {
-			ready[HandlerRef{Namespace: st.Namespace, Handler: st.Handler}]++
-		}
-	}
-	e.workCommitted(ready)
-	e.appended()
-	e.record(Observation{Kind: ObservedTaskCreated, Namespace: p.Namespace})
-	return created, nil
+	return rows, err
 }
 
-// insertSteps writes the steps, their edges, the creation transitions and
-// the events of a new task, and returns the task's view.
-func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTemplate, t *ent.Task, now, due time.Time) (*TaskView, error) {
+// answerDuplicates reads the existing tasks that answer duplicate entries
+// (entries[k] for k in existing), as they are after the commit: each with
+// its steps as GetTask reads it when withSteps is set, else all with their
+// step counts in three statements. A task gone meanwhile (retention) is
+// answered as it was read in the transaction.
+func (e *Engine) answerDuplicates(ctx context.Context, out []Creation, entries []*createEntry, existing map[int]*ent.Task, withSteps bool) {
+	if withSteps {
+		for k, t := range existing {
+			c := &out[entries[k].i]
+			c.Task, c.Err = e.GetTask(ctx, t.ID.String())
+			if c.Err != nil {
+				c.Task, c.Duplicate = nil, false
+			}
+		}
+		return
+	}
+	ids := make([]uuid.UUID, 0, len(existing))
+	for _, t := range existing {
+		ids = append(ids, t.ID)
+	}
+	fresh, err := e.db.Reader.Task.Query().Where(task.IDIn(ids...)).All(ctx)
+	byID := make(map[uuid.UUID]*ent.Task, len(fresh))
+	for _, t := range fresh {
+		byID[t.ID] = t
+	}
+	ks := slices.Sorted(maps.Keys(existing))
+	rows := make([]*ent.Task, len(ks))
+	for j, k := range ks {
+		rows[j] = cmp.Or(byID[existing[k].ID], existing[k])
+	}
+	var views []*TaskView
+	if err == nil {
+		views, err = e.summarize(ctx, rows)
+	}
+	for j, k := range ks {
+		c := &out[entries[k].i]
+		if err != nil {
+			c.Task, c.Duplicate, c.Err = nil, false, err
+			continue
+		}
+		c.Task = views[j]
+	}
+}
+
+// creation gathers the rows of the tasks one transaction creates, so they
+// are written with a fixed number of statements whatever their number.
+type creation struct {
+	tasks []*TaskView
+	// steps are the steps of tasks in order; stepsOf[i] of them are
+	// tasks[i]'s.
+	steps           []*ent.StepCreate
+	stepsOf         []int
+	edges           [][]any
+	stepTransitions [][]any
+	taskTransitions [][]any
+	events          []events.Event
+}
+
+// addTask adds the steps, their edges, the creation transitions and the
+// events of the new task t, and returns the task's view; its steps are
+// filled in by write.
+func (c *creation) addTask(tx *ent.Tx, tpl *ent.TaskTemplate, t *ent.Task, now, due time.Time) *TaskView {
 	stepTemplates := tpl.Edges.Steps
 	v := &TaskView{Task: taskFromRow(t), Counts: map[StepState]int{}, DependsOn: map[uuid.UUID][]string{}}
 	position := make(map[string]int, len(stepTemplates))
@@ -285,12 +659,9 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 		ids[st.Name] = uuid.Must(uuid.NewV7())
 		position[st.Name] = st.Position
 	}
-	steps := make([]*ent.StepCreate, 0, len(stepTemplates))
-	var edges []*ent.StepDependencyCreate
-	stepTransitions := make([][]any, 0, len(stepTemplates)*2)
-	evs := []events.Event{taskEvent(t, events.TaskCreated, now, map[string]any{
+	c.events = append(c.events, taskEvent(t, events.TaskCreated, now, map[string]any{
 		"state": string(task.StatePending), "priority": t.Priority, "step_count": len(stepTemplates),
-	})}
+	}))
 	for _, st := range stepTemplates {
 		id := ids[st.Name]
 		pol := effectivePolicy(tpl, st)
@@ -319,7 +690,7 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 			SetPosition(st.Position).
 			SetCreatedAt(now).
 			SetUpdatedAt(now)
-		stepTransitions = append(stepTransitions,
+		c.stepTransitions = append(c.stepTransitions,
 			stepTransitionRow(id, t.ID, "", string(step.StatePending), "task created", 0, nil, now))
 		v.Counts[StepState(state)]++
 		if len(st.DependsOn) > 0 {
@@ -332,10 +703,10 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 				v.Due++
 			}
 			sc.SetAvailableAt(due).SetClaimableAt(due)
-			stepTransitions = append(stepTransitions,
+			c.stepTransitions = append(c.stepTransitions,
 				stepTransitionRow(id, t.ID, string(step.StatePending), string(step.StateEnqueued), "root step", 0, nil, now))
 			stepID := id
-			evs = append(evs, events.Event{
+			c.events = append(c.events, events.Event{
 				Type: events.StepEnqueued, CorrelationID: t.CorrelationID, Namespace: t.Namespace,
 				TemplateName: t.TemplateName, TemplateVersion: t.TemplateVersion, TaskID: &t.ID, StepID: &stepID, At: now,
 				Payload: map[string]any{
@@ -344,26 +715,44 @@ func (e *Engine) insertSteps(ctx context.Context, tx *ent.Tx, tpl *ent.TaskTempl
 				},
 			})
 		}
-		steps = append(steps, sc)
+		c.steps = append(c.steps, sc)
 		for _, parent := range st.DependsOn {
-			edges = append(edges, tx.StepDependency.Create().SetParentID(ids[parent]).SetChildID(id))
+			c.edges = append(c.edges, []any{ids[parent], id})
 		}
 	}
-	if err := createInChunks(steps, func(b []*ent.StepCreate) error {
-		rows, err := tx.Step.CreateBulk(b...).Save(ctx)
-		v.Steps = append(v.Steps, stepsFromRows(rows)...)
+	c.taskTransitions = append(c.taskTransitions, taskTransitionRow(t.ID, "", string(task.StatePending), "created", nil, now))
+	c.tasks = append(c.tasks, v)
+	c.stepsOf = append(c.stepsOf, len(stepTemplates))
+	return v
+}
+
+// edgeColumns are the columns of a step dependency row, in the order
+// addTask writes them.
+var edgeColumns = []string{stepdependency.FieldParentID, stepdependency.FieldChildID}
+
+// write inserts what c gathered: the steps (read back as ent builds them,
+// for the tasks' views), then the dependencies, transitions and events.
+func (c *creation) write(ctx context.Context, tx *ent.Tx, d storage.Dialect) error {
+	rows := make([]*ent.Step, 0, len(c.steps))
+	if err := createInChunks(c.steps, func(b []*ent.StepCreate) error {
+		saved, err := tx.Step.CreateBulk(b...).Save(ctx)
+		rows = append(rows, saved...)
 		return err
 	}); err != nil {
-		return nil, err
+		return err
 	}
-	if err := createInChunks(edges, func(b []*ent.StepDependencyCreate) error { return tx.StepDependency.CreateBulk(b...).Exec(ctx) }); err != nil {
-		return nil, err
+	start := 0
+	for i, v := range c.tasks {
+		v.Steps = stepsFromRows(rows[start : start+c.stepsOf[i]])
+		start += c.stepsOf[i]
 	}
-	taskTransitions := [][]any{taskTransitionRow(t.ID, "", string(task.StatePending), "created", nil, now)}
-	if err := insertTransitions(ctx, tx, e.db.SQL(), stepTransitions, taskTransitions); err != nil {
-		return nil, err
+	if err := storage.InsertRows(ctx, tx, d, stepdependency.Table, edgeColumns, c.edges); err != nil {
+		return fmt.Errorf("write step dependencies: %w", err)
 	}
-	return v, events.Append(ctx, tx, e.db.SQL(), evs...)
+	if err := insertTransitions(ctx, tx, d, c.stepTransitions, c.taskTransitions); err != nil {
+		return err
+	}
+	return events.Append(ctx, tx, d, c.events...)
 }
 
 // bulkChunk keeps one INSERT under both databases' bound-parameter limits
@@ -385,55 +774,6 @@ func taskEvent(t *ent.Task, typ string, at time.Time, payload map[string]any) ev
 		Type: typ, CorrelationID: t.CorrelationID, Namespace: t.Namespace,
 		TemplateName: t.TemplateName, TemplateVersion: t.TemplateVersion, TaskID: &id, At: at, Payload: payload,
 	}
-}
-
-// findDuplicate returns the task a failed insert collided with, nil when
-// it is gone (a strict duplicate that finished meanwhile), or AlreadyExists
-// when the idempotency key was used for a different request.
-func (e *Engine) findDuplicate(ctx context.Context, p *CreateTaskParams, identity, reqHash string) (*ent.Task, error) {
-	if p.IdempotencyKey != "" {
-		t, err := e.db.Client.Task.Query().
-			Where(task.Namespace(p.Namespace), task.IdempotencyKey(p.IdempotencyKey)).Only(ctx)
-		switch {
-		case ent.IsNotFound(err):
-		case err != nil:
-			return nil, err
-		case t.CreatedAt.Before(e.now().Add(-e.opts.IdempotencyWindow)):
-			// The key's window has passed: release it from the old task
-			// (lazily, so no sweeper is needed) and let the insert retry.
-			err := e.db.Client.Task.UpdateOne(t).ClearIdempotencyKey().Exec(ctx)
-			return nil, err
-		case t.RequestHash != reqHash:
-			return nil, fault.AlreadyExistsf("idempotency key", p.IdempotencyKey,
-				"was used for a different request (task %s)", t.ID)
-		default:
-			return t, nil
-		}
-	}
-	if identity == "" {
-		return nil, nil
-	}
-	t, err := e.db.Client.Task.Query().
-		Where(task.IdentityHash(identity), task.StateIn(task.StatePending, task.StateInProgress)).
-		First(ctx)
-	if ent.IsNotFound(err) {
-		return nil, nil
-	}
-	return t, err
-}
-
-func (e *Engine) recordDuplicate(ctx context.Context, existing *ent.Task, p *CreateTaskParams) error {
-	err := e.db.Tx(storage.TxName(ctx, "RecordDuplicate"), func(tx *ent.Tx) error {
-		ev := taskEvent(existing, events.WorkflowDuplicateDetected, e.now(), map[string]any{
-			"idempotency_key": p.IdempotencyKey, "request_correlation_id": p.CorrelationID,
-		})
-		return events.Append(ctx, tx, e.db.SQL(), ev)
-	})
-	e.appended()
-	if err == nil {
-		e.record(Observation{Kind: ObservedTaskDuplicated, Namespace: existing.Namespace})
-	}
-	return err
 }
 
 // checkContext validates a context against the template's JSON Schema.

@@ -49,7 +49,11 @@
 //   - ExtendLease takes no task lock: it updates one in_progress step's
 //     lease and nothing else, and changes no state, so it holds a single
 //     lock and waits for nothing while holding it.
-//   - CreateTask writes new rows only (a parent task, when named, is only
-//     referenced); deduplication reads, or clears an expired idempotency
-//     key with one single-row update outside any other lock.
+//   - CreateTask and CreateTasks write new rows only (a parent task, when
+//     named, is only referenced); deduplication reads, and clears expired
+//     idempotency keys with single-row updates outside the creating
+//     transaction and any other lock. A batch inserts its tasks sorted by
+//     idempotency key and strict identity: on PostgreSQL an insert meeting
+//     a key that another transaction holds uncommitted waits for it, and
+//     two batches sharing keys meet them in the same order.
 package engine

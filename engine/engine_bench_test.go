@@ -132,6 +132,32 @@ func BenchmarkCreateTask(b *testing.B) {
 	}
 }
 
+// BenchmarkCreateTasks: creating tasks in batches of 100 (one transaction
+// each); ns/op and cpu-ns/op are per task, to set beside CreateTask's.
+func BenchmarkCreateTasks(b *testing.B) {
+	for _, d := range storagetest.BenchDialects() {
+		for _, tpl := range []string{"single", "diamond"} {
+			b.Run(d+"/"+tpl, func(b *testing.B) {
+				bb := benchSetup(b, d)
+				batch := make([]engine.CreateTaskParams, 100)
+				for i := range batch {
+					batch[i] = engine.CreateTaskParams{Namespace: "ns", Name: tpl}
+				}
+				b.ReportAllocs()
+				cpu := storagetest.StartCPU(b)
+				for left := b.N; left > 0; left -= len(batch) {
+					for _, c := range bb.eng.CreateTasks(bb.ctx, batch[:min(left, len(batch))]) {
+						if c.Err != nil {
+							b.Fatal(c.Err)
+						}
+					}
+				}
+				cpu.Stop(b)
+			})
+		}
+	}
+}
+
 // BenchmarkClaimSteps: claiming from a queue of due steps, max steps per
 // call; ns/op is per call, steps/s per step.
 func BenchmarkClaimSteps(b *testing.B) {

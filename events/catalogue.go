@@ -104,7 +104,7 @@ func taskFields(extra ...Field) []Field {
 var catalogue = sortedTypes([]Type{
 	{
 		Name:        TaskCreated,
-		Description: "CreateTask created a new task: the task and all its steps are written in pending, and its root steps are enqueued in the same transaction (one step.enqueued each).",
+		Description: "CreateTask (or an entry of BatchCreateTasks) created a new task: the task and all its steps are written in pending, and its root steps are enqueued in the same transaction (one step.enqueued each).",
 		Fields: []Field{
 			{"state", JSONString, "The task's state after creation: \"pending\"."},
 			{"priority", JSONInteger, "The task's priority; higher runs first."},
@@ -196,11 +196,11 @@ var catalogue = sortedTypes([]Type{
 	},
 	{
 		Name: WorkflowDuplicateDetected,
-		Description: "CreateTask was answered with an existing task under the template's identity strategy. " +
+		Description: "CreateTask (or an entry of BatchCreateTasks) was answered with an existing task under the template's identity strategy. " +
 			"The event carries the existing task's ids and correlation id.",
 		Fields: []Field{
 			{"idempotency_key", JSONString, "The request's idempotency key; empty when the duplicate was found by the strict identity of its context."},
-			{"request_correlation_id", JSONString, "The correlation id of the CreateTask call that was deduplicated."},
+			{"request_correlation_id", JSONString, "The correlation id of the CreateTask or BatchCreateTasks call that was deduplicated."},
 		},
 	},
 	{

@@ -198,6 +198,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			"/tasker.v1.TaskService/CreateTask": {auth.TasksWrite, func() proto.Message {
 				return &taskerv1.CreateTaskRequest{Namespace: "shop", Name: "diamond", Context: orderContext(t, "2")}
 			}, false},
+			"/tasker.v1.TaskService/BatchCreateTasks": {auth.TasksWrite, func() proto.Message {
+				return &taskerv1.BatchCreateTasksRequest{Tasks: []*taskerv1.CreateTaskRequest{{Namespace: "shop", Name: "diamond", Context: orderContext(t, "3")}}}
+			}, false},
 			"/tasker.v1.TaskService/GetTask":      {auth.TasksRead, func() proto.Message { return &taskerv1.GetTaskRequest{Id: f.taskID} }, false},
 			"/tasker.v1.TaskService/GetTaskGraph": {auth.TasksRead, func() proto.Message { return &taskerv1.GetTaskGraphRequest{Id: f.taskID} }, false},
 			"/tasker.v1.TaskService/ListTasks": {auth.TasksRead, func() proto.Message {

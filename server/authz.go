@@ -85,6 +85,17 @@ var rules = map[string]rule{
 		}
 		return a.task(ctx, p, auth.TasksWrite, r.GetParentTaskId())
 	})},
+	taskSvc + "BatchCreateTasks": {scope: auth.TasksWrite, check: checkOf(func(ctx context.Context, a *authorizer, p *auth.Principal, r *taskerv1.BatchCreateTasksRequest) error {
+		for _, t := range r.GetTasks() {
+			if err := a.namespace(p, auth.TasksWrite, t.GetNamespace()); err != nil {
+				return err
+			}
+			if err := a.task(ctx, p, auth.TasksWrite, t.GetParentTaskId()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})},
 	taskSvc + "GetTask":      taskRule(auth.TasksRead, (*taskerv1.GetTaskRequest).GetId),
 	taskSvc + "GetTaskGraph": taskRule(auth.TasksRead, (*taskerv1.GetTaskGraphRequest).GetId),
 	taskSvc + "ListTasks": {scope: auth.TasksRead, check: checkOf(func(_ context.Context, a *authorizer, p *auth.Principal, r *taskerv1.ListTasksRequest) error {

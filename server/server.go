@@ -232,7 +232,7 @@ func New(log *slog.Logger, db *storage.DB, templates *registry.Store, eng *engin
 	}
 	s.grpc = grpc.NewServer(opts...)
 	taskerv1.RegisterRegistryServiceServer(s.grpc, &registryService{templates: templates, engine: eng, appended: eventLog.Appended})
-	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng})
+	taskerv1.RegisterTaskServiceServer(s.grpc, &taskService{engine: eng, errs: errs})
 	taskerv1.RegisterStepServiceServer(s.grpc, &stepService{engine: eng, log: log, errs: errs, stopping: s.stopping,
 		tracer: s.tracerProvider().Tracer("github.com/taskerhq/tasker/server")})
 	taskerv1.RegisterEventServiceServer(s.grpc, &eventService{log: eventLog, stopping: s.stopping, maxStreams: int64(cfg.MaxStreams)})

@@ -16,18 +16,21 @@ import (
 type taskService struct {
 	taskerv1.UnimplementedTaskServiceServer
 	engine *engine.Engine
+	errs   *errorMapper
 }
 
-func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRequest) (*taskerv1.CreateTaskResponse, error) {
+// createParams turns a CreateTaskRequest into the engine's parameters,
+// with the call's correlation id and trace context.
+func createParams(ctx context.Context, req *taskerv1.CreateTaskRequest) (engine.CreateTaskParams, error) {
 	var runAt *time.Time
 	if req.GetRunAt() != nil {
 		if err := req.GetRunAt().CheckValid(); err != nil {
-			return nil, fault.Invalid("run_at", "is not a valid timestamp: %v", err)
+			return engine.CreateTaskParams{}, fault.Invalid("run_at", "is not a valid timestamp: %v", err)
 		}
 		t := req.GetRunAt().AsTime()
 		runAt = &t
 	}
-	view, duplicate, err := s.engine.CreateTask(ctx, engine.CreateTaskParams{
+	return engine.CreateTaskParams{
 		Namespace:      req.GetNamespace(),
 		Name:           req.GetName(),
 		Version:        req.GetVersion(),
@@ -42,11 +45,51 @@ func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRe
 		ParentTaskID:   req.GetParentTaskId(),
 		CorrelationID:  correlation.FromContext(ctx),
 		TraceParent:    traceParent(ctx),
-	})
+	}, nil
+}
+
+func (s *taskService) CreateTask(ctx context.Context, req *taskerv1.CreateTaskRequest) (*taskerv1.CreateTaskResponse, error) {
+	p, err := createParams(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	view, duplicate, err := s.engine.CreateTask(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	return &taskerv1.CreateTaskResponse{Task: taskToProto(view), Duplicate: duplicate}, nil
+}
+
+func (s *taskService) BatchCreateTasks(ctx context.Context, req *taskerv1.BatchCreateTasksRequest) (*taskerv1.BatchCreateTasksResponse, error) {
+	if n := len(req.GetTasks()); n == 0 || n > maxBatch {
+		return nil, fault.Invalid("tasks", "must hold 1 to %d entries", maxBatch)
+	}
+	// One transaction for the whole batch, each entry with its own
+	// outcome; an entry refused before it reaches the engine is left out.
+	resp := &taskerv1.BatchCreateTasksResponse{Outcomes: make([]*taskerv1.CreateTaskOutcome, len(req.GetTasks()))}
+	ps := make([]engine.CreateTaskParams, 0, len(req.GetTasks()))
+	at := make([]int, 0, len(req.GetTasks()))
+	for i, r := range req.GetTasks() {
+		p, err := createParams(ctx, r)
+		if err != nil {
+			resp.Outcomes[i] = &taskerv1.CreateTaskOutcome{Result: s.errs.entryResult(ctx, "BatchCreateTasks", err)}
+			continue
+		}
+		ps = append(ps, p)
+		at = append(at, i)
+	}
+	for k, c := range s.engine.CreateTasks(ctx, ps) {
+		o := &taskerv1.CreateTaskOutcome{Result: s.errs.entryResult(ctx, "BatchCreateTasks", c.Err)}
+		if c.Err == nil {
+			// As ListTasks gives it: no steps, and no context, which is
+			// the entry's own; the response stays small whatever the
+			// request held.
+			o.Task, o.Duplicate = taskToProto(&engine.TaskView{Task: c.Task.Task, Counts: c.Task.Counts, Due: c.Task.Due}), c.Duplicate
+			o.Task.Context = nil
+		}
+		resp.Outcomes[at[k]] = o
+	}
+	return resp, nil
 }
 
 func (s *taskService) GetTask(ctx context.Context, req *taskerv1.GetTaskRequest) (*taskerv1.GetTaskResponse, error) {

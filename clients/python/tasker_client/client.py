@@ -198,6 +198,33 @@ class Client:
         )
         return self.tasks.CreateTask(req, correlation_id=correlation_id, timeout=timeout)
 
+    def create_tasks(
+        self,
+        tasks: Sequence[task_pb2.CreateTaskRequest | Mapping[str, Any]],
+        *,
+        correlation_id: str | None = None,
+        timeout: float | None = None,
+    ) -> list[task_pb2.CreateTaskOutcome]:
+        """BatchCreateTasks: 1 to 100 tasks in one transaction, one outcome per
+        entry in order, each answered as CreateTask would answer it alone
+        (from_entry_result(outcome.result) is its error, None when it is OK).
+        An entry is a CreateTaskRequest, or a mapping of create_task's
+        arguments: namespace, name, context, version, priority,
+        idempotency_key. Outcomes carry the task without its steps and
+        context."""
+        reqs = []
+        for t in tasks:
+            if not isinstance(t, task_pb2.CreateTaskRequest):
+                t = task_pb2.CreateTaskRequest(
+                    namespace=t["namespace"], name=t["name"], version=t.get("version", ""),
+                    context=to_struct(t.get("context")), priority=t.get("priority", 0),
+                    idempotency_key=t.get("idempotency_key", ""),
+                )
+            reqs.append(t)
+        resp = self.tasks.BatchCreateTasks(task_pb2.BatchCreateTasksRequest(tasks=reqs),
+                                           correlation_id=correlation_id, timeout=timeout)
+        return list(resp.outcomes)
+
     def get_task(self, task_id: str, *, timeout: float | None = None):
         """GetTask: the task with its steps."""
         return self.tasks.GetTask(task_pb2.GetTaskRequest(id=task_id), timeout=timeout).task

@@ -222,3 +222,22 @@ def test_already_exists_and_duplicates(client, namespace):
     with pytest.raises(AlreadyExistsError) as e:
         client.create_task(namespace, "keyed", {"n": 2}, idempotency_key="k-1")
     assert e.value.code == grpc.StatusCode.ALREADY_EXISTS
+
+
+def test_create_tasks(client, namespace):
+    tpl = pb.TaskTemplate(namespace=namespace, name="keyed", version="1.0.0",
+                          identity_strategy=pb.IDENTITY_STRATEGY_CALLER_KEY, steps=[pb.StepTemplate(name="a", handler="a")])
+    client.registry.RegisterTaskTemplate(pb.RegisterTaskTemplateRequest(template=tpl))
+    outcomes = client.create_tasks([
+        {"namespace": namespace, "name": "keyed", "context": {"n": 1}, "idempotency_key": "k-1"},
+        pb.CreateTaskRequest(namespace=namespace, name="keyed", context=to_struct({"n": 1}), idempotency_key="k-1"),
+        {"namespace": namespace, "name": "keyed", "context": {"n": 2}, "idempotency_key": "k-1"},
+        {"namespace": namespace, "name": "missing"},
+    ], correlation_id="py-batch-1")
+    assert [from_entry_result(o.result) is None for o in outcomes] == [True, True, False, False]
+    first, again = outcomes[0], outcomes[1]
+    assert not first.duplicate and again.duplicate and again.task.id == first.task.id
+    assert first.task.correlation_id == "py-batch-1" and first.task.step_counts.total == 1
+    assert isinstance(from_entry_result(outcomes[2].result), AlreadyExistsError)
+    assert isinstance(from_entry_result(outcomes[3].result), NotFoundError)
+    assert client.get_task(first.task.id).id == first.task.id

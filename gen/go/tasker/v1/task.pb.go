@@ -660,6 +660,163 @@ func (x *CreateTaskResponse) GetDuplicate() bool {
 	return false
 }
 
+// BatchCreateTasksRequest creates many tasks.
+type BatchCreateTasksRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 100 tasks, each as CreateTask takes it.
+	Tasks         []*CreateTaskRequest `protobuf:"bytes,1,rep,name=tasks,proto3" json:"tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCreateTasksRequest) Reset() {
+	*x = BatchCreateTasksRequest{}
+	mi := &file_tasker_v1_task_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCreateTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCreateTasksRequest) ProtoMessage() {}
+
+func (x *BatchCreateTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCreateTasksRequest.ProtoReflect.Descriptor instead.
+func (*BatchCreateTasksRequest) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BatchCreateTasksRequest) GetTasks() []*CreateTaskRequest {
+	if x != nil {
+		return x.Tasks
+	}
+	return nil
+}
+
+// CreateTaskOutcome is one entry's outcome.
+type CreateTaskOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// OK, or why the entry was refused (the code, reason and message
+	// CreateTask would have returned).
+	Result *EntryResult `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// The new or existing task when OK, without steps and context.
+	Task *Task `protobuf:"bytes,2,opt,name=task,proto3" json:"task,omitempty"`
+	// True when an existing task was returned instead of a new one.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTaskOutcome) Reset() {
+	*x = CreateTaskOutcome{}
+	mi := &file_tasker_v1_task_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTaskOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTaskOutcome) ProtoMessage() {}
+
+func (x *CreateTaskOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTaskOutcome.ProtoReflect.Descriptor instead.
+func (*CreateTaskOutcome) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateTaskOutcome) GetResult() *EntryResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *CreateTaskOutcome) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+func (x *CreateTaskOutcome) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+// BatchCreateTasksResponse answers each entry in request order.
+type BatchCreateTasksResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per entry.
+	Outcomes      []*CreateTaskOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCreateTasksResponse) Reset() {
+	*x = BatchCreateTasksResponse{}
+	mi := &file_tasker_v1_task_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCreateTasksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCreateTasksResponse) ProtoMessage() {}
+
+func (x *BatchCreateTasksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tasker_v1_task_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCreateTasksResponse.ProtoReflect.Descriptor instead.
+func (*BatchCreateTasksResponse) Descriptor() ([]byte, []int) {
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *BatchCreateTasksResponse) GetOutcomes() []*CreateTaskOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
 // GetTaskRequest names a task.
 type GetTaskRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -671,7 +828,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[4]
+	mi := &file_tasker_v1_task_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +840,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[4]
+	mi := &file_tasker_v1_task_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +853,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{4}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetTaskRequest) GetId() string {
@@ -717,7 +874,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[5]
+	mi := &file_tasker_v1_task_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +886,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[5]
+	mi := &file_tasker_v1_task_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +899,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{5}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -785,7 +942,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[6]
+	mi := &file_tasker_v1_task_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +954,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[6]
+	mi := &file_tasker_v1_task_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +967,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{6}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListTasksRequest) GetNamespace() string {
@@ -896,7 +1053,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[7]
+	mi := &file_tasker_v1_task_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1065,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[7]
+	mi := &file_tasker_v1_task_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1078,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{7}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -951,7 +1108,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[8]
+	mi := &file_tasker_v1_task_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1120,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[8]
+	mi := &file_tasker_v1_task_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1133,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{8}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelTaskRequest) GetId() string {
@@ -1004,7 +1161,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[9]
+	mi := &file_tasker_v1_task_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1016,7 +1173,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[9]
+	mi := &file_tasker_v1_task_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1029,7 +1186,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{9}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -1052,7 +1209,7 @@ type RetryTaskRequest struct {
 
 func (x *RetryTaskRequest) Reset() {
 	*x = RetryTaskRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[10]
+	mi := &file_tasker_v1_task_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1221,7 @@ func (x *RetryTaskRequest) String() string {
 func (*RetryTaskRequest) ProtoMessage() {}
 
 func (x *RetryTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[10]
+	mi := &file_tasker_v1_task_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1234,7 @@ func (x *RetryTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryTaskRequest.ProtoReflect.Descriptor instead.
 func (*RetryTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{10}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RetryTaskRequest) GetId() string {
@@ -1105,7 +1262,7 @@ type RetryTaskResponse struct {
 
 func (x *RetryTaskResponse) Reset() {
 	*x = RetryTaskResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[11]
+	mi := &file_tasker_v1_task_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1117,7 +1274,7 @@ func (x *RetryTaskResponse) String() string {
 func (*RetryTaskResponse) ProtoMessage() {}
 
 func (x *RetryTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[11]
+	mi := &file_tasker_v1_task_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1130,7 +1287,7 @@ func (x *RetryTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryTaskResponse.ProtoReflect.Descriptor instead.
 func (*RetryTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{11}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryTaskResponse) GetTask() *Task {
@@ -1153,7 +1310,7 @@ type ResolveTaskRequest struct {
 
 func (x *ResolveTaskRequest) Reset() {
 	*x = ResolveTaskRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[12]
+	mi := &file_tasker_v1_task_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1165,7 +1322,7 @@ func (x *ResolveTaskRequest) String() string {
 func (*ResolveTaskRequest) ProtoMessage() {}
 
 func (x *ResolveTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[12]
+	mi := &file_tasker_v1_task_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1178,7 +1335,7 @@ func (x *ResolveTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTaskRequest.ProtoReflect.Descriptor instead.
 func (*ResolveTaskRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{12}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResolveTaskRequest) GetId() string {
@@ -1206,7 +1363,7 @@ type ResolveTaskResponse struct {
 
 func (x *ResolveTaskResponse) Reset() {
 	*x = ResolveTaskResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[13]
+	mi := &file_tasker_v1_task_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1375,7 @@ func (x *ResolveTaskResponse) String() string {
 func (*ResolveTaskResponse) ProtoMessage() {}
 
 func (x *ResolveTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[13]
+	mi := &file_tasker_v1_task_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1388,7 @@ func (x *ResolveTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveTaskResponse.ProtoReflect.Descriptor instead.
 func (*ResolveTaskResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{13}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResolveTaskResponse) GetTask() *Task {
@@ -1252,7 +1409,7 @@ type GetTaskGraphRequest struct {
 
 func (x *GetTaskGraphRequest) Reset() {
 	*x = GetTaskGraphRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[14]
+	mi := &file_tasker_v1_task_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1264,7 +1421,7 @@ func (x *GetTaskGraphRequest) String() string {
 func (*GetTaskGraphRequest) ProtoMessage() {}
 
 func (x *GetTaskGraphRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[14]
+	mi := &file_tasker_v1_task_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1277,7 +1434,7 @@ func (x *GetTaskGraphRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskGraphRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskGraphRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{14}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetTaskGraphRequest) GetId() string {
@@ -1308,7 +1465,7 @@ type GraphNode struct {
 
 func (x *GraphNode) Reset() {
 	*x = GraphNode{}
-	mi := &file_tasker_v1_task_proto_msgTypes[15]
+	mi := &file_tasker_v1_task_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1477,7 @@ func (x *GraphNode) String() string {
 func (*GraphNode) ProtoMessage() {}
 
 func (x *GraphNode) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[15]
+	mi := &file_tasker_v1_task_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1490,7 @@ func (x *GraphNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphNode.ProtoReflect.Descriptor instead.
 func (*GraphNode) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{15}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GraphNode) GetStepId() string {
@@ -1391,7 +1548,7 @@ type GraphEdge struct {
 
 func (x *GraphEdge) Reset() {
 	*x = GraphEdge{}
-	mi := &file_tasker_v1_task_proto_msgTypes[16]
+	mi := &file_tasker_v1_task_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1560,7 @@ func (x *GraphEdge) String() string {
 func (*GraphEdge) ProtoMessage() {}
 
 func (x *GraphEdge) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[16]
+	mi := &file_tasker_v1_task_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1573,7 @@ func (x *GraphEdge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphEdge.ProtoReflect.Descriptor instead.
 func (*GraphEdge) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{16}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GraphEdge) GetParent() string {
@@ -1452,7 +1609,7 @@ type GetTaskGraphResponse struct {
 
 func (x *GetTaskGraphResponse) Reset() {
 	*x = GetTaskGraphResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[17]
+	mi := &file_tasker_v1_task_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1621,7 @@ func (x *GetTaskGraphResponse) String() string {
 func (*GetTaskGraphResponse) ProtoMessage() {}
 
 func (x *GetTaskGraphResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[17]
+	mi := &file_tasker_v1_task_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1634,7 @@ func (x *GetTaskGraphResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskGraphResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskGraphResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{17}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetTaskGraphResponse) GetTaskId() string {
@@ -1532,7 +1689,7 @@ type GetTaskStatsRequest struct {
 
 func (x *GetTaskStatsRequest) Reset() {
 	*x = GetTaskStatsRequest{}
-	mi := &file_tasker_v1_task_proto_msgTypes[18]
+	mi := &file_tasker_v1_task_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1701,7 @@ func (x *GetTaskStatsRequest) String() string {
 func (*GetTaskStatsRequest) ProtoMessage() {}
 
 func (x *GetTaskStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[18]
+	mi := &file_tasker_v1_task_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1714,7 @@ func (x *GetTaskStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskStatsRequest) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{18}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetTaskStatsRequest) GetNamespace() string {
@@ -1611,7 +1768,7 @@ type TaskCounts struct {
 
 func (x *TaskCounts) Reset() {
 	*x = TaskCounts{}
-	mi := &file_tasker_v1_task_proto_msgTypes[19]
+	mi := &file_tasker_v1_task_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1623,7 +1780,7 @@ func (x *TaskCounts) String() string {
 func (*TaskCounts) ProtoMessage() {}
 
 func (x *TaskCounts) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[19]
+	mi := &file_tasker_v1_task_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1636,7 +1793,7 @@ func (x *TaskCounts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskCounts.ProtoReflect.Descriptor instead.
 func (*TaskCounts) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{19}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TaskCounts) GetTotal() int32 {
@@ -1707,7 +1864,7 @@ type DurationPercentiles struct {
 
 func (x *DurationPercentiles) Reset() {
 	*x = DurationPercentiles{}
-	mi := &file_tasker_v1_task_proto_msgTypes[20]
+	mi := &file_tasker_v1_task_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +1876,7 @@ func (x *DurationPercentiles) String() string {
 func (*DurationPercentiles) ProtoMessage() {}
 
 func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[20]
+	mi := &file_tasker_v1_task_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +1889,7 @@ func (x *DurationPercentiles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DurationPercentiles.ProtoReflect.Descriptor instead.
 func (*DurationPercentiles) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{20}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DurationPercentiles) GetP50() *durationpb.Duration {
@@ -1792,7 +1949,7 @@ type HandlerStats struct {
 
 func (x *HandlerStats) Reset() {
 	*x = HandlerStats{}
-	mi := &file_tasker_v1_task_proto_msgTypes[21]
+	mi := &file_tasker_v1_task_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1961,7 @@ func (x *HandlerStats) String() string {
 func (*HandlerStats) ProtoMessage() {}
 
 func (x *HandlerStats) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[21]
+	mi := &file_tasker_v1_task_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1974,7 @@ func (x *HandlerStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HandlerStats.ProtoReflect.Descriptor instead.
 func (*HandlerStats) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{21}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *HandlerStats) GetHandler() string {
@@ -1881,7 +2038,7 @@ type SlowTask struct {
 
 func (x *SlowTask) Reset() {
 	*x = SlowTask{}
-	mi := &file_tasker_v1_task_proto_msgTypes[22]
+	mi := &file_tasker_v1_task_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1893,7 +2050,7 @@ func (x *SlowTask) String() string {
 func (*SlowTask) ProtoMessage() {}
 
 func (x *SlowTask) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[22]
+	mi := &file_tasker_v1_task_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1906,7 +2063,7 @@ func (x *SlowTask) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlowTask.ProtoReflect.Descriptor instead.
 func (*SlowTask) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{22}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SlowTask) GetTaskId() string {
@@ -1969,7 +2126,7 @@ type SlowStep struct {
 
 func (x *SlowStep) Reset() {
 	*x = SlowStep{}
-	mi := &file_tasker_v1_task_proto_msgTypes[23]
+	mi := &file_tasker_v1_task_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1981,7 +2138,7 @@ func (x *SlowStep) String() string {
 func (*SlowStep) ProtoMessage() {}
 
 func (x *SlowStep) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[23]
+	mi := &file_tasker_v1_task_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1994,7 +2151,7 @@ func (x *SlowStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlowStep.ProtoReflect.Descriptor instead.
 func (*SlowStep) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{23}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SlowStep) GetStepId() string {
@@ -2095,7 +2252,7 @@ type GetTaskStatsResponse struct {
 
 func (x *GetTaskStatsResponse) Reset() {
 	*x = GetTaskStatsResponse{}
-	mi := &file_tasker_v1_task_proto_msgTypes[24]
+	mi := &file_tasker_v1_task_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2264,7 @@ func (x *GetTaskStatsResponse) String() string {
 func (*GetTaskStatsResponse) ProtoMessage() {}
 
 func (x *GetTaskStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tasker_v1_task_proto_msgTypes[24]
+	mi := &file_tasker_v1_task_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2277,7 @@ func (x *GetTaskStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskStatsResponse) Descriptor() ([]byte, []int) {
-	return file_tasker_v1_task_proto_rawDescGZIP(), []int{24}
+	return file_tasker_v1_task_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetTaskStatsResponse) GetNamespace() string {
@@ -2297,7 +2454,15 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"W\n" +
 	"\x12CreateTaskResponse\x12#\n" +
 	"\x04task\x18\x01 \x01(\v2\x0f.tasker.v1.TaskR\x04task\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\" \n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"M\n" +
+	"\x17BatchCreateTasksRequest\x122\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x1c.tasker.v1.CreateTaskRequestR\x05tasks\"\x86\x01\n" +
+	"\x11CreateTaskOutcome\x12.\n" +
+	"\x06result\x18\x01 \x01(\v2\x16.tasker.v1.EntryResultR\x06result\x12#\n" +
+	"\x04task\x18\x02 \x01(\v2\x0f.tasker.v1.TaskR\x04task\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"T\n" +
+	"\x18BatchCreateTasksResponse\x128\n" +
+	"\boutcomes\x18\x01 \x03(\v2\x1c.tasker.v1.CreateTaskOutcomeR\boutcomes\" \n" +
 	"\x0eGetTaskRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"6\n" +
 	"\x0fGetTaskResponse\x12#\n" +
@@ -2429,10 +2594,11 @@ const file_tasker_v1_task_proto_rawDesc = "" +
 	"\"EXECUTION_STATUS_WAITING_FOR_RETRY\x10\x03\x12(\n" +
 	"$EXECUTION_STATUS_BLOCKED_BY_FAILURES\x10\x04\x12\x1d\n" +
 	"\x19EXECUTION_STATUS_COMPLETE\x10\x05\x12\x1e\n" +
-	"\x1aEXECUTION_STATUS_SCHEDULED\x10\x062\xe5\x04\n" +
+	"\x1aEXECUTION_STATUS_SCHEDULED\x10\x062\xc2\x05\n" +
 	"\vTaskService\x12I\n" +
 	"\n" +
-	"CreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12@\n" +
+	"CreateTask\x12\x1c.tasker.v1.CreateTaskRequest\x1a\x1d.tasker.v1.CreateTaskResponse\x12[\n" +
+	"\x10BatchCreateTasks\x12\".tasker.v1.BatchCreateTasksRequest\x1a#.tasker.v1.BatchCreateTasksResponse\x12@\n" +
 	"\aGetTask\x12\x19.tasker.v1.GetTaskRequest\x1a\x1a.tasker.v1.GetTaskResponse\x12F\n" +
 	"\tListTasks\x12\x1b.tasker.v1.ListTasksRequest\x1a\x1c.tasker.v1.ListTasksResponse\x12I\n" +
 	"\n" +
@@ -2457,114 +2623,124 @@ func file_tasker_v1_task_proto_rawDescGZIP() []byte {
 }
 
 var file_tasker_v1_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_tasker_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_tasker_v1_task_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_tasker_v1_task_proto_goTypes = []any{
-	(ExecutionStatus)(0),          // 0: tasker.v1.ExecutionStatus
-	(*StepCounts)(nil),            // 1: tasker.v1.StepCounts
-	(*Task)(nil),                  // 2: tasker.v1.Task
-	(*CreateTaskRequest)(nil),     // 3: tasker.v1.CreateTaskRequest
-	(*CreateTaskResponse)(nil),    // 4: tasker.v1.CreateTaskResponse
-	(*GetTaskRequest)(nil),        // 5: tasker.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),       // 6: tasker.v1.GetTaskResponse
-	(*ListTasksRequest)(nil),      // 7: tasker.v1.ListTasksRequest
-	(*ListTasksResponse)(nil),     // 8: tasker.v1.ListTasksResponse
-	(*CancelTaskRequest)(nil),     // 9: tasker.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),    // 10: tasker.v1.CancelTaskResponse
-	(*RetryTaskRequest)(nil),      // 11: tasker.v1.RetryTaskRequest
-	(*RetryTaskResponse)(nil),     // 12: tasker.v1.RetryTaskResponse
-	(*ResolveTaskRequest)(nil),    // 13: tasker.v1.ResolveTaskRequest
-	(*ResolveTaskResponse)(nil),   // 14: tasker.v1.ResolveTaskResponse
-	(*GetTaskGraphRequest)(nil),   // 15: tasker.v1.GetTaskGraphRequest
-	(*GraphNode)(nil),             // 16: tasker.v1.GraphNode
-	(*GraphEdge)(nil),             // 17: tasker.v1.GraphEdge
-	(*GetTaskGraphResponse)(nil),  // 18: tasker.v1.GetTaskGraphResponse
-	(*GetTaskStatsRequest)(nil),   // 19: tasker.v1.GetTaskStatsRequest
-	(*TaskCounts)(nil),            // 20: tasker.v1.TaskCounts
-	(*DurationPercentiles)(nil),   // 21: tasker.v1.DurationPercentiles
-	(*HandlerStats)(nil),          // 22: tasker.v1.HandlerStats
-	(*SlowTask)(nil),              // 23: tasker.v1.SlowTask
-	(*SlowStep)(nil),              // 24: tasker.v1.SlowStep
-	(*GetTaskStatsResponse)(nil),  // 25: tasker.v1.GetTaskStatsResponse
-	nil,                           // 26: tasker.v1.Task.TagsEntry
-	nil,                           // 27: tasker.v1.CreateTaskRequest.TagsEntry
-	nil,                           // 28: tasker.v1.ListTasksRequest.TagsEntry
-	(TaskState)(0),                // 29: tasker.v1.TaskState
-	(*structpb.Struct)(nil),       // 30: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 31: google.protobuf.Timestamp
-	(*Step)(nil),                  // 32: tasker.v1.Step
-	(StepState)(0),                // 33: tasker.v1.StepState
-	(*durationpb.Duration)(nil),   // 34: google.protobuf.Duration
+	(ExecutionStatus)(0),             // 0: tasker.v1.ExecutionStatus
+	(*StepCounts)(nil),               // 1: tasker.v1.StepCounts
+	(*Task)(nil),                     // 2: tasker.v1.Task
+	(*CreateTaskRequest)(nil),        // 3: tasker.v1.CreateTaskRequest
+	(*CreateTaskResponse)(nil),       // 4: tasker.v1.CreateTaskResponse
+	(*BatchCreateTasksRequest)(nil),  // 5: tasker.v1.BatchCreateTasksRequest
+	(*CreateTaskOutcome)(nil),        // 6: tasker.v1.CreateTaskOutcome
+	(*BatchCreateTasksResponse)(nil), // 7: tasker.v1.BatchCreateTasksResponse
+	(*GetTaskRequest)(nil),           // 8: tasker.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),          // 9: tasker.v1.GetTaskResponse
+	(*ListTasksRequest)(nil),         // 10: tasker.v1.ListTasksRequest
+	(*ListTasksResponse)(nil),        // 11: tasker.v1.ListTasksResponse
+	(*CancelTaskRequest)(nil),        // 12: tasker.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),       // 13: tasker.v1.CancelTaskResponse
+	(*RetryTaskRequest)(nil),         // 14: tasker.v1.RetryTaskRequest
+	(*RetryTaskResponse)(nil),        // 15: tasker.v1.RetryTaskResponse
+	(*ResolveTaskRequest)(nil),       // 16: tasker.v1.ResolveTaskRequest
+	(*ResolveTaskResponse)(nil),      // 17: tasker.v1.ResolveTaskResponse
+	(*GetTaskGraphRequest)(nil),      // 18: tasker.v1.GetTaskGraphRequest
+	(*GraphNode)(nil),                // 19: tasker.v1.GraphNode
+	(*GraphEdge)(nil),                // 20: tasker.v1.GraphEdge
+	(*GetTaskGraphResponse)(nil),     // 21: tasker.v1.GetTaskGraphResponse
+	(*GetTaskStatsRequest)(nil),      // 22: tasker.v1.GetTaskStatsRequest
+	(*TaskCounts)(nil),               // 23: tasker.v1.TaskCounts
+	(*DurationPercentiles)(nil),      // 24: tasker.v1.DurationPercentiles
+	(*HandlerStats)(nil),             // 25: tasker.v1.HandlerStats
+	(*SlowTask)(nil),                 // 26: tasker.v1.SlowTask
+	(*SlowStep)(nil),                 // 27: tasker.v1.SlowStep
+	(*GetTaskStatsResponse)(nil),     // 28: tasker.v1.GetTaskStatsResponse
+	nil,                              // 29: tasker.v1.Task.TagsEntry
+	nil,                              // 30: tasker.v1.CreateTaskRequest.TagsEntry
+	nil,                              // 31: tasker.v1.ListTasksRequest.TagsEntry
+	(TaskState)(0),                   // 32: tasker.v1.TaskState
+	(*structpb.Struct)(nil),          // 33: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil),    // 34: google.protobuf.Timestamp
+	(*Step)(nil),                     // 35: tasker.v1.Step
+	(*EntryResult)(nil),              // 36: tasker.v1.EntryResult
+	(StepState)(0),                   // 37: tasker.v1.StepState
+	(*durationpb.Duration)(nil),      // 38: google.protobuf.Duration
 }
 var file_tasker_v1_task_proto_depIdxs = []int32{
-	29, // 0: tasker.v1.Task.state:type_name -> tasker.v1.TaskState
-	30, // 1: tasker.v1.Task.context:type_name -> google.protobuf.Struct
-	31, // 2: tasker.v1.Task.run_at:type_name -> google.protobuf.Timestamp
-	26, // 3: tasker.v1.Task.tags:type_name -> tasker.v1.Task.TagsEntry
-	31, // 4: tasker.v1.Task.create_time:type_name -> google.protobuf.Timestamp
-	31, // 5: tasker.v1.Task.update_time:type_name -> google.protobuf.Timestamp
-	31, // 6: tasker.v1.Task.start_time:type_name -> google.protobuf.Timestamp
-	31, // 7: tasker.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
+	32, // 0: tasker.v1.Task.state:type_name -> tasker.v1.TaskState
+	33, // 1: tasker.v1.Task.context:type_name -> google.protobuf.Struct
+	34, // 2: tasker.v1.Task.run_at:type_name -> google.protobuf.Timestamp
+	29, // 3: tasker.v1.Task.tags:type_name -> tasker.v1.Task.TagsEntry
+	34, // 4: tasker.v1.Task.create_time:type_name -> google.protobuf.Timestamp
+	34, // 5: tasker.v1.Task.update_time:type_name -> google.protobuf.Timestamp
+	34, // 6: tasker.v1.Task.start_time:type_name -> google.protobuf.Timestamp
+	34, // 7: tasker.v1.Task.finish_time:type_name -> google.protobuf.Timestamp
 	1,  // 8: tasker.v1.Task.step_counts:type_name -> tasker.v1.StepCounts
 	0,  // 9: tasker.v1.Task.execution_status:type_name -> tasker.v1.ExecutionStatus
-	32, // 10: tasker.v1.Task.steps:type_name -> tasker.v1.Step
-	30, // 11: tasker.v1.CreateTaskRequest.context:type_name -> google.protobuf.Struct
-	27, // 12: tasker.v1.CreateTaskRequest.tags:type_name -> tasker.v1.CreateTaskRequest.TagsEntry
-	31, // 13: tasker.v1.CreateTaskRequest.run_at:type_name -> google.protobuf.Timestamp
+	35, // 10: tasker.v1.Task.steps:type_name -> tasker.v1.Step
+	33, // 11: tasker.v1.CreateTaskRequest.context:type_name -> google.protobuf.Struct
+	30, // 12: tasker.v1.CreateTaskRequest.tags:type_name -> tasker.v1.CreateTaskRequest.TagsEntry
+	34, // 13: tasker.v1.CreateTaskRequest.run_at:type_name -> google.protobuf.Timestamp
 	2,  // 14: tasker.v1.CreateTaskResponse.task:type_name -> tasker.v1.Task
-	2,  // 15: tasker.v1.GetTaskResponse.task:type_name -> tasker.v1.Task
-	29, // 16: tasker.v1.ListTasksRequest.states:type_name -> tasker.v1.TaskState
-	28, // 17: tasker.v1.ListTasksRequest.tags:type_name -> tasker.v1.ListTasksRequest.TagsEntry
-	31, // 18: tasker.v1.ListTasksRequest.create_time_from:type_name -> google.protobuf.Timestamp
-	31, // 19: tasker.v1.ListTasksRequest.create_time_to:type_name -> google.protobuf.Timestamp
-	2,  // 20: tasker.v1.ListTasksResponse.tasks:type_name -> tasker.v1.Task
-	2,  // 21: tasker.v1.CancelTaskResponse.task:type_name -> tasker.v1.Task
-	2,  // 22: tasker.v1.RetryTaskResponse.task:type_name -> tasker.v1.Task
-	2,  // 23: tasker.v1.ResolveTaskResponse.task:type_name -> tasker.v1.Task
-	33, // 24: tasker.v1.GraphNode.state:type_name -> tasker.v1.StepState
-	16, // 25: tasker.v1.GetTaskGraphResponse.nodes:type_name -> tasker.v1.GraphNode
-	17, // 26: tasker.v1.GetTaskGraphResponse.edges:type_name -> tasker.v1.GraphEdge
-	31, // 27: tasker.v1.GetTaskStatsRequest.start_time:type_name -> google.protobuf.Timestamp
-	31, // 28: tasker.v1.GetTaskStatsRequest.end_time:type_name -> google.protobuf.Timestamp
-	34, // 29: tasker.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
-	34, // 30: tasker.v1.DurationPercentiles.p95:type_name -> google.protobuf.Duration
-	34, // 31: tasker.v1.DurationPercentiles.p99:type_name -> google.protobuf.Duration
-	34, // 32: tasker.v1.DurationPercentiles.max:type_name -> google.protobuf.Duration
-	21, // 33: tasker.v1.HandlerStats.duration:type_name -> tasker.v1.DurationPercentiles
-	29, // 34: tasker.v1.SlowTask.state:type_name -> tasker.v1.TaskState
-	34, // 35: tasker.v1.SlowTask.duration:type_name -> google.protobuf.Duration
-	31, // 36: tasker.v1.SlowTask.finish_time:type_name -> google.protobuf.Timestamp
-	33, // 37: tasker.v1.SlowStep.state:type_name -> tasker.v1.StepState
-	34, // 38: tasker.v1.SlowStep.duration:type_name -> google.protobuf.Duration
-	31, // 39: tasker.v1.SlowStep.finish_time:type_name -> google.protobuf.Timestamp
-	31, // 40: tasker.v1.GetTaskStatsResponse.start_time:type_name -> google.protobuf.Timestamp
-	31, // 41: tasker.v1.GetTaskStatsResponse.end_time:type_name -> google.protobuf.Timestamp
-	21, // 42: tasker.v1.GetTaskStatsResponse.task_duration:type_name -> tasker.v1.DurationPercentiles
-	22, // 43: tasker.v1.GetTaskStatsResponse.handlers:type_name -> tasker.v1.HandlerStats
-	23, // 44: tasker.v1.GetTaskStatsResponse.slowest_tasks:type_name -> tasker.v1.SlowTask
-	24, // 45: tasker.v1.GetTaskStatsResponse.slowest_steps:type_name -> tasker.v1.SlowStep
-	20, // 46: tasker.v1.GetTaskStatsResponse.task_counts:type_name -> tasker.v1.TaskCounts
-	1,  // 47: tasker.v1.GetTaskStatsResponse.step_counts:type_name -> tasker.v1.StepCounts
-	3,  // 48: tasker.v1.TaskService.CreateTask:input_type -> tasker.v1.CreateTaskRequest
-	5,  // 49: tasker.v1.TaskService.GetTask:input_type -> tasker.v1.GetTaskRequest
-	7,  // 50: tasker.v1.TaskService.ListTasks:input_type -> tasker.v1.ListTasksRequest
-	9,  // 51: tasker.v1.TaskService.CancelTask:input_type -> tasker.v1.CancelTaskRequest
-	11, // 52: tasker.v1.TaskService.RetryTask:input_type -> tasker.v1.RetryTaskRequest
-	13, // 53: tasker.v1.TaskService.ResolveTask:input_type -> tasker.v1.ResolveTaskRequest
-	15, // 54: tasker.v1.TaskService.GetTaskGraph:input_type -> tasker.v1.GetTaskGraphRequest
-	19, // 55: tasker.v1.TaskService.GetTaskStats:input_type -> tasker.v1.GetTaskStatsRequest
-	4,  // 56: tasker.v1.TaskService.CreateTask:output_type -> tasker.v1.CreateTaskResponse
-	6,  // 57: tasker.v1.TaskService.GetTask:output_type -> tasker.v1.GetTaskResponse
-	8,  // 58: tasker.v1.TaskService.ListTasks:output_type -> tasker.v1.ListTasksResponse
-	10, // 59: tasker.v1.TaskService.CancelTask:output_type -> tasker.v1.CancelTaskResponse
-	12, // 60: tasker.v1.TaskService.RetryTask:output_type -> tasker.v1.RetryTaskResponse
-	14, // 61: tasker.v1.TaskService.ResolveTask:output_type -> tasker.v1.ResolveTaskResponse
-	18, // 62: tasker.v1.TaskService.GetTaskGraph:output_type -> tasker.v1.GetTaskGraphResponse
-	25, // 63: tasker.v1.TaskService.GetTaskStats:output_type -> tasker.v1.GetTaskStatsResponse
-	56, // [56:64] is the sub-list for method output_type
-	48, // [48:56] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	3,  // 15: tasker.v1.BatchCreateTasksRequest.tasks:type_name -> tasker.v1.CreateTaskRequest
+	36, // 16: tasker.v1.CreateTaskOutcome.result:type_name -> tasker.v1.EntryResult
+	2,  // 17: tasker.v1.CreateTaskOutcome.task:type_name -> tasker.v1.Task
+	6,  // 18: tasker.v1.BatchCreateTasksResponse.outcomes:type_name -> tasker.v1.CreateTaskOutcome
+	2,  // 19: tasker.v1.GetTaskResponse.task:type_name -> tasker.v1.Task
+	32, // 20: tasker.v1.ListTasksRequest.states:type_name -> tasker.v1.TaskState
+	31, // 21: tasker.v1.ListTasksRequest.tags:type_name -> tasker.v1.ListTasksRequest.TagsEntry
+	34, // 22: tasker.v1.ListTasksRequest.create_time_from:type_name -> google.protobuf.Timestamp
+	34, // 23: tasker.v1.ListTasksRequest.create_time_to:type_name -> google.protobuf.Timestamp
+	2,  // 24: tasker.v1.ListTasksResponse.tasks:type_name -> tasker.v1.Task
+	2,  // 25: tasker.v1.CancelTaskResponse.task:type_name -> tasker.v1.Task
+	2,  // 26: tasker.v1.RetryTaskResponse.task:type_name -> tasker.v1.Task
+	2,  // 27: tasker.v1.ResolveTaskResponse.task:type_name -> tasker.v1.Task
+	37, // 28: tasker.v1.GraphNode.state:type_name -> tasker.v1.StepState
+	19, // 29: tasker.v1.GetTaskGraphResponse.nodes:type_name -> tasker.v1.GraphNode
+	20, // 30: tasker.v1.GetTaskGraphResponse.edges:type_name -> tasker.v1.GraphEdge
+	34, // 31: tasker.v1.GetTaskStatsRequest.start_time:type_name -> google.protobuf.Timestamp
+	34, // 32: tasker.v1.GetTaskStatsRequest.end_time:type_name -> google.protobuf.Timestamp
+	38, // 33: tasker.v1.DurationPercentiles.p50:type_name -> google.protobuf.Duration
+	38, // 34: tasker.v1.DurationPercentiles.p95:type_name -> google.protobuf.Duration
+	38, // 35: tasker.v1.DurationPercentiles.p99:type_name -> google.protobuf.Duration
+	38, // 36: tasker.v1.DurationPercentiles.max:type_name -> google.protobuf.Duration
+	24, // 37: tasker.v1.HandlerStats.duration:type_name -> tasker.v1.DurationPercentiles
+	32, // 38: tasker.v1.SlowTask.state:type_name -> tasker.v1.TaskState
+	38, // 39: tasker.v1.SlowTask.duration:type_name -> google.protobuf.Duration
+	34, // 40: tasker.v1.SlowTask.finish_time:type_name -> google.protobuf.Timestamp
+	37, // 41: tasker.v1.SlowStep.state:type_name -> tasker.v1.StepState
+	38, // 42: tasker.v1.SlowStep.duration:type_name -> google.protobuf.Duration
+	34, // 43: tasker.v1.SlowStep.finish_time:type_name -> google.protobuf.Timestamp
+	34, // 44: tasker.v1.GetTaskStatsResponse.start_time:type_name -> google.protobuf.Timestamp
+	34, // 45: tasker.v1.GetTaskStatsResponse.end_time:type_name -> google.protobuf.Timestamp
+	24, // 46: tasker.v1.GetTaskStatsResponse.task_duration:type_name -> tasker.v1.DurationPercentiles
+	25, // 47: tasker.v1.GetTaskStatsResponse.handlers:type_name -> tasker.v1.HandlerStats
+	26, // 48: tasker.v1.GetTaskStatsResponse.slowest_tasks:type_name -> tasker.v1.SlowTask
+	27, // 49: tasker.v1.GetTaskStatsResponse.slowest_steps:type_name -> tasker.v1.SlowStep
+	23, // 50: tasker.v1.GetTaskStatsResponse.task_counts:type_name -> tasker.v1.TaskCounts
+	1,  // 51: tasker.v1.GetTaskStatsResponse.step_counts:type_name -> tasker.v1.StepCounts
+	3,  // 52: tasker.v1.TaskService.CreateTask:input_type -> tasker.v1.CreateTaskRequest
+	5,  // 53: tasker.v1.TaskService.BatchCreateTasks:input_type -> tasker.v1.BatchCreateTasksRequest
+	8,  // 54: tasker.v1.TaskService.GetTask:input_type -> tasker.v1.GetTaskRequest
+	10, // 55: tasker.v1.TaskService.ListTasks:input_type -> tasker.v1.ListTasksRequest
+	12, // 56: tasker.v1.TaskService.CancelTask:input_type -> tasker.v1.CancelTaskRequest
+	14, // 57: tasker.v1.TaskService.RetryTask:input_type -> tasker.v1.RetryTaskRequest
+	16, // 58: tasker.v1.TaskService.ResolveTask:input_type -> tasker.v1.ResolveTaskRequest
+	18, // 59: tasker.v1.TaskService.GetTaskGraph:input_type -> tasker.v1.GetTaskGraphRequest
+	22, // 60: tasker.v1.TaskService.GetTaskStats:input_type -> tasker.v1.GetTaskStatsRequest
+	4,  // 61: tasker.v1.TaskService.CreateTask:output_type -> tasker.v1.CreateTaskResponse
+	7,  // 62: tasker.v1.TaskService.BatchCreateTasks:output_type -> tasker.v1.BatchCreateTasksResponse
+	9,  // 63: tasker.v1.TaskService.GetTask:output_type -> tasker.v1.GetTaskResponse
+	11, // 64: tasker.v1.TaskService.ListTasks:output_type -> tasker.v1.ListTasksResponse
+	13, // 65: tasker.v1.TaskService.CancelTask:output_type -> tasker.v1.CancelTaskResponse
+	15, // 66: tasker.v1.TaskService.RetryTask:output_type -> tasker.v1.RetryTaskResponse
+	17, // 67: tasker.v1.TaskService.ResolveTask:output_type -> tasker.v1.ResolveTaskResponse
+	21, // 68: tasker.v1.TaskService.GetTaskGraph:output_type -> tasker.v1.GetTaskGraphResponse
+	28, // 69: tasker.v1.TaskService.GetTaskStats:output_type -> tasker.v1.GetTaskStatsResponse
+	61, // [61:70] is the sub-list for method output_type
+	52, // [52:61] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_tasker_v1_task_proto_init() }
@@ -2580,7 +2756,7 @@ func file_tasker_v1_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tasker_v1_task_proto_rawDesc), len(file_tasker_v1_task_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TaskService_CreateTask_FullMethodName   = "/tasker.v1.TaskService/CreateTask"
-	TaskService_GetTask_FullMethodName      = "/tasker.v1.TaskService/GetTask"
-	TaskService_ListTasks_FullMethodName    = "/tasker.v1.TaskService/ListTasks"
-	TaskService_CancelTask_FullMethodName   = "/tasker.v1.TaskService/CancelTask"
-	TaskService_RetryTask_FullMethodName    = "/tasker.v1.TaskService/RetryTask"
-	TaskService_ResolveTask_FullMethodName  = "/tasker.v1.TaskService/ResolveTask"
-	TaskService_GetTaskGraph_FullMethodName = "/tasker.v1.TaskService/GetTaskGraph"
-	TaskService_GetTaskStats_FullMethodName = "/tasker.v1.TaskService/GetTaskStats"
+	TaskService_CreateTask_FullMethodName       = "/tasker.v1.TaskService/CreateTask"
+	TaskService_BatchCreateTasks_FullMethodName = "/tasker.v1.TaskService/BatchCreateTasks"
+	TaskService_GetTask_FullMethodName          = "/tasker.v1.TaskService/GetTask"
+	TaskService_ListTasks_FullMethodName        = "/tasker.v1.TaskService/ListTasks"
+	TaskService_CancelTask_FullMethodName       = "/tasker.v1.TaskService/CancelTask"
+	TaskService_RetryTask_FullMethodName        = "/tasker.v1.TaskService/RetryTask"
+	TaskService_ResolveTask_FullMethodName      = "/tasker.v1.TaskService/ResolveTask"
+	TaskService_GetTaskGraph_FullMethodName     = "/tasker.v1.TaskService/GetTaskGraph"
+	TaskService_GetTaskStats_FullMethodName     = "/tasker.v1.TaskService/GetTaskStats"
 )
 
 // TaskServiceClient is the client API for TaskService service.
@@ -66,6 +67,31 @@ type TaskServiceClient interface {
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(ctx context.Context, in *CreateTaskRequest, opts ...grpc.CallOption) (*CreateTaskResponse, error)
+	// BatchCreateTasks creates many tasks in one transaction; each entry is
+	// answered as CreateTask would answer it alone, and one bad entry never
+	// fails the others: a refused entry writes nothing.
+	//
+	// Entries are taken in order. An entry that repeats the deduplication of
+	// an earlier entry (the same idempotency key in the same namespace, or the
+	// same strict identity) is answered with that entry's task and duplicate
+	// set, as a second CreateTask would be, or AlreadyExists when it reuses
+	// the key for a different request. Every task of the batch carries the
+	// call's correlation id and trace context.
+	//
+	// Each outcome's task comes without its steps and without its context
+	// (the entry's own, as sent; read both with GetTask), so the response
+	// stays under gRPC's default 4 MiB receive limit whatever the request
+	// holds.
+	//
+	// Errors: InvalidArgument (no entries or more than 100; a value out of
+	// any request's bounds, named tasks[i].field). Each entry's result
+	// carries the errors of CreateTask; an InvalidArgument entry names its
+	// fields in the message.
+	//
+	// Scope: tasks:write; checked against the namespace of every entry, and
+	// of its parent task when named (SECURITY.md): one entry on a namespace
+	// the token may not use refuses the whole call.
+	BatchCreateTasks(ctx context.Context, in *BatchCreateTasksRequest, opts ...grpc.CallOption) (*BatchCreateTasksResponse, error)
 	// GetTask returns a task with its steps (without configs and results; read
 	// those with StepService.GetStep).
 	//
@@ -155,6 +181,16 @@ func (c *taskServiceClient) CreateTask(ctx context.Context, in *CreateTaskReques
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CreateTaskResponse)
 	err := c.cc.Invoke(ctx, TaskService_CreateTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *taskServiceClient) BatchCreateTasks(ctx context.Context, in *BatchCreateTasksRequest, opts ...grpc.CallOption) (*BatchCreateTasksResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BatchCreateTasksResponse)
+	err := c.cc.Invoke(ctx, TaskService_BatchCreateTasks_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +304,31 @@ type TaskServiceServer interface {
 	//
 	// Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
 	CreateTask(context.Context, *CreateTaskRequest) (*CreateTaskResponse, error)
+	// BatchCreateTasks creates many tasks in one transaction; each entry is
+	// answered as CreateTask would answer it alone, and one bad entry never
+	// fails the others: a refused entry writes nothing.
+	//
+	// Entries are taken in order. An entry that repeats the deduplication of
+	// an earlier entry (the same idempotency key in the same namespace, or the
+	// same strict identity) is answered with that entry's task and duplicate
+	// set, as a second CreateTask would be, or AlreadyExists when it reuses
+	// the key for a different request. Every task of the batch carries the
+	// call's correlation id and trace context.
+	//
+	// Each outcome's task comes without its steps and without its context
+	// (the entry's own, as sent; read both with GetTask), so the response
+	// stays under gRPC's default 4 MiB receive limit whatever the request
+	// holds.
+	//
+	// Errors: InvalidArgument (no entries or more than 100; a value out of
+	// any request's bounds, named tasks[i].field). Each entry's result
+	// carries the errors of CreateTask; an InvalidArgument entry names its
+	// fields in the message.
+	//
+	// Scope: tasks:write; checked against the namespace of every entry, and
+	// of its parent task when named (SECURITY.md): one entry on a namespace
+	// the token may not use refuses the whole call.
+	BatchCreateTasks(context.Context, *BatchCreateTasksRequest) (*BatchCreateTasksResponse, error)
 	// GetTask returns a task with its steps (without configs and results; read
 	// those with StepService.GetStep).
 	//
@@ -356,6 +417,9 @@ type UnimplementedTaskServiceServer struct{}
 func (UnimplementedTaskServiceServer) CreateTask(context.Context, *CreateTaskRequest) (*CreateTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateTask not implemented")
 }
+func (UnimplementedTaskServiceServer) BatchCreateTasks(context.Context, *BatchCreateTasksRequest) (*BatchCreateTasksResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BatchCreateTasks not implemented")
+}
 func (UnimplementedTaskServiceServer) GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
 }
@@ -412,6 +476,24 @@ func _TaskService_CreateTask_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(TaskServiceServer).CreateTask(ctx, req.(*CreateTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TaskService_BatchCreateTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BatchCreateTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TaskServiceServer).BatchCreateTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TaskService_BatchCreateTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TaskServiceServer).BatchCreateTasks(ctx, req.(*BatchCreateTasksRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -552,6 +634,10 @@ var TaskService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CreateTask",
 			Handler:    _TaskService_CreateTask_Handler,
+		},
+		{
+			MethodName: "BatchCreateTasks",
+			Handler:    _TaskService_BatchCreateTasks_Handler,
 		},
 		{
 			MethodName: "GetTask",

@@ -18,6 +18,18 @@ EXECUTION_STATUS_SCHEDULED: ExecutionStatus
 EXECUTION_STATUS_UNSPECIFIED: ExecutionStatus
 EXECUTION_STATUS_WAITING_FOR_RETRY: ExecutionStatus
 
+class BatchCreateTasksRequest(_message.Message):
+    __slots__ = ["tasks"]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[CreateTaskRequest]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[CreateTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateTasksResponse(_message.Message):
+    __slots__ = ["outcomes"]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
+    outcomes: _containers.RepeatedCompositeFieldContainer[CreateTaskOutcome]
+    def __init__(self, outcomes: _Optional[_Iterable[_Union[CreateTaskOutcome, _Mapping]]] = ...) -> None: ...
+
 class CancelTaskRequest(_message.Message):
     __slots__ = ["id", "reason"]
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +43,16 @@ class CancelTaskResponse(_message.Message):
     TASK_FIELD_NUMBER: _ClassVar[int]
     task: Task
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class CreateTaskOutcome(_message.Message):
+    __slots__ = ["duplicate", "result", "task"]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    duplicate: bool
+    result: _common_pb2.EntryResult
+    task: Task
+    def __init__(self, result: _Optional[_Union[_common_pb2.EntryResult, _Mapping]] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., duplicate: bool = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
     __slots__ = ["context", "idempotency_key", "initiator", "name", "namespace", "parent_task_id", "priority", "reason", "run_at", "source_system", "tags", "version"]

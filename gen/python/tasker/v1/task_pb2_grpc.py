@@ -34,6 +34,11 @@ class TaskServiceStub(object):
                 request_serializer=tasker_dot_v1_dot_task__pb2.CreateTaskRequest.SerializeToString,
                 response_deserializer=tasker_dot_v1_dot_task__pb2.CreateTaskResponse.FromString,
                 )
+        self.BatchCreateTasks = channel.unary_unary(
+                '/tasker.v1.TaskService/BatchCreateTasks',
+                request_serializer=tasker_dot_v1_dot_task__pb2.BatchCreateTasksRequest.SerializeToString,
+                response_deserializer=tasker_dot_v1_dot_task__pb2.BatchCreateTasksResponse.FromString,
+                )
         self.GetTask = channel.unary_unary(
                 '/tasker.v1.TaskService/GetTask',
                 request_serializer=tasker_dot_v1_dot_task__pb2.GetTaskRequest.SerializeToString,
@@ -106,6 +111,36 @@ class TaskServiceServicer(object):
         schema rule (/properties/card/properties/pin/pattern), never the value.
 
         Scope: tasks:write; checked against the namespace it acts on (SECURITY.md).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchCreateTasks(self, request, context):
+        """BatchCreateTasks creates many tasks in one transaction; each entry is
+        answered as CreateTask would answer it alone, and one bad entry never
+        fails the others: a refused entry writes nothing.
+
+        Entries are taken in order. An entry that repeats the deduplication of
+        an earlier entry (the same idempotency key in the same namespace, or the
+        same strict identity) is answered with that entry's task and duplicate
+        set, as a second CreateTask would be, or AlreadyExists when it reuses
+        the key for a different request. Every task of the batch carries the
+        call's correlation id and trace context.
+
+        Each outcome's task comes without its steps and without its context
+        (the entry's own, as sent; read both with GetTask), so the response
+        stays under gRPC's default 4 MiB receive limit whatever the request
+        holds.
+
+        Errors: InvalidArgument (no entries or more than 100; a value out of
+        any request's bounds, named tasks[i].field). Each entry's result
+        carries the errors of CreateTask; an InvalidArgument entry names its
+        fields in the message.
+
+        Scope: tasks:write; checked against the namespace of every entry, and
+        of its parent task when named (SECURITY.md): one entry on a namespace
+        the token may not use refuses the whole call.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -229,6 +264,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     request_deserializer=tasker_dot_v1_dot_task__pb2.CreateTaskRequest.FromString,
                     response_serializer=tasker_dot_v1_dot_task__pb2.CreateTaskResponse.SerializeToString,
             ),
+            'BatchCreateTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchCreateTasks,
+                    request_deserializer=tasker_dot_v1_dot_task__pb2.BatchCreateTasksRequest.FromString,
+                    response_serializer=tasker_dot_v1_dot_task__pb2.BatchCreateTasksResponse.SerializeToString,
+            ),
             'GetTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTask,
                     request_deserializer=tasker_dot_v1_dot_task__pb2.GetTaskRequest.FromString,
@@ -303,6 +343,23 @@ class TaskService(object):
         return grpc.experimental.unary_unary(request, target, '/tasker.v1.TaskService/CreateTask',
             tasker_dot_v1_dot_task__pb2.CreateTaskRequest.SerializeToString,
             tasker_dot_v1_dot_task__pb2.CreateTaskResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def BatchCreateTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tasker.v1.TaskService/BatchCreateTasks',
+            tasker_dot_v1_dot_task__pb2.BatchCreateTasksRequest.SerializeToString,
+            tasker_dot_v1_dot_task__pb2.BatchCreateTasksResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -6,7 +6,7 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { StepState, TaskState } from "./common_pb.js";
+import type { EntryResult, StepState, TaskState } from "./common_pb.js";
 import { file_tasker_v1_common } from "./common_pb.js";
 import type { Step } from "./step_pb.js";
 import { file_tasker_v1_step } from "./step_pb.js";
@@ -16,7 +16,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tasker/v1/task.proto.
  */
 export const file_tasker_v1_task: GenFile = /*@__PURE__*/
-  fileDesc("ChR0YXNrZXIvdjEvdGFzay5wcm90bxIJdGFza2VyLnYxIr0BCgpTdGVwQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEAoIZW5xdWV1ZWQYAyABKAUSEwoLaW5fcHJvZ3Jlc3MYBCABKAUSGQoRd2FpdGluZ19mb3JfcmV0cnkYBSABKAUSEAoIY29tcGxldGUYBiABKAUSDQoFZXJyb3IYByABKAUSEQoJY2FuY2VsbGVkGAggASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAkgASgFIqAGCgRUYXNrEgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIVCg10ZW1wbGF0ZV9uYW1lGAMgASgJEhgKEHRlbXBsYXRlX3ZlcnNpb24YBCABKAkSIwoFc3RhdGUYBSABKA4yFC50YXNrZXIudjEuVGFza1N0YXRlEigKB2NvbnRleHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEhYKDnBhcmVudF90YXNrX2lkGAggASgJEhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5pdGlhdG9yGAsgASgJEhUKDXNvdXJjZV9zeXN0ZW0YDCABKAkSDgoGcmVhc29uGA0gASgJEicKBHRhZ3MYDiADKAsyGS50YXNrZXIudjEuVGFzay5UYWdzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKC3N0ZXBfY291bnRzGBQgASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSHQoVY29tcGxldGlvbl9wZXJjZW50YWdlGBUgASgBEjQKEGV4ZWN1dGlvbl9zdGF0dXMYFiABKA4yGi50YXNrZXIudjEuRXhlY3V0aW9uU3RhdHVzEh4KBXN0ZXBzGBcgAygLMg8udGFza2VyLnYxLlN0ZXAaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi+wIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJaW5pdGlhdG9yGAUgASgJEhUKDXNvdXJjZV9zeXN0ZW0YBiABKAkSDgoGcmVhc29uGAcgASgJEjQKBHRhZ3MYCCADKAsyJi50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QuVGFnc0VudHJ5EhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEhYKDnBhcmVudF90YXNrX2lkGAwgASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKEkNyZWF0ZVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sSEQoJZHVwbGljYXRlGAIgASgIIhwKDkdldFRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJIjAKD0dldFRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sihQMKEExpc3RUYXNrc1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEhUKDXRlbXBsYXRlX25hbWUYAiABKAkSJAoGc3RhdGVzGAMgAygOMhQudGFza2VyLnYxLlRhc2tTdGF0ZRIzCgR0YWdzGAQgAygLMiUudGFza2VyLnYxLkxpc3RUYXNrc1JlcXVlc3QuVGFnc0VudHJ5EjQKEGNyZWF0ZV90aW1lX2Zyb20YBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKDmNyZWF0ZV90aW1lX3RvGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5jb3JyZWxhdGlvbl9pZBgHIAEoCRIWCg5wYXJlbnRfdGFza19pZBgIIAEoCRIRCglwYWdlX3NpemUYCSABKAUSEgoKcGFnZV90b2tlbhgKIAEoCRorCglUYWdzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJMChFMaXN0VGFza3NSZXNwb25zZRIeCgV0YXNrcxgBIAMoCzIPLnRhc2tlci52MS5UYXNrEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChFDYW5jZWxUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMwoSQ2FuY2VsVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIuChBSZXRyeVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSIyChFSZXRyeVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2siMAoSUmVzb2x2ZVRhc2tSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSI0ChNSZXNvbHZlVGFza1Jlc3BvbnNlEh0KBHRhc2sYASABKAsyDy50YXNrZXIudjEuVGFzayIhChNHZXRUYXNrR3JhcGhSZXF1ZXN0EgoKAmlkGAEgASgJIogBCglHcmFwaE5vZGUSDwoHc3RlcF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB2hhbmRsZXIYAyABKAkSIwoFc3RhdGUYBCABKA4yFC50YXNrZXIudjEuU3RlcFN0YXRlEhAKCGF0dGVtcHRzGAUgASgFEhQKDG1heF9hdHRlbXB0cxgGIAEoBSIqCglHcmFwaEVkZ2USDgoGcGFyZW50GAEgASgJEg0KBWNoaWxkGAIgASgJIo8BChRHZXRUYXNrR3JhcGhSZXNwb25zZRIPCgd0YXNrX2lkGAEgASgJEiMKBW5vZGVzGAIgAygLMhQudGFza2VyLnYxLkdyYXBoTm9kZRIjCgVlZGdlcxgDIAMoCzIULnRhc2tlci52MS5HcmFwaEVkZ2USCwoDZG90GAQgASgJEg8KB21lcm1haWQYBSABKAkinQEKE0dldFRhc2tTdGF0c1JlcXVlc3QSEQoJbmFtZXNwYWNlGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIVCg1zbG93ZXN0X2xpbWl0GAQgASgFIpABCgpUYXNrQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEwoLaW5fcHJvZ3Jlc3MYAyABKAUSEAoIY29tcGxldGUYBCABKAUSDQoFZXJyb3IYBSABKAUSEQoJY2FuY2VsbGVkGAYgASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAcgASgFIsoBChNEdXJhdGlvblBlcmNlbnRpbGVzEiYKA3A1MBgBIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgNwOTUYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk5GAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA21heBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtzYW1wbGVfc2l6ZRgFIAEoAyKaAQoMSGFuZGxlclN0YXRzEg8KB2hhbmRsZXIYASABKAkSEAoIYXR0ZW1wdHMYAiABKAMSEQoJY29tcGxldGVkGAMgASgDEg4KBmZhaWxlZBgEIAEoAxISCgplcnJvcl9yYXRlGAUgASgBEjAKCGR1cmF0aW9uGAYgASgLMh4udGFza2VyLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMitQEKCFNsb3dUYXNrEg8KB3Rhc2tfaWQYASABKAkSFQoNdGVtcGxhdGVfbmFtZRgCIAEoCRIjCgVzdGF0ZRgDIAEoDjIULnRhc2tlci52MS5UYXNrU3RhdGUSKwoIZHVyYXRpb24YBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLwoLZmluaXNoX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIt8BCghTbG93U3RlcBIPCgdzdGVwX2lkGAEgASgJEg8KB3Rhc2tfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRIPCgdoYW5kbGVyGAQgASgJEg8KB2F0dGVtcHQYBSABKAUSIwoFc3RhdGUYBiABKA4yFC50YXNrZXIudjEuU3RlcFN0YXRlEisKCGR1cmF0aW9uGAcgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC2ZpbmlzaF90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKvBAoUR2V0VGFza1N0YXRzUmVzcG9uc2USEQoJbmFtZXNwYWNlGAEgASgJEi4KCnN0YXJ0X3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg50YXNrc19maW5pc2hlZBgEIAEoAxIYChB0YXNrc19wZXJfbWludXRlGAUgASgBEhUKDXN0ZXBfYXR0ZW1wdHMYBiABKAMSGAoQc3RlcHNfcGVyX21pbnV0ZRgHIAEoARI1Cg10YXNrX2R1cmF0aW9uGAggASgLMh4udGFza2VyLnYxLkR1cmF0aW9uUGVyY2VudGlsZXMSKQoIaGFuZGxlcnMYCSADKAsyFy50YXNrZXIudjEuSGFuZGxlclN0YXRzEioKDXNsb3dlc3RfdGFza3MYCiADKAsyEy50YXNrZXIudjEuU2xvd1Rhc2sSKgoNc2xvd2VzdF9zdGVwcxgLIAMoCzITLnRhc2tlci52MS5TbG93U3RlcBIqCgt0YXNrX2NvdW50cxgMIAEoCzIVLnRhc2tlci52MS5UYXNrQ291bnRzEioKC3N0ZXBfY291bnRzGA0gASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSIAoYaGFuZGxlcnNfd2l0aG91dF93b3JrZXJzGA4gAygJEg8KB3NhbXBsZWQYDyABKAgqiwIKD0V4ZWN1dGlvblN0YXR1cxIgChxFWEVDVVRJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASJAogRVhFQ1VUSU9OX1NUQVRVU19IQVNfUkVBRFlfU1RFUFMQARIfChtFWEVDVVRJT05fU1RBVFVTX1BST0NFU1NJTkcQAhImCiJFWEVDVVRJT05fU1RBVFVTX1dBSVRJTkdfRk9SX1JFVFJZEAMSKAokRVhFQ1VUSU9OX1NUQVRVU19CTE9DS0VEX0JZX0ZBSUxVUkVTEAQSHQoZRVhFQ1VUSU9OX1NUQVRVU19DT01QTEVURRAFEh4KGkVYRUNVVElPTl9TVEFUVVNfU0NIRURVTEVEEAYy5QQKC1Rhc2tTZXJ2aWNlEkkKCkNyZWF0ZVRhc2sSHC50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ3JlYXRlVGFza1Jlc3BvbnNlEkAKB0dldFRhc2sSGS50YXNrZXIudjEuR2V0VGFza1JlcXVlc3QaGi50YXNrZXIudjEuR2V0VGFza1Jlc3BvbnNlEkYKCUxpc3RUYXNrcxIbLnRhc2tlci52MS5MaXN0VGFza3NSZXF1ZXN0GhwudGFza2VyLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkkKCkNhbmNlbFRhc2sSHC50YXNrZXIudjEuQ2FuY2VsVGFza1JlcXVlc3QaHS50YXNrZXIudjEuQ2FuY2VsVGFza1Jlc3BvbnNlEkYKCVJldHJ5VGFzaxIbLnRhc2tlci52MS5SZXRyeVRhc2tSZXF1ZXN0GhwudGFza2VyLnYxLlJldHJ5VGFza1Jlc3BvbnNlEkwKC1Jlc29sdmVUYXNrEh0udGFza2VyLnYxLlJlc29sdmVUYXNrUmVxdWVzdBoeLnRhc2tlci52MS5SZXNvbHZlVGFza1Jlc3BvbnNlEk8KDEdldFRhc2tHcmFwaBIeLnRhc2tlci52MS5HZXRUYXNrR3JhcGhSZXF1ZXN0Gh8udGFza2VyLnYxLkdldFRhc2tHcmFwaFJlc3BvbnNlEk8KDEdldFRhc2tTdGF0cxIeLnRhc2tlci52MS5HZXRUYXNrU3RhdHNSZXF1ZXN0Gh8udGFza2VyLnYxLkdldFRhc2tTdGF0c1Jlc3BvbnNlQpUBCg1jb20udGFza2VyLnYxQglUYXNrUHJvdG9QAVo0Z2l0aHViLmNvbS90YXNrZXJocS90YXNrZXIvZ2VuL2dvL3Rhc2tlci92MTt0YXNrZXJ2MaICA1RYWKoCCVRhc2tlci5WMcoCCVRhc2tlclxWMeICFVRhc2tlclxWMVxHUEJNZXRhZGF0YeoCClRhc2tlcjo6VjFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common, file_tasker_v1_step]);
+  fileDesc("ChR0YXNrZXIvdjEvdGFzay5wcm90bxIJdGFza2VyLnYxIr0BCgpTdGVwQ291bnRzEg0KBXRvdGFsGAEgASgFEg8KB3BlbmRpbmcYAiABKAUSEAoIZW5xdWV1ZWQYAyABKAUSEwoLaW5fcHJvZ3Jlc3MYBCABKAUSGQoRd2FpdGluZ19mb3JfcmV0cnkYBSABKAUSEAoIY29tcGxldGUYBiABKAUSDQoFZXJyb3IYByABKAUSEQoJY2FuY2VsbGVkGAggASgFEhkKEXJlc29sdmVkX21hbnVhbGx5GAkgASgFIqAGCgRUYXNrEgoKAmlkGAEgASgJEhEKCW5hbWVzcGFjZRgCIAEoCRIVCg10ZW1wbGF0ZV9uYW1lGAMgASgJEhgKEHRlbXBsYXRlX3ZlcnNpb24YBCABKAkSIwoFc3RhdGUYBSABKA4yFC50YXNrZXIudjEuVGFza1N0YXRlEigKB2NvbnRleHQYBiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhYKDmNvcnJlbGF0aW9uX2lkGAcgASgJEhYKDnBhcmVudF90YXNrX2lkGAggASgJEhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJaW5pdGlhdG9yGAsgASgJEhUKDXNvdXJjZV9zeXN0ZW0YDCABKAkSDgoGcmVhc29uGA0gASgJEicKBHRhZ3MYDiADKAsyGS50YXNrZXIudjEuVGFzay5UYWdzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GA8gASgJEi8KC2NyZWF0ZV90aW1lGBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgRIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRfdGltZRgSIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZmluaXNoX3RpbWUYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKC3N0ZXBfY291bnRzGBQgASgLMhUudGFza2VyLnYxLlN0ZXBDb3VudHMSHQoVY29tcGxldGlvbl9wZXJjZW50YWdlGBUgASgBEjQKEGV4ZWN1dGlvbl9zdGF0dXMYFiABKA4yGi50YXNrZXIudjEuRXhlY3V0aW9uU3RhdHVzEh4KBXN0ZXBzGBcgAygLMg8udGFza2VyLnYxLlN0ZXAaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi+wIKEUNyZWF0ZVRhc2tSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIMCgRuYW1lGAIgASgJEg8KB3ZlcnNpb24YAyABKAkSKAoHY29udGV4dBgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSEQoJaW5pdGlhdG9yGAUgASgJEhUKDXNvdXJjZV9zeXN0ZW0YBiABKAkSDgoGcmVhc29uGAcgASgJEjQKBHRhZ3MYCCADKAsyJi50YXNrZXIudjEuQ3JlYXRlVGFza1JlcXVlc3QuVGFnc0VudHJ5EhAKCHByaW9yaXR5GAkgASgFEioKBnJ1bl9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFwoPaWRlbXBvdGVuY3lfa2V5GAsgASgJEhYKDnBhcmVudF90YXNrX2lkGAwgASgJGisKCVRhZ3NFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkYKEkNyZWF0ZVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2sSEQoJZHVwbGljYXRlGAIgASgIIkYKF0JhdGNoQ3JlYXRlVGFza3NSZXF1ZXN0EisKBXRhc2tzGAEgAygLMhwudGFza2VyLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0Im0KEUNyZWF0ZVRhc2tPdXRjb21lEiYKBnJlc3VsdBgBIAEoCzIWLnRhc2tlci52MS5FbnRyeVJlc3VsdBIdCgR0YXNrGAIgASgLMg8udGFza2VyLnYxLlRhc2sSEQoJZHVwbGljYXRlGAMgASgIIkoKGEJhdGNoQ3JlYXRlVGFza3NSZXNwb25zZRIuCghvdXRjb21lcxgBIAMoCzIcLnRhc2tlci52MS5DcmVhdGVUYXNrT3V0Y29tZSIcCg5HZXRUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCSIwCg9HZXRUYXNrUmVzcG9uc2USHQoEdGFzaxgBIAEoCzIPLnRhc2tlci52MS5UYXNrIoUDChBMaXN0VGFza3NSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIVCg10ZW1wbGF0ZV9uYW1lGAIgASgJEiQKBnN0YXRlcxgDIAMoDjIULnRhc2tlci52MS5UYXNrU3RhdGUSMwoEdGFncxgEIAMoCzIlLnRhc2tlci52MS5MaXN0VGFza3NSZXF1ZXN0LlRhZ3NFbnRyeRI0ChBjcmVhdGVfdGltZV9mcm9tGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5jcmVhdGVfdGltZV90bxgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOY29ycmVsYXRpb25faWQYByABKAkSFgoOcGFyZW50X3Rhc2tfaWQYCCABKAkSEQoJcGFnZV9zaXplGAkgASgFEhIKCnBhZ2VfdG9rZW4YCiABKAkaKwoJVGFnc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTAoRTGlzdFRhc2tzUmVzcG9uc2USHgoFdGFza3MYASADKAsyDy50YXNrZXIudjEuVGFzaxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoRQ2FuY2VsVGFza1JlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjMKEkNhbmNlbFRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2siLgoQUmV0cnlUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMgoRUmV0cnlUYXNrUmVzcG9uc2USHQoEdGFzaxgBIAEoCzIPLnRhc2tlci52MS5UYXNrIjAKElJlc29sdmVUYXNrUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiNAoTUmVzb2x2ZVRhc2tSZXNwb25zZRIdCgR0YXNrGAEgASgLMg8udGFza2VyLnYxLlRhc2siIQoTR2V0VGFza0dyYXBoUmVxdWVzdBIKCgJpZBgBIAEoCSKIAQoJR3JhcGhOb2RlEg8KB3N0ZXBfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdoYW5kbGVyGAMgASgJEiMKBXN0YXRlGAQgASgOMhQudGFza2VyLnYxLlN0ZXBTdGF0ZRIQCghhdHRlbXB0cxgFIAEoBRIUCgxtYXhfYXR0ZW1wdHMYBiABKAUiKgoJR3JhcGhFZGdlEg4KBnBhcmVudBgBIAEoCRINCgVjaGlsZBgCIAEoCSKPAQoUR2V0VGFza0dyYXBoUmVzcG9uc2USDwoHdGFza19pZBgBIAEoCRIjCgVub2RlcxgCIAMoCzIULnRhc2tlci52MS5HcmFwaE5vZGUSIwoFZWRnZXMYAyADKAsyFC50YXNrZXIudjEuR3JhcGhFZGdlEgsKA2RvdBgEIAEoCRIPCgdtZXJtYWlkGAUgASgJIp0BChNHZXRUYXNrU3RhdHNSZXF1ZXN0EhEKCW5hbWVzcGFjZRgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNc2xvd2VzdF9saW1pdBgEIAEoBSKQAQoKVGFza0NvdW50cxINCgV0b3RhbBgBIAEoBRIPCgdwZW5kaW5nGAIgASgFEhMKC2luX3Byb2dyZXNzGAMgASgFEhAKCGNvbXBsZXRlGAQgASgFEg0KBWVycm9yGAUgASgFEhEKCWNhbmNlbGxlZBgGIAEoBRIZChFyZXNvbHZlZF9tYW51YWxseRgHIAEoBSLKAQoTRHVyYXRpb25QZXJjZW50aWxlcxImCgNwNTAYASABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SJgoDcDk1GAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiYKA3A5ORgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhImCgNtYXgYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEwoLc2FtcGxlX3NpemUYBSABKAMimgEKDEhhbmRsZXJTdGF0cxIPCgdoYW5kbGVyGAEgASgJEhAKCGF0dGVtcHRzGAIgASgDEhEKCWNvbXBsZXRlZBgDIAEoAxIOCgZmYWlsZWQYBCABKAMSEgoKZXJyb3JfcmF0ZRgFIAEoARIwCghkdXJhdGlvbhgGIAEoCzIeLnRhc2tlci52MS5EdXJhdGlvblBlcmNlbnRpbGVzIrUBCghTbG93VGFzaxIPCgd0YXNrX2lkGAEgASgJEhUKDXRlbXBsYXRlX25hbWUYAiABKAkSIwoFc3RhdGUYAyABKA4yFC50YXNrZXIudjEuVGFza1N0YXRlEisKCGR1cmF0aW9uGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEi8KC2ZpbmlzaF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLfAQoIU2xvd1N0ZXASDwoHc3RlcF9pZBgBIAEoCRIPCgd0YXNrX2lkGAIgASgJEgwKBG5hbWUYAyABKAkSDwoHaGFuZGxlchgEIAEoCRIPCgdhdHRlbXB0GAUgASgFEiMKBXN0YXRlGAYgASgOMhQudGFza2VyLnYxLlN0ZXBTdGF0ZRIrCghkdXJhdGlvbhgHIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIvCgtmaW5pc2hfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAirwQKFEdldFRhc2tTdGF0c1Jlc3BvbnNlEhEKCW5hbWVzcGFjZRgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOdGFza3NfZmluaXNoZWQYBCABKAMSGAoQdGFza3NfcGVyX21pbnV0ZRgFIAEoARIVCg1zdGVwX2F0dGVtcHRzGAYgASgDEhgKEHN0ZXBzX3Blcl9taW51dGUYByABKAESNQoNdGFza19kdXJhdGlvbhgIIAEoCzIeLnRhc2tlci52MS5EdXJhdGlvblBlcmNlbnRpbGVzEikKCGhhbmRsZXJzGAkgAygLMhcudGFza2VyLnYxLkhhbmRsZXJTdGF0cxIqCg1zbG93ZXN0X3Rhc2tzGAogAygLMhMudGFza2VyLnYxLlNsb3dUYXNrEioKDXNsb3dlc3Rfc3RlcHMYCyADKAsyEy50YXNrZXIudjEuU2xvd1N0ZXASKgoLdGFza19jb3VudHMYDCABKAsyFS50YXNrZXIudjEuVGFza0NvdW50cxIqCgtzdGVwX2NvdW50cxgNIAEoCzIVLnRhc2tlci52MS5TdGVwQ291bnRzEiAKGGhhbmRsZXJzX3dpdGhvdXRfd29ya2VycxgOIAMoCRIPCgdzYW1wbGVkGA8gASgIKosCCg9FeGVjdXRpb25TdGF0dXMSIAocRVhFQ1VUSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEiQKIEVYRUNVVElPTl9TVEFUVVNfSEFTX1JFQURZX1NURVBTEAESHwobRVhFQ1VUSU9OX1NUQVRVU19QUk9DRVNTSU5HEAISJgoiRVhFQ1VUSU9OX1NUQVRVU19XQUlUSU5HX0ZPUl9SRVRSWRADEigKJEVYRUNVVElPTl9TVEFUVVNfQkxPQ0tFRF9CWV9GQUlMVVJFUxAEEh0KGUVYRUNVVElPTl9TVEFUVVNfQ09NUExFVEUQBRIeChpFWEVDVVRJT05fU1RBVFVTX1NDSEVEVUxFRBAGMsIFCgtUYXNrU2VydmljZRJJCgpDcmVhdGVUYXNrEhwudGFza2VyLnYxLkNyZWF0ZVRhc2tSZXF1ZXN0Gh0udGFza2VyLnYxLkNyZWF0ZVRhc2tSZXNwb25zZRJbChBCYXRjaENyZWF0ZVRhc2tzEiIudGFza2VyLnYxLkJhdGNoQ3JlYXRlVGFza3NSZXF1ZXN0GiMudGFza2VyLnYxLkJhdGNoQ3JlYXRlVGFza3NSZXNwb25zZRJACgdHZXRUYXNrEhkudGFza2VyLnYxLkdldFRhc2tSZXF1ZXN0GhoudGFza2VyLnYxLkdldFRhc2tSZXNwb25zZRJGCglMaXN0VGFza3MSGy50YXNrZXIudjEuTGlzdFRhc2tzUmVxdWVzdBocLnRhc2tlci52MS5MaXN0VGFza3NSZXNwb25zZRJJCgpDYW5jZWxUYXNrEhwudGFza2VyLnYxLkNhbmNlbFRhc2tSZXF1ZXN0Gh0udGFza2VyLnYxLkNhbmNlbFRhc2tSZXNwb25zZRJGCglSZXRyeVRhc2sSGy50YXNrZXIudjEuUmV0cnlUYXNrUmVxdWVzdBocLnRhc2tlci52MS5SZXRyeVRhc2tSZXNwb25zZRJMCgtSZXNvbHZlVGFzaxIdLnRhc2tlci52MS5SZXNvbHZlVGFza1JlcXVlc3QaHi50YXNrZXIudjEuUmVzb2x2ZVRhc2tSZXNwb25zZRJPCgxHZXRUYXNrR3JhcGgSHi50YXNrZXIudjEuR2V0VGFza0dyYXBoUmVxdWVzdBofLnRhc2tlci52MS5HZXRUYXNrR3JhcGhSZXNwb25zZRJPCgxHZXRUYXNrU3RhdHMSHi50YXNrZXIudjEuR2V0VGFza1N0YXRzUmVxdWVzdBofLnRhc2tlci52MS5HZXRUYXNrU3RhdHNSZXNwb25zZUKVAQoNY29tLnRhc2tlci52MUIJVGFza1Byb3RvUAFaNGdpdGh1Yi5jb20vdGFza2VyaHEvdGFza2VyL2dlbi9nby90YXNrZXIvdjE7dGFza2VydjGiAgNUWFiqAglUYXNrZXIuVjHKAglUYXNrZXJcVjHiAhVUYXNrZXJcVjFcR1BCTWV0YWRhdGHqAgpUYXNrZXI6OlYxYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tasker_v1_common, file_tasker_v1_step]);
 
 /**
  * StepCounts counts a task's steps by state.
@@ -400,6 +400,84 @@ export const CreateTaskResponseSchema: GenMessage<CreateTaskResponse> = /*@__PUR
   messageDesc(file_tasker_v1_task, 3);
 
 /**
+ * BatchCreateTasksRequest creates many tasks.
+ *
+ * @generated from message tasker.v1.BatchCreateTasksRequest
+ */
+export type BatchCreateTasksRequest = Message<"tasker.v1.BatchCreateTasksRequest"> & {
+  /**
+   * 1 to 100 tasks, each as CreateTask takes it.
+   *
+   * @generated from field: repeated tasker.v1.CreateTaskRequest tasks = 1;
+   */
+  tasks: CreateTaskRequest[];
+};
+
+/**
+ * Describes the message tasker.v1.BatchCreateTasksRequest.
+ * Use `create(BatchCreateTasksRequestSchema)` to create a new message.
+ */
+export const BatchCreateTasksRequestSchema: GenMessage<BatchCreateTasksRequest> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 4);
+
+/**
+ * CreateTaskOutcome is one entry's outcome.
+ *
+ * @generated from message tasker.v1.CreateTaskOutcome
+ */
+export type CreateTaskOutcome = Message<"tasker.v1.CreateTaskOutcome"> & {
+  /**
+   * OK, or why the entry was refused (the code, reason and message
+   * CreateTask would have returned).
+   *
+   * @generated from field: tasker.v1.EntryResult result = 1;
+   */
+  result?: EntryResult | undefined;
+
+  /**
+   * The new or existing task when OK, without steps and context.
+   *
+   * @generated from field: tasker.v1.Task task = 2;
+   */
+  task?: Task | undefined;
+
+  /**
+   * True when an existing task was returned instead of a new one.
+   *
+   * @generated from field: bool duplicate = 3;
+   */
+  duplicate: boolean;
+};
+
+/**
+ * Describes the message tasker.v1.CreateTaskOutcome.
+ * Use `create(CreateTaskOutcomeSchema)` to create a new message.
+ */
+export const CreateTaskOutcomeSchema: GenMessage<CreateTaskOutcome> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 5);
+
+/**
+ * BatchCreateTasksResponse answers each entry in request order.
+ *
+ * @generated from message tasker.v1.BatchCreateTasksResponse
+ */
+export type BatchCreateTasksResponse = Message<"tasker.v1.BatchCreateTasksResponse"> & {
+  /**
+   * One per entry.
+   *
+   * @generated from field: repeated tasker.v1.CreateTaskOutcome outcomes = 1;
+   */
+  outcomes: CreateTaskOutcome[];
+};
+
+/**
+ * Describes the message tasker.v1.BatchCreateTasksResponse.
+ * Use `create(BatchCreateTasksResponseSchema)` to create a new message.
+ */
+export const BatchCreateTasksResponseSchema: GenMessage<BatchCreateTasksResponse> = /*@__PURE__*/
+  messageDesc(file_tasker_v1_task, 6);
+
+/**
  * GetTaskRequest names a task.
  *
  * @generated from message tasker.v1.GetTaskRequest
@@ -418,7 +496,7 @@ export type GetTaskRequest = Message<"tasker.v1.GetTaskRequest"> & {
  * Use `create(GetTaskRequestSchema)` to create a new message.
  */
 export const GetTaskRequestSchema: GenMessage<GetTaskRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 4);
+  messageDesc(file_tasker_v1_task, 7);
 
 /**
  * GetTaskResponse returns a task with its steps.
@@ -439,7 +517,7 @@ export type GetTaskResponse = Message<"tasker.v1.GetTaskResponse"> & {
  * Use `create(GetTaskResponseSchema)` to create a new message.
  */
 export const GetTaskResponseSchema: GenMessage<GetTaskResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 5);
+  messageDesc(file_tasker_v1_task, 8);
 
 /**
  * ListTasksRequest filters and pages tasks.
@@ -527,7 +605,7 @@ export type ListTasksRequest = Message<"tasker.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 6);
+  messageDesc(file_tasker_v1_task, 9);
 
 /**
  * ListTasksResponse is one page of tasks, newest first, without steps.
@@ -555,7 +633,7 @@ export type ListTasksResponse = Message<"tasker.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 7);
+  messageDesc(file_tasker_v1_task, 10);
 
 /**
  * CancelTaskRequest names the task to cancel.
@@ -583,7 +661,7 @@ export type CancelTaskRequest = Message<"tasker.v1.CancelTaskRequest"> & {
  * Use `create(CancelTaskRequestSchema)` to create a new message.
  */
 export const CancelTaskRequestSchema: GenMessage<CancelTaskRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 8);
+  messageDesc(file_tasker_v1_task, 11);
 
 /**
  * CancelTaskResponse returns the cancelled task.
@@ -604,7 +682,7 @@ export type CancelTaskResponse = Message<"tasker.v1.CancelTaskResponse"> & {
  * Use `create(CancelTaskResponseSchema)` to create a new message.
  */
 export const CancelTaskResponseSchema: GenMessage<CancelTaskResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 9);
+  messageDesc(file_tasker_v1_task, 12);
 
 /**
  * RetryTaskRequest names the task to put back to work.
@@ -632,7 +710,7 @@ export type RetryTaskRequest = Message<"tasker.v1.RetryTaskRequest"> & {
  * Use `create(RetryTaskRequestSchema)` to create a new message.
  */
 export const RetryTaskRequestSchema: GenMessage<RetryTaskRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 10);
+  messageDesc(file_tasker_v1_task, 13);
 
 /**
  * RetryTaskResponse returns the revived task.
@@ -653,7 +731,7 @@ export type RetryTaskResponse = Message<"tasker.v1.RetryTaskResponse"> & {
  * Use `create(RetryTaskResponseSchema)` to create a new message.
  */
 export const RetryTaskResponseSchema: GenMessage<RetryTaskResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 11);
+  messageDesc(file_tasker_v1_task, 14);
 
 /**
  * ResolveTaskRequest names the task to close by hand.
@@ -681,7 +759,7 @@ export type ResolveTaskRequest = Message<"tasker.v1.ResolveTaskRequest"> & {
  * Use `create(ResolveTaskRequestSchema)` to create a new message.
  */
 export const ResolveTaskRequestSchema: GenMessage<ResolveTaskRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 12);
+  messageDesc(file_tasker_v1_task, 15);
 
 /**
  * ResolveTaskResponse returns the resolved task.
@@ -702,7 +780,7 @@ export type ResolveTaskResponse = Message<"tasker.v1.ResolveTaskResponse"> & {
  * Use `create(ResolveTaskResponseSchema)` to create a new message.
  */
 export const ResolveTaskResponseSchema: GenMessage<ResolveTaskResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 13);
+  messageDesc(file_tasker_v1_task, 16);
 
 /**
  * GetTaskGraphRequest names a task.
@@ -723,7 +801,7 @@ export type GetTaskGraphRequest = Message<"tasker.v1.GetTaskGraphRequest"> & {
  * Use `create(GetTaskGraphRequestSchema)` to create a new message.
  */
 export const GetTaskGraphRequestSchema: GenMessage<GetTaskGraphRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 14);
+  messageDesc(file_tasker_v1_task, 17);
 
 /**
  * GraphNode is one step in a task graph.
@@ -779,7 +857,7 @@ export type GraphNode = Message<"tasker.v1.GraphNode"> & {
  * Use `create(GraphNodeSchema)` to create a new message.
  */
 export const GraphNodeSchema: GenMessage<GraphNode> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 15);
+  messageDesc(file_tasker_v1_task, 18);
 
 /**
  * GraphEdge says child depends on parent.
@@ -807,7 +885,7 @@ export type GraphEdge = Message<"tasker.v1.GraphEdge"> & {
  * Use `create(GraphEdgeSchema)` to create a new message.
  */
 export const GraphEdgeSchema: GenMessage<GraphEdge> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 16);
+  messageDesc(file_tasker_v1_task, 19);
 
 /**
  * GetTaskGraphResponse is the task's DAG.
@@ -856,7 +934,7 @@ export type GetTaskGraphResponse = Message<"tasker.v1.GetTaskGraphResponse"> & {
  * Use `create(GetTaskGraphResponseSchema)` to create a new message.
  */
 export const GetTaskGraphResponseSchema: GenMessage<GetTaskGraphResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 17);
+  messageDesc(file_tasker_v1_task, 20);
 
 /**
  * GetTaskStatsRequest names a namespace and a time window.
@@ -898,7 +976,7 @@ export type GetTaskStatsRequest = Message<"tasker.v1.GetTaskStatsRequest"> & {
  * Use `create(GetTaskStatsRequestSchema)` to create a new message.
  */
 export const GetTaskStatsRequestSchema: GenMessage<GetTaskStatsRequest> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 18);
+  messageDesc(file_tasker_v1_task, 21);
 
 /**
  * TaskCounts counts tasks by state.
@@ -961,7 +1039,7 @@ export type TaskCounts = Message<"tasker.v1.TaskCounts"> & {
  * Use `create(TaskCountsSchema)` to create a new message.
  */
 export const TaskCountsSchema: GenMessage<TaskCounts> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 19);
+  messageDesc(file_tasker_v1_task, 22);
 
 /**
  * DurationPercentiles summarises a set of durations.
@@ -1010,7 +1088,7 @@ export type DurationPercentiles = Message<"tasker.v1.DurationPercentiles"> & {
  * Use `create(DurationPercentilesSchema)` to create a new message.
  */
 export const DurationPercentilesSchema: GenMessage<DurationPercentiles> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 20);
+  messageDesc(file_tasker_v1_task, 23);
 
 /**
  * HandlerStats is one handler's attempts in the window.
@@ -1067,7 +1145,7 @@ export type HandlerStats = Message<"tasker.v1.HandlerStats"> & {
  * Use `create(HandlerStatsSchema)` to create a new message.
  */
 export const HandlerStatsSchema: GenMessage<HandlerStats> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 21);
+  messageDesc(file_tasker_v1_task, 24);
 
 /**
  * SlowTask is one of the slowest tasks finished in the window.
@@ -1116,7 +1194,7 @@ export type SlowTask = Message<"tasker.v1.SlowTask"> & {
  * Use `create(SlowTaskSchema)` to create a new message.
  */
 export const SlowTaskSchema: GenMessage<SlowTask> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 22);
+  messageDesc(file_tasker_v1_task, 25);
 
 /**
  * SlowStep is one of the slowest attempts that ended in the window.
@@ -1186,7 +1264,7 @@ export type SlowStep = Message<"tasker.v1.SlowStep"> & {
  * Use `create(SlowStepSchema)` to create a new message.
  */
 export const SlowStepSchema: GenMessage<SlowStep> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 23);
+  messageDesc(file_tasker_v1_task, 26);
 
 /**
  * GetTaskStatsResponse is the report.
@@ -1308,7 +1386,7 @@ export type GetTaskStatsResponse = Message<"tasker.v1.GetTaskStatsResponse"> & {
  * Use `create(GetTaskStatsResponseSchema)` to create a new message.
  */
 export const GetTaskStatsResponseSchema: GenMessage<GetTaskStatsResponse> = /*@__PURE__*/
-  messageDesc(file_tasker_v1_task, 24);
+  messageDesc(file_tasker_v1_task, 27);
 
 /**
  * ExecutionStatus says at a glance why a task is where it is.
@@ -1418,6 +1496,39 @@ export const TaskService: GenService<{
     methodKind: "unary";
     input: typeof CreateTaskRequestSchema;
     output: typeof CreateTaskResponseSchema;
+  },
+  /**
+   * BatchCreateTasks creates many tasks in one transaction; each entry is
+   * answered as CreateTask would answer it alone, and one bad entry never
+   * fails the others: a refused entry writes nothing.
+   *
+   * Entries are taken in order. An entry that repeats the deduplication of
+   * an earlier entry (the same idempotency key in the same namespace, or the
+   * same strict identity) is answered with that entry's task and duplicate
+   * set, as a second CreateTask would be, or AlreadyExists when it reuses
+   * the key for a different request. Every task of the batch carries the
+   * call's correlation id and trace context.
+   *
+   * Each outcome's task comes without its steps and without its context
+   * (the entry's own, as sent; read both with GetTask), so the response
+   * stays under gRPC's default 4 MiB receive limit whatever the request
+   * holds.
+   *
+   * Errors: InvalidArgument (no entries or more than 100; a value out of
+   * any request's bounds, named tasks[i].field). Each entry's result
+   * carries the errors of CreateTask; an InvalidArgument entry names its
+   * fields in the message.
+   *
+   * Scope: tasks:write; checked against the namespace of every entry, and
+   * of its parent task when named (SECURITY.md): one entry on a namespace
+   * the token may not use refuses the whole call.
+   *
+   * @generated from rpc tasker.v1.TaskService.BatchCreateTasks
+   */
+  batchCreateTasks: {
+    methodKind: "unary";
+    input: typeof BatchCreateTasksRequestSchema;
+    output: typeof BatchCreateTasksResponseSchema;
   },
   /**
    * GetTask returns a task with its steps (without configs and results; read
