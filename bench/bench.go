@@ -136,8 +136,8 @@ func Command() *cobra.Command {
 	fl.IntVar(&f.capacityInFlight, "capacity-inflight", 0, "claimed steps held in the capacity scenario; 0 for a tenth of --capacity-tasks")
 	fl.IntVar(&f.capacityClaims, "capacity-claims", 0, "claims timed in the capacity scenario; 0 for the default")
 	fl.IntVar(&f.creators, "creators", 32, "concurrent CreateTask (burndown: BatchCreateTasks) callers when tasks are created up front")
-	fl.IntVar(&f.createBatch, "create-batch", 100, "tasks per BatchCreateTasks call when burndown creates its tasks (1 to 100); "+
-		"1 creates them with one CreateTask call each, as burndown did before batching (create rates comparable with older runs; a --target without BatchCreateTasks)")
+	fl.IntVar(&f.createBatch, "create-batch", 100, "tasks per BatchCreateTasks call when burndown and capacity create their tasks (1 to 100); "+
+		"1 creates them with one CreateTask call each, as they did before batching (create rates comparable with older runs; a --target without BatchCreateTasks)")
 	fl.StringVar(&f.sqliteSynchronous, "sqlite-synchronous", "normal", "SQLite durability of the started server: normal or full")
 	fl.BoolVar(&f.keep, "keep", false, "keep the bench databases (SQLite files or PostgreSQL databases) and print where they are")
 	fl.BoolVar(&f.inProcess, "in-process", false, "run the server inside this process (for --cpuprofile of both sides; no server RSS)")

@@ -629,7 +629,7 @@ func runCapacity(ctx context.Context, b *benchRun) ([]*benchResult, error) {
 	b.progress.begin("creating tasks", n)
 	createCPU := b.startCPU()
 	createStart := time.Now()
-	if err := b.createMany(ctx, tpl, n, b.f.creators); err != nil {
+	if err := b.createBatched(ctx, tpl, n, b.f.creators, b.f.createBatch); err != nil {
 		return nil, err
 	}
 	createTook := time.Since(createStart)
