@@ -113,6 +113,10 @@ type Claim struct {
 	Parents    []ParentResult
 }
 
+// maxLostPasses bounds the passes in a row that ClaimSteps makes at once
+// when due steps exist but concurrent claimers took those it read.
+const maxLostPasses = 8
+
 // ClaimSteps claims up to p.Max due steps of p.Handlers, higher priority
 // first, then longest due. When nothing is due it waits, without polling,
 // until work is committed in this process or (PostgreSQL) another replica,
@@ -126,6 +130,9 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 	e.noteWorker(ctx, p.WorkerID, p.Handlers)
 	deadline := e.now().Add(p.Wait)
 	look := false
+	// lost counts the passes that found due steps but claimed none, all
+	// taken by concurrent claimers between their read and their lock.
+	lost := 0
 	// woke is the handler whose steps the last wake-up was for.
 	var woke HandlerRef
 	for {
@@ -158,6 +165,16 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
 				e.claimers.leave(w, true)
 				return nil, err
+			}
+			// Steps are due but other claimers took the ones this pass
+			// read: look again at once, even past the deadline (a claim
+			// without wait too), so that a claim while steps are due
+			// answers "none" only after losing maxLostPasses races in a
+			// row, not one.
+			if pending && !next.After(e.now()) && lost < maxLostPasses {
+				lost++
+				e.claimers.leave(w, true)
+				continue
 			}
 		}
 		now := e.now()

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -272,5 +273,56 @@ func TestConcurrentClaimsStartATaskOnce(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, 1, started, "task %s started once", tk.ID)
 		}
+	})
+}
+
+// TestConcurrentClaimsWithoutWait: claimers that ask for one step at a
+// time without waiting, all at once, while many steps are due. On
+// PostgreSQL each reads the same first step, locks past the others (SKIP
+// LOCKED) or finds it taken after their commit; a pass that loses that race
+// must look again, not answer "nothing claimable" while hundreds are due.
+// Every step is claimed exactly once.
+func TestConcurrentClaimsWithoutWait(t *testing.T) {
+	t.Parallel()
+	storagetest.Each(t, func(t *testing.T, db *storage.DB) {
+		b := setup(t, db)
+		b.register(t, "single", 1, []string{"s"}, nil)
+		const claimers, each = 8, 25
+		for range claimers*each + 50 {
+			b.create(t, "single")
+		}
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		got := make([][]engine.Claim, claimers)
+		errs := make([]error, claimers)
+		for i := range claimers {
+			wg.Go(func() {
+				<-start
+				for range each {
+					cs, err := b.eng.ClaimSteps(b.ctx, engine.ClaimParams{
+						WorkerID: "w" + string(rune('a'+i)), Handlers: []engine.HandlerRef{{Namespace: "ns", Handler: "h"}}, Max: 1,
+					}, nil)
+					if err == nil && len(cs) != 1 {
+						err = fmt.Errorf("claim %d: got %d steps while steps were due", len(got[i])+1, len(cs))
+					}
+					if err != nil {
+						errs[i] = err
+						return
+					}
+					got[i] = append(got[i], cs...)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		seen := map[string]bool{}
+		for i := range claimers {
+			require.NoError(t, errs[i])
+			for _, c := range got[i] {
+				require.False(t, seen[c.Step.ID.String()], "step %s claimed twice", c.Step.ID)
+				seen[c.Step.ID.String()] = true
+			}
+		}
+		require.Len(t, seen, claimers*each)
 	})
 }
