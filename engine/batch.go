@@ -72,17 +72,9 @@ func (e *Engine) CompleteSteps(ctx context.Context, cs []Completion) []error {
 		clear(outcomes)
 		changes = changes[:0]
 		now := e.now()
-		byTask, err := e.lockTasksOfSteps(ctx, tx, ids, now)
+		byTask, steps, err := e.lockedSteps(ctx, tx, ids, now)
 		if err != nil {
 			return err
-		}
-		rows, err := tx.Step.Query().Where(step.IDIn(ids...)).All(ctx)
-		if err != nil {
-			return err
-		}
-		steps := make(map[uuid.UUID]*ent.Step, len(rows))
-		for _, s := range rows {
-			steps[s.ID] = s
 		}
 		// Each entry is judged against the rows as read under the locks
 		// and the entries before it, as CompleteStep would judge it.
@@ -187,17 +179,9 @@ func (e *Engine) FailSteps(ctx context.Context, ps []FailParams) ([]FailOutcome,
 		clear(refusals)
 		changes = changes[:0]
 		now := e.now()
-		byTask, err := e.lockTasksOfSteps(ctx, tx, ids, now)
+		byTask, steps, err := e.lockedSteps(ctx, tx, ids, now)
 		if err != nil {
 			return err
-		}
-		rows, err := tx.Step.Query().Where(step.IDIn(ids...)).All(ctx)
-		if err != nil {
-			return err
-		}
-		steps := make(map[uuid.UUID]*ent.Step, len(rows))
-		for _, s := range rows {
-			steps[s.ID] = s
 		}
 		// A step whose attempt already failed is not moved by this batch,
 		// so who failed it is known before the entries are judged.
@@ -323,6 +307,27 @@ func failSet(ctx context.Context, tx *ent.Tx, failed []*ent.Step, now time.Time)
 		}
 	}
 	return nil
+}
+
+// lockedSteps locks the tasks of the steps ids (lockTasksOfSteps), then
+// reads the steps under those locks, by id: a step that does not exist is
+// not in the second map, nor its task in the first.
+func (e *Engine) lockedSteps(ctx context.Context, tx *ent.Tx, ids []uuid.UUID, now time.Time) (
+	map[uuid.UUID]*change, map[uuid.UUID]*ent.Step, error,
+) {
+	byTask, err := e.lockTasksOfSteps(ctx, tx, ids, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := tx.Step.Query().Where(step.IDIn(ids...)).All(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	steps := make(map[uuid.UUID]*ent.Step, len(rows))
+	for _, s := range rows {
+		steps[s.ID] = s
+	}
+	return byTask, steps, nil
 }
 
 func taskOf(s *ent.Step) uuid.UUID {
