@@ -171,7 +171,7 @@ func TestBenchCompareFlags(t *testing.T) {
 func TestBenchCompareRiverOnPath(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("PATH", dir)
-	f := benchFlags{workers: 1, concurrency: 1, creators: 1, subscribers: 1, fanoutWidth: 1, auth: []string{authNone},
+	f := benchFlags{workers: 1, concurrency: 1, creators: 1, createBatch: 1, subscribers: 1, fanoutWidth: 1, auth: []string{authNone},
 		sqliteSynchronous: "normal", database: "postgres://127.0.0.1:1/postgres", compare: []string{"river"}, riverDuration: 20 * time.Second}
 	_, err := f.validate([]string{"burndown"})
 	require.ErrorContains(t, err, "--compare river: no river binary on PATH: `make bench-peers` builds River's CLI")
