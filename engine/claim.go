@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskerhq/tasker/ent"
-	"github.com/taskerhq/tasker/ent/predicate"
 	"github.com/taskerhq/tasker/ent/step"
 	"github.com/taskerhq/tasker/ent/stepdependency"
 	"github.com/taskerhq/tasker/ent/task"
@@ -208,21 +207,22 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 	}
 }
 
-func handlerPredicate(hs []HandlerRef) predicate.Step {
-	ors := make([]predicate.Step, len(hs))
-	for i, h := range hs {
-		ors[i] = step.And(step.Namespace(h.Namespace), step.Handler(h.Handler))
-	}
-	return step.Or(ors...)
-}
-
 // nextDue returns the earliest time a step of hs becomes claimable.
 func (e *Engine) nextDue(ctx context.Context, hs []HandlerRef) (time.Time, bool, error) {
-	s, err := e.db.Reader.Step.Query().
-		Where(step.ClaimableAtNotNil(), handlerPredicate(hs)).
-		Order(ent.Asc(step.FieldClaimableAt)).
-		Select(step.FieldClaimableAt).
-		First(ctx)
+	q := e.db.Reader.Step.Query().Where(step.ClaimableAtNotNil())
+	if len(hs) == 1 {
+		q.Where(step.Namespace(hs[0].Namespace), step.Handler(hs[0].Handler))
+	} else {
+		// The earliest of each handler's earliest: one probe of
+		// (namespace, handler, claimable_at) per handler, where an OR of
+		// the handlers would read and sort their whole queues.
+		q.Where(func(s *sql.Selector) {
+			s.Where(firstOfHandlers(s.C(step.FieldID), hs, func(b *sql.Builder) {
+				b.WriteString(" AND claimable_at IS NOT NULL")
+			}, "claimable_at", 1))
+		})
+	}
+	s, err := q.Order(ent.Asc(step.FieldClaimableAt)).Select(step.FieldClaimableAt).First(ctx)
 	if ent.IsNotFound(err) || (err == nil && s.ClaimableAt == nil) {
 		return time.Time{}, false, nil
 	}
@@ -262,15 +262,20 @@ func (e *Engine) candidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now 
 		q.Where(step.Namespace(p.Handlers[0].Namespace), step.Handler(p.Handlers[0].Handler))
 	} else {
 		perHandler := e.db.SQL().ClaimCandidates(p.Max)
-		q.Where(func(s *sql.Selector) { s.Where(firstOfHandlers(s.C(step.FieldID), p.Handlers, now, perHandler)) })
+		q.Where(func(s *sql.Selector) {
+			s.Where(firstOfHandlers(s.C(step.FieldID), p.Handlers, func(b *sql.Builder) {
+				b.WriteString(" AND claimable_at <= ").Arg(now)
+			}, "priority DESC, claimable_at, id", perHandler))
+		})
 	}
 	q.Where(func(s *sql.Selector) { e.db.SQL().LockTasksOfSteps(s, step.FieldTaskID) })
 	return q.All(ctx)
 }
 
-// firstOfHandlers is "id IN" the first limit due steps of each handler in
-// claim order: a UNION ALL of one ordered index scan per handler.
-func firstOfHandlers(idColumn string, hs []HandlerRef, now time.Time, limit int) *sql.Predicate {
+// firstOfHandlers is "id IN" the first limit steps of each handler that
+// also meet cond, in order: a UNION ALL of one ordered index scan per
+// handler.
+func firstOfHandlers(idColumn string, hs []HandlerRef, cond func(*sql.Builder), order string, limit int) *sql.Predicate {
 	return sql.P(func(b *sql.Builder) {
 		b.WriteString(idColumn).WriteString(" IN (")
 		for i, h := range hs {
@@ -278,9 +283,9 @@ func firstOfHandlers(idColumn string, hs []HandlerRef, now time.Time, limit int)
 				b.WriteString(" UNION ALL ")
 			}
 			b.WriteString("SELECT id FROM (SELECT id FROM steps WHERE namespace = ").Arg(h.Namespace).
-				WriteString(" AND handler = ").Arg(h.Handler).
-				WriteString(" AND claimable_at <= ").Arg(now).
-				WriteString(" ORDER BY priority DESC, claimable_at, id LIMIT ").Arg(limit).
+				WriteString(" AND handler = ").Arg(h.Handler)
+			cond(b)
+			b.WriteString(" ORDER BY " + order + " LIMIT ").Arg(limit).
 				WriteString(fmt.Sprintf(") AS h%d", i))
 		}
 		b.WriteString(")")

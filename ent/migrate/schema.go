@@ -145,9 +145,9 @@ var (
 				},
 			},
 			{
-				Name:    "step_claimable_at",
+				Name:    "step_namespace_handler_claimable_at",
 				Unique:  false,
-				Columns: []*schema.Column{StepsColumns[20]},
+				Columns: []*schema.Column{StepsColumns[1], StepsColumns[3], StepsColumns[20]},
 				Annotation: &entsql.IndexAnnotation{
 					Where: "claimable_at IS NOT NULL",
 				},

@@ -97,8 +97,12 @@ func (Step) Indexes() []ent.Index {
 		// "claimable_at <= now" implies the predicate on both databases.
 		index.Fields("namespace", "handler", "priority", "claimable_at", "id").
 			Annotations(entsql.DescColumns("priority"), entsql.IndexWhere("claimable_at IS NOT NULL")),
-		// Long-polls: the earliest time a step becomes claimable.
-		index.Fields("claimable_at").
+		// Long-polls: the earliest time a step of a handler becomes
+		// claimable, one probe per handler whatever the priorities and
+		// whatever the planner's statistics say (the claim index above
+		// orders by priority first, so the earliest due would be a sort of
+		// the handler's whole queue).
+		index.Fields("namespace", "handler", "claimable_at").
 			Annotations(entsql.IndexWhere("claimable_at IS NOT NULL")),
 		index.Fields("task_id", "position"),
 		// Analytics: the steps created in a time window. Both columns are
