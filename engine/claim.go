@@ -112,8 +112,8 @@ type Claim struct {
 	Parents    []ParentResult
 }
 
-// maxLostPasses bounds the passes in a row that ClaimSteps makes at once
-// when due steps exist but concurrent claimers took those it read.
+// maxLostPasses bounds the locking reads of one claim whose candidates
+// concurrent claimers all took between its snapshot and its lock.
 const maxLostPasses = 8
 
 // ClaimSteps claims up to p.Max due steps of p.Handlers, higher priority
@@ -129,9 +129,6 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 	e.noteWorker(ctx, p.WorkerID, p.Handlers)
 	deadline := e.now().Add(p.Wait)
 	look := false
-	// lost counts the passes that found due steps but claimed none, all
-	// taken by concurrent claimers between their read and their lock.
-	lost := 0
 	// woke is the handler whose steps the last wake-up was for.
 	var woke HandlerRef
 	for {
@@ -164,16 +161,6 @@ func (e *Engine) ClaimSteps(ctx context.Context, p ClaimParams, stop <-chan stru
 			if next, pending, err = e.nextDue(ctx, p.Handlers); err != nil {
 				e.claimers.leave(w, true)
 				return nil, err
-			}
-			// Steps are due but other claimers took the ones this pass
-			// read: look again at once, even past the deadline (a claim
-			// without wait too), so that a claim while steps are due
-			// answers "none" only after losing maxLostPasses races in a
-			// row, not one.
-			if pending && !next.After(e.now()) && lost < maxLostPasses {
-				lost++
-				e.claimers.leave(w, true)
-				continue
 			}
 		}
 		now := e.now()
@@ -298,6 +285,33 @@ func firstOfHandlers(idColumn string, hs []HandlerRef, cond func(*sql.Builder), 
 // (PostgreSQL), their tasks, one guarded UPDATE per (lease, timeout) group,
 // one for the tasks that start, and one insert each for transitions and
 // events.
+// lockedCandidates reads the steps a claim may take and locks their tasks.
+// On PostgreSQL the tasks are then ours, and with them their steps, so it
+// reads the candidates again, as committed: one may have been claimed (or
+// moved by any writer) between the snapshot the locking read used and its
+// lock, and what is read now stays true until the commit. When concurrent
+// claimers took every candidate that way, the locking read runs again, in
+// a new snapshot, up to maxLostPasses times: a claim answers "none" while
+// steps are due only when other claimers hold them all.
+func (e *Engine) lockedCandidates(ctx context.Context, tx *ent.Tx, p ClaimParams, now time.Time) ([]*ent.Step, error) {
+	for pass := 1; ; pass++ {
+		candidates, err := e.candidates(ctx, tx, p, now)
+		if err != nil || len(candidates) == 0 || !e.db.SQL().ConcurrentWriters() {
+			return candidates, err
+		}
+		ids := make([]uuid.UUID, len(candidates))
+		for i, s := range candidates {
+			ids[i] = s.ID
+		}
+		candidates, err = tx.Step.Query().
+			Where(step.IDIn(ids...), step.ClaimableAtLTE(now), step.StateIn(step.StateEnqueued, step.StateWaitingForRetry)).
+			Order(claimOrder...).All(ctx)
+		if err != nil || len(candidates) > 0 || pass == maxLostPasses {
+			return candidates, err
+		}
+	}
+}
+
 func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) {
 	var claimed []*ent.Step
 	var batch []*change
@@ -306,27 +320,9 @@ func (e *Engine) claimOnce(ctx context.Context, p ClaimParams) ([]Claim, error) 
 		claimed, batch = claimed[:0], nil
 		clear(tasks)
 		now := e.now()
-		candidates, err := e.candidates(ctx, tx, p, now)
+		candidates, err := e.lockedCandidates(ctx, tx, p, now)
 		if err != nil || len(candidates) == 0 {
 			return err
-		}
-		if e.db.SQL().ConcurrentWriters() {
-			// The tasks are ours now, and with them their steps: read the
-			// candidates again, as committed. One may have been claimed
-			// (or moved by any writer) between the snapshot the locking
-			// read used and its lock; what is read now stays true until
-			// the commit, so the transitions leave the states the steps
-			// are really in.
-			ids := make([]uuid.UUID, len(candidates))
-			for i, s := range candidates {
-				ids[i] = s.ID
-			}
-			candidates, err = tx.Step.Query().
-				Where(step.IDIn(ids...), step.ClaimableAtLTE(now), step.StateIn(step.StateEnqueued, step.StateWaitingForRetry)).
-				Order(claimOrder...).All(ctx)
-			if err != nil || len(candidates) == 0 {
-				return err
-			}
 		}
 		taskIDs := make([]uuid.UUID, 0, len(candidates))
 		for _, s := range candidates {
