@@ -81,11 +81,12 @@ func (s *taskService) BatchCreateTasks(ctx context.Context, req *taskerv1.BatchC
 	for k, c := range s.engine.CreateTasks(ctx, ps) {
 		o := &taskerv1.CreateTaskOutcome{Result: s.errs.entryResult(ctx, "BatchCreateTasks", c.Err)}
 		if c.Err == nil {
-			// As ListTasks gives it: no steps, and no context, which is
-			// the entry's own; the response stays small whatever the
-			// request held.
-			o.Task, o.Duplicate = taskToProto(&engine.TaskView{Task: c.Task.Task, Counts: c.Task.Counts, Due: c.Task.Due}), c.Duplicate
-			o.Task.Context = nil
+			// No steps, and no context, which is the entry's own: the
+			// response stays small whatever the request held, and the
+			// context is not converted only to be dropped.
+			t := *c.Task.Task
+			t.Context = nil
+			o.Task, o.Duplicate = taskToProto(&engine.TaskView{Task: &t, Counts: c.Task.Counts, Due: c.Task.Due}), c.Duplicate
 		}
 		resp.Outcomes[at[k]] = o
 	}
