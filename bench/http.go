@@ -66,6 +66,11 @@ func (n *noopService) stop() { _ = n.srv.Close() }
 // a no-op service in this process: the server's in-process worker claims,
 // calls and reports each step; no worker connects.
 func runHTTPDiamond(ctx context.Context, b *benchRun) ([]*benchResult, error) {
+	if b.srv.mode == serverTarget {
+		// The no-op service listens on this machine's loopback, which
+		// only a server the bench starts (allowed to call it) can reach.
+		return []*benchResult{{Scenario: "http_diamond", Skipped: "needs a server the bench starts (not --target)"}}, nil
+	}
 	n := size(b.f.tasks, defaultDiamondTasks)
 	load := newBoundedLoad(b.inflight())
 	noop, err := startNoop(func() { b.progress.add(1); load.release() })
