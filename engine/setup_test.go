@@ -89,14 +89,15 @@ func (b *bundle) task(t *testing.T, id uuid.UUID) *ent.Task {
 	return s
 }
 
-// reap runs a reaper of its own until the steps left in_progress: the test
+// reap runs reaper passes until the steps left in_progress: the test
 // moved their lease or deadline into the past.
 func (b *bundle) reap(t *testing.T, ids ...uuid.UUID) {
 	t.Helper()
-	rctx, stop := context.WithCancel(b.ctx)
-	done := make(chan error, 1)
-	go func() { done <- b.eng.RunReaper(rctx) }()
+	// Passes run to their end: a reaper cancelled while its commit's
+	// answer is on the way may have committed without knowing it, and
+	// then recorded nothing.
 	require.Eventually(t, func() bool {
+		require.NoError(t, engine.ReapOnce(b.ctx, b.eng))
 		for _, id := range ids {
 			if b.step(t, id).State == "in_progress" {
 				return false
@@ -104,8 +105,6 @@ func (b *bundle) reap(t *testing.T, ids ...uuid.UUID) {
 		}
 		return true
 	}, 10*time.Second, 5*time.Millisecond)
-	stop()
-	require.NoError(t, <-done)
 }
 
 // eventTypes lists the event types of a task in log order.
